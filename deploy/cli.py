@@ -1,0 +1,175 @@
+"""The ``enclave`` command line. Each subcommand is a thin shell over a library function; user
+mistakes (unknown profile, missing files, offline fetch) print one clear line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _store(args: argparse.Namespace):
+    from models.catalog import load_catalog
+    from models.store import ModelStore, models_dir_from_env
+
+    return ModelStore(Path(args.models_dir) if args.models_dir else models_dir_from_env(), load_catalog())
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    table = Table(title=f"model catalog (store: {store.root})")
+    for col in ("profile", "role", "model", "source", "licence", "in store"):
+        table.add_column(col)
+    for pname, prof in store.catalog.profiles.items():
+        if args.profile and pname != args.profile:
+            continue
+        for role, dep in prof.roles.items():
+            e = store.catalog.model(dep.model)
+            missing = store.missing_files(e.id)
+            table.add_row(pname, role, e.id, e.describe_source(), e.licence,
+                          "[green]yes[/]" if not missing else f"[red]missing {len(missing)} file(s)[/]")
+    if args.profile:
+        store.catalog.profile(args.profile)
+    console.print(table)
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.model:
+        checks = store.verify(store.catalog.model(args.model).id)
+    else:
+        checks = store.verify_profile(args.profile)
+    bad = [c for c in checks if c.problem]
+    for c in checks:
+        (err if c.problem else console).print(f"{'[red]BAD[/]' if c.problem else '[green]ok [/]'} {c}")
+    console.print(f"{len(checks) - len(bad)} of {len(checks)} files verified")
+    return 1 if bad else 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from models.fetch import fetch_profile
+
+    store = _store(args)
+    store.catalog.profile(args.profile)
+    done = fetch_profile(store, args.profile, on_step=lambda m: console.print(f"fetching {m}"))
+    console.print(f"fetched {len(done)} model(s) into {store.root}")
+    return 0
+
+
+def cmd_models_bundle(args: argparse.Namespace) -> int:
+    from models.bundle import bundle_profile
+
+    store = _store(args)
+    out = Path(args.output or f"enclave-models-{args.profile}.tar")
+    with console.status(f"verifying and packing {args.profile}…"):
+        bundle_profile(store, args.profile, out)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_models_unbundle(args: argparse.Namespace) -> int:
+    from models.bundle import unbundle
+
+    store = _store(args)
+    with console.status(f"extracting and verifying {args.archive}…"):
+        profile = unbundle(store, Path(args.archive))
+    console.print(f"profile '{profile}' is in {store.root} and verified")
+    return 0
+
+
+def cmd_models_build_tiny(args: argparse.Namespace) -> int:
+    from models.provision import build_tiny_profile
+
+    store = _store(args)
+    built = build_tiny_profile(store, canned_text=args.canned, force=args.force,
+                               on_step=lambda m: console.print(f"building {m}"))
+    console.print(f"tiny profile ready in {store.root}" + (f" (built {', '.join(built)})" if built else " (nothing to do)"))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from deploy.up import up
+    from gateway.config import Settings
+
+    return up(Settings(), profile=args.profile, ready_file=Path(args.ready_file) if args.ready_file else None)
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from deploy.postgres import start_database
+    from gateway.config import Settings
+    from gateway.store.migrate import migrate
+
+    settings = Settings()
+    db = start_database(settings.var_dir, settings.database_url)
+    try:
+        applied = migrate(db.url)
+    finally:
+        db.stop()
+    console.print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="enclave", description="Enclave: self-hosted conversational AI appliance")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up_p = sub.add_parser("up", help="bring the appliance up on this box (Postgres, Ray Serve, gateway)")
+    up_p.add_argument("--profile", help="model profile (default: $ENCLAVE_MODEL_PROFILE or cpu-small)")
+    up_p.add_argument("--ready-file", help=argparse.SUPPRESS)  # tests: written once /readyz is 200
+    up_p.set_defaults(func=cmd_up)
+
+    models = sub.add_parser("models", help="the model catalog and local store").add_subparsers(dest="models_cmd", required=True)
+
+    def models_cmd(name: str, func, help_: str) -> argparse.ArgumentParser:
+        sp = models.add_parser(name, help=help_)
+        sp.add_argument("--models-dir", help="model store (default: $ENCLAVE_MODELS_DIR or ./var/models)")
+        sp.set_defaults(func=func)
+        return sp
+
+    models_cmd("list", cmd_models_list, "list the catalog and what is in the store").add_argument("profile", nargs="?")
+    v = models_cmd("verify", cmd_models_verify, "check the sha256 of every file of a profile (or one model)")
+    v.add_argument("profile", nargs="?", default="tiny")
+    v.add_argument("--model", help="verify one model id instead of a profile")
+    models_cmd("fetch", cmd_models_fetch, "download a profile's models (connected machine only)").add_argument("profile")
+    b = models_cmd("bundle", cmd_models_bundle, "pack a profile's models into one archive for an air-gapped site")
+    b.add_argument("profile")
+    b.add_argument("-o", "--output", help="archive path (default: enclave-models-PROFILE.tar)")
+    models_cmd("unbundle", cmd_models_unbundle, "extract and verify a bundle into the store").add_argument("archive")
+    t = models_cmd("build-tiny", cmd_models_build_tiny, "generate the tiny profile (seeded, offline, seconds)")
+    t.add_argument("--canned", help="the one sentence the tiny Whisper transcribes any audio as")
+    t.add_argument("--force", action="store_true", help="rebuild even if present")
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.bundle import BundleError
+    from models.catalog import CatalogError, UnknownModelError, UnknownProfileError
+    from models.fetch import OfflineError
+    from models.provision import ProvisionError
+    from models.store import ModelNotInStoreError
+
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1") if args.command != "models" or getattr(args, "models_cmd", "") != "fetch" else None
+    try:
+        return int(args.func(args))
+    except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
+            BundleError, ProvisionError, FileNotFoundError) as e:
+        err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""``enclave up``: the whole appliance on one box, in the foreground, until Ctrl-C.
+
+Order matters: models first (fail fast, before minutes of engine start-up), then Postgres and
+migrations, then Ray Serve, then the gateway, which is only reported ready when its own /readyz is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+
+from deploy import ray_runtime
+from deploy.postgres import Database, start_database
+from gateway.config import Settings
+from gateway.store import api_keys
+from gateway.store.migrate import migrate
+from models.catalog import Catalog, load_catalog
+from models.provision import build_tiny_profile
+from models.store import ModelStore
+
+console = Console(stderr=True, highlight=False)
+SERVE_DEPLOY_TIMEOUT_S = float(os.environ.get("ENCLAVE_SERVE_TIMEOUT_S", "900"))
+
+
+class UpError(RuntimeError):
+    """A start-up problem the operator can fix; printed without a traceback."""
+
+
+@dataclass
+class Running:
+    db: Database | None = None
+    owns_ray: bool = False
+    ray_started_at: float = 0.0
+    app_names: tuple[str, ...] = ()
+    gateway: subprocess.Popen | None = None
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_profile(catalog: Catalog, store: ModelStore, wanted: str) -> str:
+    """The wanted profile if its models are in the store, else the tiny one (with a loud banner)."""
+    catalog.profile(wanted)  # unknown profile: clear error before anything starts
+    missing = store.missing_for_profile(wanted)
+    if not missing:
+        return wanted
+    lines = [f"  {role}: {e.id} — {e.describe_source()}" for role, e in missing.items()]
+    console.print(
+        f"[yellow]Profile '{wanted}' is not in the model store ({store.root}); missing:[/]\n" + "\n".join(lines) +
+        f"\n  Fetch on a connected machine: [bold]enclave models fetch {wanted}[/] then "
+        f"[bold]enclave models bundle {wanted}[/], carry the archive here and run [bold]enclave models unbundle FILE[/]."
+    )
+    built = build_tiny_profile(store, on_step=lambda m: console.print(f"  building tiny model {m}"))
+    if built:
+        console.print(f"  built: {', '.join(built)}")
+    console.print(Panel.fit(
+        "[bold]RUNNING THE TINY PROFILE[/]\nModels are generated placeholders: answers are random text,\n"
+        "speech-to-text returns one canned sentence, and the voice is noise.",
+        border_style="red", title="placeholder models",
+    ))
+    return "tiny"
+
+
+def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
+    """First start: a development tenant and an admin API key in var/dev-api-key (mode 0600)."""
+    import psycopg
+
+    key_file = var_dir / "dev-api-key"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if key_file.is_file() and api_keys.key_is_active(conn, key_file.read_text().strip()):
+            return key_file
+        tenant = api_keys.ensure_tenant(conn, "dev", "Development tenant")
+        key = api_keys.create_key(conn, tenant, "admin", label="dev admin key (enclave up)")
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key_file
+
+
+def _start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update({
+        "ENCLAVE_DATABASE_URL": db_url,
+        "ENCLAVE_MODEL_PROFILE": profile,
+        "ENCLAVE_SERVING_URL": settings.serving_base_url,
+        "ENCLAVE_VAR_DIR": str(settings.var_dir.resolve()),
+    })
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:build_app",
+         "--host", settings.gateway_host, "--port", str(settings.gateway_port), "--no-access-log"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _wait_serve(apps: list, deadline: float) -> None:
+    from serving.app import app_status
+
+    last = ""
+    with console.status("Ray Serve: deploying roles…") as status:
+        while time.monotonic() < deadline:
+            states = app_status()
+            mine = {a.role: states.get(a.role, ("NOT_STARTED", "")) for a in apps}
+            failed = {r: m for r, (s, m) in mine.items() if "DEPLOY_FAILED" in s or "UNHEALTHY" in s}
+            if failed:
+                raise UpError("serving failed to deploy:\n" + "\n".join(f"  {r}: {m[-2000:]}" for r, m in failed.items()))
+            line = "  ".join(f"{r}={s.split('.')[-1].lower()}" for r, (s, _m) in mine.items())
+            if line != last:
+                status.update(f"Ray Serve: {line}")
+                last = line
+            if all("RUNNING" in s for s, _m in mine.values()):
+                return
+            time.sleep(1.0)
+    raise UpError(f"serving did not become ready within {SERVE_DEPLOY_TIMEOUT_S:.0f} s (ENCLAVE_SERVE_TIMEOUT_S)")
+
+
+def _wait_ready(url: str, gateway: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: dict = {}
+    with console.status("gateway: waiting for /readyz…"):
+        while time.monotonic() < deadline:
+            if gateway.poll() is not None:
+                raise UpError(f"the gateway exited with code {gateway.returncode}; see {log_path}")
+            try:
+                r = httpx.get(f"{url}/readyz", timeout=3, trust_env=False)
+                if r.status_code == 200:
+                    return
+                last = r.json().get("checks", {})
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+    raise UpError(f"the gateway was not ready within {timeout_s:.0f} s: {last}")
+
+
+def shutdown(running: Running) -> None:
+    """Stop everything we started, newest first; every step runs even if an earlier one fails."""
+    if running.gateway is not None and running.gateway.poll() is None:
+        running.gateway.send_signal(signal.SIGTERM)
+        try:
+            running.gateway.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            running.gateway.kill()
+    if running.ray_started_at:
+        try:
+            ray_runtime.stop_serving(list(running.app_names), running.owns_ray, running.ray_started_at)
+        except Exception as e:  # keep stopping the rest
+            console.print(f"[yellow]while stopping Ray: {e}[/]")
+    if running.db is not None:
+        running.db.stop()
+
+
+def up(settings: Settings, profile: str | None = None, ready_file: Path | None = None) -> int:
+    """Bring the appliance up and block until SIGINT/SIGTERM. Returns the process exit code."""
+    var_dir = settings.var_dir
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / "log").mkdir(exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    running = Running()
+    try:
+        for name, host, port in (("gateway", settings.gateway_host, settings.gateway_port),
+                                 ("serving", settings.serve_host, settings.serve_port)):
+            if not _port_free(host, port):
+                raise UpError(f"{name} port {host}:{port} is in use; set ENCLAVE_{name.upper() if name == 'gateway' else 'SERVE'}_PORT")
+        catalog = load_catalog()
+        store = ModelStore(Path(os.environ.get("ENCLAVE_MODELS_DIR", var_dir / "models")), catalog)
+        chosen = choose_profile(catalog, store, profile or settings.model_profile)
+        console.print(f"[bold]profile[/] {chosen}; models from {store.root}")
+
+        with console.status("PostgreSQL: starting…"):
+            running.db = start_database(var_dir, settings.database_url)
+            applied = migrate(running.db.url)
+        console.print(f"[green]✓[/] PostgreSQL ({'embedded, data in ' + str(var_dir / 'pg') if running.db.embedded else 'external'})"
+                      + (f"; migrations applied: {', '.join(applied)}" if applied else "; schema up to date"))
+        key_file = ensure_dev_key(running.db.url, var_dir)
+
+        with console.status("Ray: starting…"):
+            running.ray_started_at = time.time()
+            running.owns_ray = ray_runtime.start_ray(catalog.profile(chosen), os.environ.get("RAY_ADDRESS"))
+            ray_runtime.start_serve(settings.serve_host, settings.serve_port)
+            from serving.app import deploy
+
+            apps = deploy(catalog, chosen, store)
+            running.app_names = tuple(a.role for a in apps)
+        console.print(f"[green]✓[/] Ray ({'local head' if running.owns_ray else 'joined ' + os.environ['RAY_ADDRESS']}); Serve on http://{settings.serve_host}:{settings.serve_port}")
+        _wait_serve(apps, time.monotonic() + SERVE_DEPLOY_TIMEOUT_S)
+        console.print("[green]✓[/] serving: " + ", ".join(f"{a.role}={a.model_id}" for a in apps))
+
+        gw_log = var_dir / "log" / "gateway.log"
+        running.gateway = _start_gateway(settings, running.db.url, chosen, gw_log)
+        gw_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        _wait_ready(gw_url, running.gateway, 60, gw_log)
+        console.print(Panel.fit(
+            f"Enclave is up ({chosen} profile)\n"
+            f"  gateway  {gw_url}   (/healthz, /readyz; log {gw_log})\n"
+            f"  serving  {settings.serving_base_url}   (OpenAI paths: /v1/chat/completions, /v1/embeddings, …)\n"
+            f"  API key  {key_file}\n"
+            "Ctrl-C stops everything.", border_style="green",
+        ))
+        if ready_file:
+            ready_file.write_text(gw_url)
+        while not stop.wait(1.0):
+            if running.gateway.poll() is not None:
+                raise UpError(f"the gateway exited with code {running.gateway.returncode}; see {gw_log}")
+        console.print("stopping…")
+        return 0
+    except UpError as e:
+        console.print(f"[red]enclave up: {e}[/]")
+        return 1
+    finally:
+        shutdown(running)
+        console.print("stopped.")

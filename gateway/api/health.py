@@ -1,0 +1,37 @@
+"""Liveness and readiness: /healthz says the process runs, /readyz that it can serve a turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway.clients.serving import probe_roles
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    timeout = state.settings.readiness_timeout_s
+
+    async def check_db() -> str:
+        try:
+            async with state.db.connection(timeout=timeout) as conn:
+                await conn.execute("SELECT 1")
+            return "ok"
+        except Exception as e:  # any failure means "not ready"; the reason is reported, not raised
+            return f"unavailable: {type(e).__name__}"
+
+    db, roles = await asyncio.gather(check_db(), probe_roles(state.serving, timeout))
+    checks = {"database": db, **{f"serving.{r}": v for r, v in roles.items()}}
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)

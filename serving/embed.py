@@ -1,0 +1,86 @@
+"""Embedding role: sentence-transformers behind ``POST /v1/embeddings`` (OpenAI shape).
+
+Requests are micro-batched across callers (``serve.batch``) so many small calls share one forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+from ray import serve
+
+from serving.http import ServingError, check_model_name, make_role_app
+
+MAX_INPUTS = 2048
+
+embed_app = make_role_app("Enclave embeddings")
+
+
+class EmbeddingRequest(BaseModel):
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+@serve.deployment(name="embed")
+@serve.ingress(embed_app)
+class Embedder:
+    def __init__(self, model_id: str, model_dir: str, engine: dict, num_gpus: float = 0, cpu_threads: int = 1,
+                 max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(max(1, cpu_threads))
+        self.model_id = model_id
+        self.model = SentenceTransformer(model_dir, device="cuda" if num_gpus > 0 else "cpu", local_files_only=True)
+        self.dimensions = int(engine.get("dimensions", self.model.get_sentence_embedding_dimension()))
+        self.max_tokens = int(engine.get("max_input_tokens", self.model.max_seq_length))
+        self.normalize = bool(engine.get("normalize", True))
+        self._encode_batch.set_max_batch_size(max_batch_size)
+        self._encode_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @embed_app.get("/health")
+    def health(self) -> dict:
+        return {"status": "ok", "role": "embed", "model": self.model_id, "dimensions": self.dimensions}
+
+    @embed_app.post("/")
+    async def embeddings(self, req: EmbeddingRequest) -> dict:
+        check_model_name(req.model, self.model_id, "embed")
+        texts = [req.input] if isinstance(req.input, str) else list(req.input)
+        if not texts:
+            raise ServingError(400, "empty_input", "input is an empty list")
+        if len(texts) > MAX_INPUTS:
+            raise ServingError(413, "too_many_inputs", f"{len(texts)} inputs; the limit is {MAX_INPUTS} per request")
+        if req.dimensions is not None and req.dimensions != self.dimensions:
+            raise ServingError(400, "unsupported_dimensions", f"this model returns {self.dimensions} dimensions, not {req.dimensions}")
+        token_counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        for i, (text, n) in enumerate(zip(texts, token_counts)):
+            if not text.strip():
+                raise ServingError(400, "empty_input", f"input[{i}] is empty")
+            if n > self.max_tokens:
+                raise ServingError(413, "input_too_long", f"input[{i}] has {n} tokens; the limit is {self.max_tokens}")
+        vectors = await self._encode_batch(texts)
+        data = []
+        for i, vec in enumerate(vectors):
+            emb = base64.b64encode(vec.astype("<f4").tobytes()).decode() if req.encoding_format == "base64" else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        total = sum(token_counts)
+        return {"object": "list", "data": data, "model": self.model_id,
+                "usage": {"prompt_tokens": total, "total_tokens": total}}
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _encode_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
+        flat = [t for texts in requests for t in texts]
+        vecs = await asyncio.to_thread(
+            self.model.encode, flat, batch_size=len(flat), normalize_embeddings=self.normalize, convert_to_numpy=True
+        )
+        out, i = [], 0
+        for texts in requests:
+            out.append(vecs[i:i + len(texts)])
+            i += len(texts)
+        return out

@@ -1,0 +1,44 @@
+"""What every non-LLM role app shares: one JSON error shape (OpenAI's, plus a stable ``code``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class ServingError(Exception):
+    """A request the role cannot serve; becomes ``{"error": {"message", "type", "code"}}``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_body(status: int, code: str, message: str) -> dict:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def make_role_app(title: str) -> FastAPI:
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(_req: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status, exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse(error_body(400, "invalid_request", "; ".join(parts) or "invalid request"), status_code=400)
+
+    return app
+
+
+def check_model_name(requested: str | None, model_id: str, role: str) -> None:
+    """Accept the catalog id, the role name, or nothing; anything else is a 404 like OpenAI's."""
+    if requested and requested not in (model_id, role):
+        raise ServingError(404, "model_not_found", f"model '{requested}' is not served here; this {role} role serves '{model_id}'")
