@@ -53,7 +53,14 @@ def start_ray(profile: Profile, address: str | None = None) -> bool:
 
 
 def start_serve(host: str, port: int) -> None:
+    import logging
+
     from ray import serve
+
+    # Serve and ray.serve.llm log every deployment option at INFO in the driver; the operator's
+    # console gets our progress lines instead (replica logs stay in Ray's log folder).
+    for name in ("ray.serve", "ray.llm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
 

@@ -181,7 +181,7 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
             if not _port_free(host, port):
                 raise UpError(f"{name} port {host}:{port} is in use; set ENCLAVE_{name.upper() if name == 'gateway' else 'SERVE'}_PORT")
         catalog = load_catalog()
-        store = ModelStore(Path(os.environ.get("ENCLAVE_MODELS_DIR", var_dir / "models")), catalog)
+        store = ModelStore(settings.model_store_dir, catalog)
         chosen = choose_profile(catalog, store, profile or settings.model_profile)
         console.print(f"[bold]profile[/] {chosen}; models from {store.root}")
 

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
 
     # Where the appliance keeps its state (embedded Postgres, models, dev API key).
     var_dir: Path = Path("var")
+    models_dir: Path | None = Field(default=None, description="The model store; default VAR_DIR/models.")
     database_url: str | None = Field(
         default=None, description="Postgres DSN; unset means the embedded server that `enclave up` starts."
     )
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     readiness_timeout_s: float = 2.0
+
+    @property
+    def model_store_dir(self) -> Path:
+        return self.models_dir or self.var_dir / "models"
 
     @property
     def serving_base_url(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from models.catalog import ROLE_ROUTES, Catalog, RoleDeployment
 from models.store import ModelStore
 
+
 def replica_env() -> dict[str, str]:
     """Environment for every replica: offline, loopback-only, private caches."""
     env = {

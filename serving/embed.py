@@ -59,7 +59,7 @@ class Embedder:
         if req.dimensions is not None and req.dimensions != self.dimensions:
             raise ServingError(400, "unsupported_dimensions", f"this model returns {self.dimensions} dimensions, not {req.dimensions}")
         token_counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        for i, (text, n) in enumerate(zip(texts, token_counts)):
+        for i, (text, n) in enumerate(zip(texts, token_counts, strict=True)):
             if not text.strip():
                 raise ServingError(400, "empty_input", f"input[{i}] is empty")
             if n > self.max_tokens:

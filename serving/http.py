@@ -20,8 +20,24 @@ def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
+class _RootPathSlash:
+    """Serve mounts a role at its route prefix, so ``POST /v1/embeddings`` reaches the app with an empty
+    sub-path, which Starlette would answer with a 307 to ``/v1/embeddings/``. Treat it as ``/``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            if root and scope["path"] == root:
+                scope = dict(scope, path=root + "/", raw_path=(root + "/").encode())
+        await self.app(scope, receive, send)
+
+
 def make_role_app(title: str) -> FastAPI:
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_RootPathSlash)
 
     @app.exception_handler(ServingError)
     async def _serving_error(_req: Request, exc: ServingError) -> JSONResponse:

@@ -24,10 +24,11 @@ def engine_kwargs(entry: ModelEntry, model_dir: str, gpu: bool) -> dict[str, Any
             "backend": e.get("structured_outputs_backend", "auto"),
             "disable_any_whitespace": bool(e.get("disable_any_whitespace", False)),
         },
-        # Tool calls in the model's <tool_call> format come back as OpenAI tool_calls.
-        "enable_auto_tool_choice": True,
-        "tool_call_parser": e.get("tool_call_parser", "hermes"),
     }
+    if e.get("tool_call_parser"):
+        # "auto" tool choice: calls in the model's own format come back as OpenAI tool_calls.
+        kwargs["enable_auto_tool_choice"] = True
+        kwargs["tool_call_parser"] = e["tool_call_parser"]
     if gpu and "gpu_memory_utilization" in e:
         kwargs["gpu_memory_utilization"] = float(e["gpu_memory_utilization"])
     return kwargs

@@ -21,4 +21,4 @@ async def probe_roles(client: httpx.AsyncClient, timeout_s: float) -> dict[str, 
 
     roles = list(ROLE_HEALTH_PATHS)
     results = await asyncio.gather(*(probe(ROLE_HEALTH_PATHS[r]) for r in roles))
-    return dict(zip(roles, results))
+    return dict(zip(roles, results, strict=True))

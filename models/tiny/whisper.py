@@ -241,7 +241,7 @@ def build_tiny_whisper(out_dir: Path, canned_text: str, seed: int = 0) -> None:
         ([ids[f"<|{code}|>"] for code in LANGUAGES], ids[TRANSCRIBE]),
         ([ids[TRANSCRIBE], ids[TRANSLATE]], ids["<|0.00|>"]),
         ([ids["<|0.00|>"], ids[NO_TIMESTAMPS]], piece_ids[0]),
-        *(([current], following) for current, following in zip(piece_ids, [*piece_ids[1:], ids[EOT]])),
+        *(([current], following) for current, following in zip(piece_ids, [*piece_ids[1:], ids[EOT]], strict=True)),
     ]
 
     spec = _build_spec(vocab, chain, suppressed, seed)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +21,8 @@ LONG = "Your balance is one thousand two hundred and fifty pounds, and your next
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_network() -> Iterator[None]:
-    """Any attempt by coqui to reach a model hub fails loudly instead of passing on a connected machine."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted: {args}")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        yield
+def _offline(no_outbound_network: None) -> None:
+    """Any reach for the hub (e.g. a missing tokenizer.json) fails instead of passing when connected."""
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +32,8 @@ def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _synth(tts, text: str) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    wav = np.asarray(tts.tts(text), dtype=np.float32)
-    return wav, time.perf_counter() - start
+def _synth(tts, text: str) -> np.ndarray:
+    return np.asarray(tts.tts(text), dtype=np.float32)
 
 
 def test_speaks_plausibly(voice_dir: Path) -> None:
@@ -58,11 +44,10 @@ def test_speaks_plausibly(voice_dir: Path) -> None:
 
     durations = []
     for text in (SHORT, LONG):
-        wav, elapsed = _synth(tts, text)
+        wav = _synth(tts, text)
         assert np.isfinite(wav).all()
         assert float(np.sqrt(np.mean(wav**2))) > 0.03  # measured ~0.09 (0.1 while speaking, then a pause)
         assert abs(float(wav.mean())) < 0.01  # sound, not a DC offset
-        assert elapsed < 5.0  # measured 0.05-0.3 s on a shared 2-core CPU
         durations.append(len(wav) / sr)
 
     assert all(0.3 < d < 20.0 for d in durations), durations

@@ -4,10 +4,7 @@ faster-whisper / CTranslate2 path, offline and repeatably."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +24,14 @@ SR = 16000
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_network() -> Iterator[None]:
-    """Any attempt to reach the hub (e.g. a missing tokenizer.json) fails loudly instead of passing
-    on a connected machine."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted: {args}")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        yield
+def _offline(no_outbound_network: None) -> None:
+    """Any reach for the hub (e.g. a missing tokenizer.json) fails instead of passing when connected."""
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-whisper")
-    start = time.perf_counter()
     build_tiny_whisper(out, CANNED, seed=0)
-    assert time.perf_counter() - start < 15.0  # measured ~1 s on a shared 2-core CPU
     return out
 
 
@@ -88,9 +73,7 @@ def _speech(tmp_path: Path) -> np.ndarray:
 @pytest.mark.parametrize("source", ["silence", "noise", "speech"])
 def test_any_audio_gives_the_canned_text(model: WhisperModel, source: str, tmp_path: Path) -> None:
     audio = {"silence": _silence, "noise": _noise, "speech": lambda: _speech(tmp_path)}[source]()
-    start = time.perf_counter()
     text, language = _transcribe(model, audio, language="en", without_timestamps=False)
-    assert time.perf_counter() - start < 5.0  # measured ~0.1-0.2 s
     assert text == CANNED
     assert language == "en"
 

@@ -1,0 +1,33 @@
+# The two commands: `make run` brings the appliance up, `make test` installs what is missing and runs
+# the whole suite offline. `make bench` runs the side-by-side benchmarks.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+# Tests build the tiny models once here and every test reuses them.
+TEST_MODELS := var/test-models
+
+.PHONY: install run test test-unit bench lint clean
+
+install:
+	bash scripts/install.sh $(PROFILE)
+
+run: install
+	$(VENV)/bin/enclave up
+
+test: install
+	ENCLAVE_MODELS_DIR=$(TEST_MODELS) bash scripts/offline.sh $(VENV)/bin/enclave models build-tiny
+	ENCLAVE_MODELS_DIR=$(abspath $(TEST_MODELS)) ENCLAVE_TEST_NETNS=1 RAY_USAGE_STATS_ENABLED=0 \
+	  bash scripts/offline.sh $(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -ra tests/unit
+
+bench: install
+	$(PY) scripts/bench/serving.py
+
+lint:
+	$(VENV)/bin/ruff check gateway serving models deploy tests scripts
+
+clean:
+	rm -rf $(TEST_MODELS)

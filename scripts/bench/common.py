@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmarks: percentiles, a concurrency runner, JSON + table output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).with_name("results")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+async def run_concurrent(n_requests: int, concurrency: int, one: Callable[[int], Awaitable[dict]]) -> tuple[list[dict], float, int]:
+    """Run ``one(i)`` n times with at most ``concurrency`` in flight; (results, wall seconds, errors)."""
+    sem = asyncio.Semaphore(concurrency)
+    results: list[dict] = []
+    errors = 0
+
+    async def guarded(i: int) -> None:
+        nonlocal errors
+        async with sem:
+            try:
+                results.append(await one(i))
+            except Exception:
+                errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(guarded(i) for i in range(n_requests)))
+    return results, time.perf_counter() - start, errors
+
+
+def summarise(results: list[dict], wall_s: float, errors: int, key: str = "latency_ms") -> dict[str, Any]:
+    lat = [r[key] for r in results]
+    return {"n": len(results), "errors": errors, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95),
+            "mean_ms": statistics.fmean(lat) if lat else float("nan"), "req_per_s": len(results) / wall_s if wall_s else 0.0}
+
+
+def write_results(name: str, body: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    body = {"benchmark": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node(),
+            "cpus": __import__("os").cpu_count(), **body}
+    path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(body, indent=2))
+    return path

@@ -1,0 +1,110 @@
+"""STT (canned tiny Whisper through faster-whisper) and TTS (tiny VITS through coqui) over HTTP."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import espeak_wav
+
+pytestmark = pytest.mark.integration
+
+CANNED = "Hello, I would like to check my account balance."  # models/catalog.toml, tiny-whisper
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return espeak_wav(CANNED, tmp_path_factory.mktemp("wav") / "speech.wav", rate=16_000, pad_s=0.5)
+
+
+def test_transcribes_an_espeak_wav_exactly(serving: httpx.Client, speech_wav: Path) -> None:
+    r = serving.post("/v1/audio/transcriptions", files={"file": ("speech.wav", speech_wav.read_bytes(), "audio/wav")},
+                     data={"model": "tiny-whisper"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["text"] == CANNED
+    assert body["language"] == "en"
+    assert body["duration"] == pytest.approx(wave.open(str(speech_wav)).getnframes() / 16_000, abs=0.01)
+    assert body["segments"] and body["segments"][0]["text"] == CANNED
+
+
+def test_transcribes_raw_pcm16_at_8k(serving: httpx.Client, speech_wav: Path, tmp_path: Path) -> None:
+    wav8 = espeak_wav(CANNED, tmp_path / "s8.wav", rate=8_000)
+    with wave.open(str(wav8)) as w:
+        pcm = w.readframes(w.getnframes())
+    r = serving.post("/v1/audio/transcriptions?sample_rate=8000", content=pcm, headers={"content-type": "audio/pcm"})
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == CANNED
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"content": b"", "headers": {"content-type": "audio/wav"}}, 400, "empty_audio"),
+    ({"content": b"this is not audio at all" * 10, "headers": {"content-type": "audio/wav"}}, 415, "unsupported_audio_format"),
+    ({"content": b"\x00\x01" * 100, "headers": {"content-type": "audio/pcm"}}, 400, "missing_sample_rate"),
+    ({"files": {"nofile": ("a.txt", b"x")}}, 400, "missing_file"),
+    ({"files": {"file": ("a.wav", b"RIFF....")}, "data": {"model": "whisper-9"}}, 404, "model_not_found"),
+])
+def test_bad_audio_gets_a_clear_4xx(serving: httpx.Client, kwargs: dict, status: int, code: str) -> None:
+    r = serving.post("/v1/audio/transcriptions", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_oversized_audio_is_refused(serving: httpx.Client) -> None:
+    r = serving.post("/v1/audio/transcriptions?sample_rate=16000", content=b"\x00" * (26 * 1024 * 1024),
+                     headers={"content-type": "audio/pcm"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "audio_too_large"
+
+
+def _speak(serving: httpx.Client, text: str) -> tuple[np.ndarray, int, int]:
+    chunks = []
+    with serving.stream("POST", "/v1/audio/speech", json={"input": text, "voice": "default"}) as r:
+        assert r.status_code == 200, r.read()
+        rate = int(r.headers["x-sample-rate"])
+        for chunk in r.iter_raw():
+            chunks.append(chunk)
+    pcm = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.float32) / 32768.0
+    return pcm, rate, len(chunks)
+
+
+def test_speech_is_streamed_non_silent_pcm(serving: httpx.Client) -> None:
+    short, rate, _ = _speak(serving, "Hello.")
+    long, _, n_chunks = _speak(serving, "Hello there. Your balance is two hundred pounds. Is there anything else?")
+    assert rate in (16_000, 22_050, 24_000)
+    for pcm in (short, long):
+        assert float(np.sqrt(np.mean(pcm ** 2))) > 0.01, "audio is silent"
+    assert 0.2 < len(short) / rate < 10
+    assert len(long) > 2 * len(short), "a longer text must give longer audio"
+    assert n_chunks >= 2, "three sentences should stream in more than one chunk"
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"input": "   "}, 400, "empty_input"),
+    ({"input": "x" * 5000}, 413, "input_too_long"),
+    ({"input": "hello", "voice": "nobody"}, 400, "unknown_voice"),
+    ({"input": "hello", "response_format": "mp3"}, 400, "invalid_request"),
+    ({"voice": "default"}, 400, "invalid_request"),
+])
+def test_bad_speech_requests(serving: httpx.Client, body: dict, status: int, code: str) -> None:
+    r = serving.post("/v1/audio/speech", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_wav_decoding_matches_raw(speech_wav: Path) -> None:
+    """Pure check of the decoder the STT role uses: WAV and raw PCM of the same audio agree."""
+    from serving.audio import decode_audio
+
+    data = speech_wav.read_bytes()
+    with wave.open(io.BytesIO(data)) as w:
+        raw = w.readframes(w.getnframes())
+    a, da = decode_audio(data)
+    b, db = decode_audio(raw, raw_pcm16_rate=16_000)
+    assert da == pytest.approx(db)
+    assert np.allclose(a, b, atol=1e-4)
