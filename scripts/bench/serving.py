@@ -25,15 +25,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import pct, run_concurrent, summarise, write_results  # noqa: E402
+# This file is named like the `serving` package: drop its own folder from the path, put the repo first.
+_HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
+sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from deploy import ray_runtime  # noqa: E402
 from models.catalog import load_catalog  # noqa: E402
 from models.provision import build_tiny_profile  # noqa: E402
 from models.store import ModelStore, models_dir_from_env  # noqa: E402
+from scripts.bench.common import pct, run_concurrent, summarise, write_results  # noqa: E402
 from serving.llm import engine_kwargs  # noqa: E402
 
 console = Console()
@@ -52,7 +52,7 @@ def start_direct_vllm(entry, model_dir: str, port: int, log: Path) -> subprocess
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
             "--served-model-name", entry.id, "--host", "127.0.0.1", "--port", str(port),
             "--max-model-len", str(kw["max_model_len"]), "--dtype", kw["dtype"], "--max-num-seqs", str(kw["max_num_seqs"]),
-            "--structured-outputs-config", json.dumps(kw["structured_outputs_config"]), "--disable-log-requests"]
+            "--structured-outputs-config", json.dumps(kw["structured_outputs_config"])]
     if kw["enforce_eager"]:
         args.append("--enforce-eager")
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": str(entry.engine.get("cpu_kvcache_gib", 1))}
@@ -210,7 +210,9 @@ def main() -> int:
         with console.status("waiting for Serve and the direct vLLM server…"):
             ok = ray_runtime.wait_until(lambda: all("RUNNING" in s for s, _ in app_status().values())
                                         and len(app_status()) == len(apps), 900)
-            ok = ok and ray_runtime.wait_until(lambda: _up(f"http://127.0.0.1:{direct_port}/v1/models"), 300)
+            ok = ok and ray_runtime.wait_until(
+                lambda: direct.poll() is not None or _up(f"http://127.0.0.1:{direct_port}/v1/models"), 300)
+            ok = ok and direct.poll() is None
         if not ok:
             console.print(f"[red]not ready; see {log} and Ray logs[/]")
             return 1
