@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.store import ModelNotInStoreError
 
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if args.command != "models" or getattr(args, "models_cmd", "") != "fetch" else None
+    if getattr(args, "models_cmd", "") != "fetch":  # only `fetch` may ever reach the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return int(args.func(args))
     except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
