@@ -176,10 +176,10 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         signal.signal(sig, lambda *_: stop.set())
     running = Running()
     try:
-        for name, host, port in (("gateway", settings.gateway_host, settings.gateway_port),
-                                 ("serving", settings.serve_host, settings.serve_port)):
+        for name, host, port, var in (("gateway", settings.gateway_host, settings.gateway_port, "ENCLAVE_GATEWAY_PORT"),
+                                      ("serving", settings.serve_host, settings.serve_port, "ENCLAVE_SERVE_PORT")):
             if not _port_free(host, port):
-                raise UpError(f"{name} port {host}:{port} is in use; set ENCLAVE_{name.upper() if name == 'gateway' else 'SERVE'}_PORT")
+                raise UpError(f"{name} port {host}:{port} is in use; set {var}")
         catalog = load_catalog()
         store = ModelStore(settings.model_store_dir, catalog)
         chosen = choose_profile(catalog, store, profile or settings.model_profile)

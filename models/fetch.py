@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.catalog import ModelEntry
-from models.provision import _replace_dir, provision_local
+from models.provision import provision_local, replace_dir
 from models.store import ModelStore, sha256_file
 
 
@@ -76,7 +76,7 @@ def fetch_entry(store: ModelStore, entry: ModelEntry) -> Path:
             if pinned and sha256_file(tmp / fname) != pinned:
                 raise ValueError(f"model '{entry.id}' file '{fname}': sha256 does not match the catalog pin")
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
-        _replace_dir(tmp, store.root / entry.id)
+        replace_dir(tmp, store.root / entry.id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     store.write_manifest(entry.id, {"resolved": resolved})

