@@ -6,6 +6,7 @@ migrations, then Ray Serve, then the gateway, which is only reported ready when 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -215,8 +216,10 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
             f"  API key  {key_file}\n"
             "Ctrl-C stops everything.", border_style="green",
         ))
-        if ready_file:
-            ready_file.write_text(gw_url)
+        if ready_file:  # for scripts and tests: where everything is (the file is private to the operator)
+            ready_file.write_text(json.dumps({"gateway_url": gw_url, "serving_url": settings.serving_base_url,
+                                              "database_url": running.db.url, "profile": chosen}))
+            ready_file.chmod(0o600)
         while not stop.wait(1.0):
             if running.gateway.poll() is not None:
                 raise UpError(f"the gateway exited with code {running.gateway.returncode}; see {gw_log}")

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.clients.llm import UpstreamConfig
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENCLAVE_", env_file=None, extra="ignore")
@@ -28,6 +30,33 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     readiness_timeout_s: float = 2.0
+    log_level: str = "INFO"
+
+    # The LLM fallback chain, tried in order (JSON in ENCLAVE_LLM_CHAIN). A link without url/model uses
+    # the local serving plane and the profile's LLM; a "canned" link answers with a fixed apology.
+    llm_chain: list[UpstreamConfig] = Field(default_factory=lambda: [
+        UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")])
+    connect_timeout_s: float = 2.0
+    first_token_timeout_s: float = 30.0
+    total_timeout_s: float = 300.0
+    upstream_retries: int = Field(default=1, ge=0, le=5, description="Extra attempts per link, before the first token only.")
+    retry_backoff_s: float = 0.2
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    breaker_reset_s: float = 10.0
+
+    # Context window and rolling summary. The window defaults to the catalog's max_model_len of the model.
+    context_window_tokens: int | None = None
+    context_recent_turns: int = Field(default=12, ge=0)
+    summary_threshold_tokens: int = Field(default=1500, ge=1)
+    summary_keep_turns: int = Field(default=4, ge=0)
+    summary_max_tokens: int = Field(default=200, ge=16)
+
+    # Caps per tenant (the tenants table overrides them per tenant) and request limits.
+    max_input_tokens: int = Field(default=4096, ge=1, description="Per user message.")
+    max_output_tokens: int = Field(default=1024, ge=1, description="Largest max_tokens a request may ask for.")
+    default_output_tokens: int = Field(default=512, ge=1, description="max_tokens when a request gives none.")
+    max_request_bytes: int = 1 << 20
+    sse_keepalive_s: float = 15.0
 
     @property
     def model_store_dir(self) -> Path:

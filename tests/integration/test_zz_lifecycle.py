@@ -19,6 +19,8 @@ def _ray_processes() -> list[str]:
 
 
 def test_ctrl_c_stops_cleanly_and_a_second_up_works(appliance) -> None:
+    if appliance.proc is None:
+        pytest.skip("attached to an appliance this run did not start")
     key_before = (appliance.var_dir / "dev-api-key").read_text()
     assert appliance.stop() == 0, appliance.log()[-4000:]
     assert "stopped." in appliance.log()

@@ -1,0 +1,287 @@
+"""``POST /v1/chat/completions``: OpenAI-compatible, streamed (SSE) or not, with server-side sessions.
+
+Without ``X-Session-Id`` a session is created for the turn and returned in that header; with it, the
+gateway owns the history and the client sends only its new message. Upstream SSE chunks are forwarded
+byte for byte (the gateway adds no per-token re-serialisation); the turn records only what the client
+was actually sent. A client that goes away cancels the upstream generation and leaves an
+``interrupted`` turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, ClassVar, Literal
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.deps import body_size_limit
+from gateway.api.models import offered_models
+from gateway.api.sessions import load_session
+from gateway.auth import CurrentIdentity, Identity
+from gateway.clients.llm import INTERRUPTED_NOTE, OpenedStream, canned_chunks
+from gateway.dialogue.turn import Turn
+from gateway.errors import InvalidRequest, NotFound
+from gateway.observability import request_id_var, turn_id_var
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+log = logging.getLogger("enclave.gateway.chat")
+
+KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = Field(default=None, max_length=64)
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+    def upstream(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The OpenAI request fields Enclave honours. Anything else is refused by name (``unsupported_parameter``)
+    rather than silently ignored: a bank's developer must know when a setting has no effect."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = 1
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=-1)
+    min_tokens: int | None = Field(default=None, ge=0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    ignore_eos: bool | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    user: str | None = Field(default=None, max_length=256)
+
+    FORWARDED: ClassVar[tuple[str, ...]] = ("temperature", "top_p", "top_k", "min_tokens", "stop", "seed", "presence_penalty",
+                 "frequency_penalty", "repetition_penalty", "ignore_eos", "response_format", "tools", "tool_choice",
+                 "parallel_tool_calls")
+
+    def params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.FORWARDED if getattr(self, k) is not None}
+
+
+def output_budget(body: ChatCompletionRequest, identity: Identity, settings) -> int:
+    cap = identity.max_output_tokens or settings.max_output_tokens
+    asked = body.max_completion_tokens or body.max_tokens
+    if asked is not None and asked > cap:
+        param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        raise InvalidRequest("max_tokens_too_large", f"{param}={asked} is over this tenant's cap of {cap}", param)
+    return asked or min(settings.default_output_tokens, cap)
+
+
+async def new_turn(body: ChatCompletionRequest, request: Request, identity: Identity, session_header: str | None) -> Turn:
+    """Validate the request against the gateway's rules and build the Turn (nothing is written here)."""
+    state = request.app.state
+    settings = state.settings
+    if body.model not in offered_models(state.chain):
+        raise NotFound("model_not_found", f"model '{body.model}' is not offered here; GET /v1/models lists them", "model")
+    if body.n != 1:
+        raise InvalidRequest("unsupported_parameter", "only n=1 is supported", "n")
+    last = body.messages[-1]
+    if last.role != "user":
+        raise InvalidRequest("last_message_not_user", "the last message must be the user's new message", "messages")
+    earlier = body.messages[:-1]
+    if session_header is not None:
+        async with state.db.connection() as conn:
+            session = await load_session(conn, identity.tenant_id, session_header)
+        is_new, extra = False, [m.upstream() for m in earlier]
+    else:
+        system = "\n\n".join(m.text() for m in earlier if m.role in ("system", "developer")) or None
+        session = {"id": uuid.uuid4(), "channel": "api", "system_prompt": system, "summary": None,
+                   "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.key_prefix}
+        is_new, extra = True, [m.upstream() for m in earlier if m.role not in ("system", "developer")]
+    return Turn(
+        request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
+        channel=session["channel"], raw_text=last.text(), extra_messages=extra, params=body.params(),
+        max_output_tokens=output_budget(body, identity, settings),
+        max_input_tokens=identity.max_input_tokens or settings.max_input_tokens,
+    )
+
+
+@router.post("/chat/completions", dependencies=[Depends(body_size_limit)])
+async def chat_completions(body: ChatCompletionRequest, request: Request, identity: CurrentIdentity,
+                           x_session_id: Annotated[str | None, Header()] = None):
+    state = request.app.state
+    turn = await new_turn(body, request, identity, x_session_id)
+    turn_id_var.set(turn.id)
+    await state.pipeline.prepare(turn)
+    opened = await state.pipeline.open(turn)
+    headers = {"X-Session-Id": str(turn.session_id), "X-Turn-Id": turn.id, "X-Enclave-Upstream": opened.upstream}
+    if not body.stream:
+        await collect(opened, turn)
+        await state.pipeline.finish(turn)
+        return JSONResponse(completion_body(turn), headers=headers)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        sse_body(state, turn, opened, include_usage), media_type="text/event-stream",
+        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _absorb(turn: Turn, ev) -> None:
+    """What the turn learns from one upstream event (besides the text, which counts only once sent)."""
+    if turn.completion_id is None and ev.id:
+        turn.completion_id = ev.id
+    if ev.finish_reason:
+        turn.finish_reason = ev.finish_reason
+    if ev.usage:
+        turn.completion_tokens = ev.usage.get("completion_tokens", turn.completion_tokens)
+        turn.upstream_prompt_tokens = ev.usage.get("prompt_tokens", turn.upstream_prompt_tokens)
+    if ev.tool_calls:
+        merge_tool_calls(turn.tool_calls, ev.tool_calls)
+
+
+def merge_tool_calls(acc: list[dict], deltas: list[dict]) -> None:
+    """Fold streamed tool-call fragments (by index) into whole calls."""
+    for d in deltas:
+        i = d.get("index", 0)
+        while len(acc) <= i:
+            acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        call = acc[i]
+        if d.get("id"):
+            call["id"] = d["id"]
+        fn = d.get("function") or {}
+        if fn.get("name"):
+            call["function"]["name"] += fn["name"]
+        if fn.get("arguments"):
+            call["function"]["arguments"] += fn["arguments"]
+
+
+async def collect(opened: OpenedStream, turn: Turn) -> None:
+    try:
+        async for ev in opened:
+            _absorb(turn, ev)
+            if ev.content:
+                turn.reply.append(ev.content)
+    finally:
+        await opened.aclose()
+    if opened.failed_midway:
+        turn.status = "failed"
+        turn.reply.append(INTERRUPTED_NOTE)
+        turn.finish_reason = "stop"
+    turn.total_s = time.perf_counter() - turn.started
+
+
+def completion_body(turn: Turn) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": turn.reply_text or (None if turn.tool_calls else "")}
+    if turn.tool_calls:
+        message["tool_calls"] = turn.tool_calls
+    prompt = turn.upstream_prompt_tokens or turn.prompt_tokens
+    completion = turn.completion_tokens or 0
+    return {
+        "id": turn.completion_id or f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
+        "model": turn.model, "choices": [{"index": 0, "message": message, "finish_reason": turn.finish_reason or "stop",
+                                          "logprobs": None}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "session_id": str(turn.session_id),
+    }
+
+
+async def sse_body(state, turn: Turn, opened: OpenedStream, include_usage: bool) -> AsyncIterator[bytes]:
+    """Forward the upstream stream; a producer task reads upstream, this generator writes to the client,
+    a keep-alive task fills silences with SSE comments. Whatever ends the stream, the turn is recorded:
+    before ``[DONE]`` when it ran to the end, in the background when the client went away."""
+    queue: asyncio.Queue[tuple[bytes, str] | None] = asyncio.Queue()
+    last_put = [time.monotonic()]
+
+    async def produce() -> None:
+        try:
+            async for ev in opened:
+                _absorb(turn, ev)
+                if ev.usage is not None and ev.finish_reason is None and not ev.content and not include_usage \
+                        and not ev.tool_calls and not ev.role_only:
+                    continue  # the usage-only chunk we asked for ourselves
+                queue.put_nowait((b"data: " + ev.raw + b"\n\n", ev.content))
+                last_put[0] = time.monotonic()
+            if opened.failed_midway:
+                turn.status = "failed"
+                for ev in canned_chunks(INTERRUPTED_NOTE, turn.model or "enclave", turn.completion_id or turn.id):
+                    queue.put_nowait((b"data: " + ev.raw + b"\n\n", ev.content))
+        finally:
+            queue.put_nowait(None)
+
+    async def keepalive(interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - last_put[0] >= interval:
+                queue.put_nowait((KEEPALIVE, ""))
+                last_put[0] = time.monotonic()
+
+    streams = state.metrics.active_streams.labels(turn.channel)
+    streams.inc()
+    producer = asyncio.create_task(produce())
+    ticker = asyncio.create_task(keepalive(state.settings.sse_keepalive_s))
+    finished = False
+    try:
+        while (item := await queue.get()) is not None:
+            yield item[0]
+            if item[1]:
+                turn.reply.append(item[1])
+        turn.total_s = time.perf_counter() - turn.started
+        await state.pipeline.finish(turn)
+        finished = True
+        yield DONE
+    finally:
+        ticker.cancel()
+        producer.cancel()
+        streams.dec()
+        if not finished:
+            # The client went away (or writing to it failed): stop the upstream, keep what was sent.
+            if turn.status == "complete":
+                turn.status = "interrupted"
+            turn.total_s = time.perf_counter() - turn.started
+            task = asyncio.create_task(_finish_interrupted(state, turn, opened))
+            state.background.add(task)
+            task.add_done_callback(state.background.discard)
+
+
+async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:
+    try:
+        await opened.aclose()
+    finally:
+        try:
+            await state.pipeline.finish(turn)
+        except Exception:
+            log.exception("could not record an interrupted turn", extra={"turn": turn.id})
+        log.info("stream interrupted by the client", extra={"turn": turn.id, "sent_chars": len(turn.reply_text)})

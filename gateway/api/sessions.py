@@ -1,0 +1,85 @@
+"""``/v1/sessions``: create, list, read (with turns) and delete the conversations the gateway keeps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.deps import DbConn, body_size_limit
+from gateway.auth import CurrentIdentity
+from gateway.errors import InvalidRequest, NotFound
+from gateway.store import sessions as repo
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    channel: Literal["chat", "api"] = "chat"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def session_out(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    out["id"] = str(row["id"])
+    out["object"] = "session"
+    return out
+
+
+def turn_out(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    out["turn_id"] = str(row["turn_id"])
+    return out
+
+
+def require_session_id(value: str) -> uuid.UUID:
+    sid = repo.parse_session_id(value)
+    if sid is None:
+        raise InvalidRequest("invalid_session_id", f"'{value[:80]}' is not a session id (a UUID)", "session_id")
+    return sid
+
+
+async def load_session(conn, tenant_id: str, value: str) -> dict[str, Any]:
+    sid = require_session_id(value)
+    row = await repo.get_session(conn, tenant_id, sid)
+    if row is None:
+        raise NotFound("session_not_found", f"no session {sid}", "session_id")
+    return row
+
+
+@router.post("", status_code=201, dependencies=[Depends(body_size_limit)])
+async def create_session(body: SessionCreate, identity: CurrentIdentity, conn: DbConn) -> dict:
+    row = await repo.create_session(conn, identity.tenant_id, channel=body.channel, title=body.title,
+                                    system_prompt=body.system_prompt, metadata=body.metadata,
+                                    created_by=identity.key_prefix)
+    return session_out(row)
+
+
+@router.get("")
+async def list_sessions(identity: CurrentIdentity, conn: DbConn,
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                        offset: Annotated[int, Query(ge=0)] = 0) -> dict:
+    rows = await repo.list_sessions(conn, identity.tenant_id, limit, offset)
+    return {"object": "list", "data": [session_out(r) for r in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: str, identity: CurrentIdentity, conn: DbConn) -> dict:
+    row = await load_session(conn, identity.tenant_id, session_id)
+    turns = await repo.list_turns(conn, identity.tenant_id, row["id"])
+    return {**session_out(row), "turns": [turn_out(t) for t in turns]}
+
+
+@router.delete("/{session_id}")
+async def delete_session(session_id: str, identity: CurrentIdentity, conn: DbConn) -> dict:
+    sid = require_session_id(session_id)
+    if not await repo.delete_session(conn, identity.tenant_id, sid):
+        raise NotFound("session_not_found", f"no session {sid}", "session_id")
+    return {"id": str(sid), "object": "session.deleted", "deleted": True}

@@ -1,0 +1,310 @@
+"""The LLM role as the gateway sees it: a fallback chain of upstreams, each behind a circuit breaker.
+
+A turn asks the chain to ``open`` a stream. Links are tried in order (primary model, a smaller model,
+…, finally a canned apology). Within a link, attempts are retried with backoff only *before the first
+token*: once a client has seen text, switching model would mix two answers, so a failure after that
+ends the stream (the caller closes it well-formed). Timeouts: connect, first token, total.
+
+Upstream SSE events are kept as raw bytes so the API layer can forward them unchanged; each is parsed
+once (``json.loads``) for the text, the finish reason and usage. That per-chunk parse is the only
+per-token work the gateway does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel
+
+from gateway.clients.breaker import BreakerState, CircuitBreaker
+from gateway.errors import InvalidRequest, UpstreamUnavailable
+from gateway.observability import Metrics, request_id_var
+
+log = logging.getLogger("enclave.gateway.llm")
+
+APOLOGY = "I'm sorry, I can't answer right now. Please try again in a moment."
+INTERRUPTED_NOTE = "\n\n[Sorry, this answer was interrupted. Please ask again.]"
+
+
+class UpstreamConfig(BaseModel):
+    """One link of a chain. ``url`` None means the local serving plane; ``model`` None its profile model."""
+
+    name: str
+    kind: Literal["openai", "canned"] = "openai"
+    url: str | None = None
+    model: str | None = None
+    text: str = APOLOGY  # canned links only
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 2.0
+    first_token_s: float = 30.0
+    total_s: float = 300.0
+    retries: int = 1  # extra attempts per link, before the first token only
+    backoff_s: float = 0.2
+
+
+@dataclass(slots=True)
+class ChunkEvent:
+    """One upstream SSE event. ``raw`` is the JSON payload exactly as received."""
+
+    raw: bytes
+    content: str = ""
+    finish_reason: str | None = None
+    usage: dict | None = None
+    tool_calls: list | None = None
+    role_only: bool = False
+    id: str | None = None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ChunkEvent:
+        obj = json.loads(raw)
+        choices = obj.get("choices") or ()
+        if not choices:
+            return cls(raw, usage=obj.get("usage"), id=obj.get("id"))
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        content = delta.get("content") or ""
+        tool_calls = delta.get("tool_calls")
+        finish = choice.get("finish_reason")
+        return cls(raw, content, finish, obj.get("usage"), tool_calls,
+                   role_only=not content and not tool_calls and finish is None, id=obj.get("id"))
+
+
+class UpstreamError(Exception):
+    def __init__(self, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail, self.status = kind, detail, status
+
+
+async def iter_sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an SSE body, as bytes, without decoding to str (cheap per chunk)."""
+    buf = b""
+    async for piece in response.aiter_raw():
+        buf += piece
+        while True:
+            end = buf.find(b"\n\n")
+            if end < 0:
+                break
+            event, buf = buf[:end], buf[end + 2:]
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    yield line[5:].strip()
+
+
+@dataclass
+class Upstream:
+    config: UpstreamConfig
+    model: str
+    client: httpx.AsyncClient | None
+    breaker: CircuitBreaker
+
+
+@dataclass
+class OpenedStream:
+    """A stream whose first token has arrived. Iterate it for every event (buffered ones first)."""
+
+    upstream: str
+    model: str
+    fallback: bool
+    canned: bool
+    _buffered: list[ChunkEvent]
+    _rest: AsyncIterator[ChunkEvent] | None
+    _close: Callable[[], Any] | None = None
+    ttft_s: float = 0.0
+    failed_midway: bool = field(default=False, init=False)
+
+    async def __aiter__(self) -> AsyncIterator[ChunkEvent]:
+        for ev in self._buffered:
+            yield ev
+        if self._rest is not None:
+            async for ev in self._rest:
+                yield ev
+
+    async def aclose(self) -> None:
+        if self._close is not None:
+            await self._close()
+
+
+def canned_chunks(text: str, model: str, completion_id: str) -> list[ChunkEvent]:
+    """A well-formed two-chunk stream carrying ``text`` (used for the apology link)."""
+    created = int(time.time())
+
+    def chunk(delta: dict, finish: str | None) -> ChunkEvent:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return ChunkEvent(json.dumps(body, separators=(",", ":")).encode(), delta.get("content", ""), finish,
+                          id=completion_id)
+
+    return [chunk({"role": "assistant", "content": text}, None), chunk({}, "stop")]
+
+
+class LLMChain:
+    def __init__(self, upstreams: list[Upstream], timeouts: Timeouts, metrics: Metrics, role: str = "llm") -> None:
+        if not upstreams:
+            raise ValueError("an LLM chain needs at least one link")
+        self.upstreams, self.timeouts, self.metrics, self.role = upstreams, timeouts, metrics, role
+        for up in upstreams:
+            gauge = metrics.breaker_state.labels(role, up.config.name)
+            gauge.set(0)
+            up.breaker.on_change = lambda s, g=gauge, n=up.config.name: self._breaker_changed(n, s, g)
+
+    def _breaker_changed(self, name: str, state: BreakerState, gauge) -> None:
+        gauge.set(int(state))
+        log.warning("breaker %s for upstream %s", state.name.lower(), name, extra={"upstream": name, "role": self.role})
+
+    @property
+    def primary_model(self) -> str:
+        return self.upstreams[0].model
+
+    def breaker_states(self) -> dict[str, str]:
+        return {u.config.name: u.breaker.state.name.lower() for u in self.upstreams}
+
+    async def open(self, payload: dict[str, Any]) -> OpenedStream:
+        """Walk the chain until one link produces a first token. Raises InvalidRequest when an upstream
+        rejects the request itself (a 4xx is the client's problem: no fallback, no breaker trip)."""
+        last_error = "no upstream was available"
+        for position, up in enumerate(self.upstreams):
+            if up.config.kind == "canned":
+                events = canned_chunks(up.config.text, up.model, f"chatcmpl-{request_id_var.get()}")
+                self.metrics.fallbacks.labels(self.role, up.config.name).inc()
+                log.warning("answered with the canned reply", extra={"upstream": up.config.name, "last_error": last_error})
+                return OpenedStream(up.config.name, up.model, position > 0, True, events, None)
+            if not up.breaker.allow():
+                self.metrics.upstream_errors.labels(self.role, up.config.name, "breaker_open").inc()
+                last_error = f"{up.config.name}: breaker open"
+                continue
+            for attempt in range(self.timeouts.retries + 1):
+                if attempt:
+                    await asyncio.sleep(self.timeouts.backoff_s * 2 ** (attempt - 1))
+                    if not up.breaker.allow():
+                        break
+                try:
+                    opened = await self._open_one(up, payload)
+                except UpstreamError as e:
+                    up.breaker.record_failure()
+                    self.metrics.upstream_errors.labels(self.role, up.config.name, e.kind).inc()
+                    log.warning("upstream attempt failed", extra={"upstream": up.config.name, "attempt": attempt + 1,
+                                                                  "kind": e.kind, "detail": e.detail[:300]})
+                    last_error = f"{up.config.name}: {e}"
+                    continue
+                except BaseException:
+                    up.breaker.release_probe()
+                    raise
+                up.breaker.record_success()
+                opened.fallback = position > 0
+                if opened.fallback:
+                    self.metrics.fallbacks.labels(self.role, up.config.name).inc()
+                return opened
+        raise UpstreamUnavailable("upstream_unavailable", f"no model could answer: {last_error}")
+
+    async def _open_one(self, up: Upstream, payload: dict[str, Any]) -> OpenedStream:
+        assert up.client is not None
+        body = {**payload, "model": up.model, "stream": True, "stream_options": {"include_usage": True}}
+        t = self.timeouts
+        started = time.perf_counter()
+        request = up.client.build_request(
+            "POST", "/v1/chat/completions", json=body, headers={"X-Request-Id": request_id_var.get()},
+            timeout=httpx.Timeout(t.first_token_s, connect=t.connect_s),
+        )
+        try:
+            response = await up.client.send(request, stream=True)
+        except httpx.TimeoutException as e:
+            raise UpstreamError("connect_timeout" if isinstance(e, httpx.ConnectTimeout) else "timeout", repr(e)) from e
+        except httpx.HTTPError as e:
+            raise UpstreamError("connect", repr(e)) from e
+        try:
+            if response.status_code != 200:
+                text = (await response.aread()).decode(errors="replace")
+                if 400 <= response.status_code < 500 and response.status_code not in (404, 408, 429):
+                    raise InvalidRequest("upstream_rejected", _upstream_message(text), None)
+                raise UpstreamError("http_status", f"HTTP {response.status_code}: {text[:300]}", response.status_code)
+            data = iter_sse_data(response)
+            buffered: list[ChunkEvent] = []
+            deadline = started + t.first_token_s
+            while True:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s")
+                try:
+                    raw = await asyncio.wait_for(anext(data), remaining)
+                except TimeoutError as e:
+                    raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s") from e
+                except StopAsyncIteration as e:
+                    raise UpstreamError("empty_stream", "the stream ended before the first token") from e
+                except httpx.HTTPError as e:
+                    raise UpstreamError("read", repr(e)) from e
+                if raw == b"[DONE]":
+                    raise UpstreamError("empty_stream", "the stream ended before the first token")
+                try:
+                    ev = ChunkEvent.parse(raw)
+                except ValueError as e:
+                    raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
+                buffered.append(ev)
+                if not ev.role_only and ev.usage is None or ev.finish_reason is not None:
+                    break
+        except BaseException:
+            await response.aclose()
+            raise
+        opened = OpenedStream(up.config.name, up.model, False, False, buffered, None, response.aclose,
+                              ttft_s=time.perf_counter() - started)
+        opened._rest = self._rest(opened, data, response, started + t.total_s)
+        return opened
+
+    async def _rest(self, opened: OpenedStream, data: AsyncIterator[bytes], response: httpx.Response,
+                    deadline: float) -> AsyncIterator[ChunkEvent]:
+        """Events after the first token. A failure here cannot fall back; it marks the stream failed."""
+        try:
+            async for raw in data:
+                if raw == b"[DONE]":
+                    return
+                yield ChunkEvent.parse(raw)
+                if time.perf_counter() > deadline:
+                    raise UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s")
+        except (httpx.HTTPError, UpstreamError, ValueError) as e:
+            opened.failed_midway = True
+            kind = e.kind if isinstance(e, UpstreamError) else "midstream"
+            self.metrics.upstream_errors.labels(self.role, opened.upstream, kind).inc()
+            log.warning("upstream failed after the first token", extra={"upstream": opened.upstream, "detail": repr(e)[:300]})
+        finally:
+            await response.aclose()
+
+
+def _upstream_message(text: str) -> str:
+    try:
+        body = json.loads(text)
+        err = body.get("error") or body
+        msg = err.get("message") or err.get("detail") or text if isinstance(err, dict) else str(err)
+    except ValueError:
+        msg = text
+    return f"the model rejected the request: {str(msg)[:500]}"
+
+
+def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: str, timeouts: Timeouts,
+                breaker: dict[str, float], metrics: Metrics) -> tuple[LLMChain, list[httpx.AsyncClient]]:
+    """One httpx client per distinct upstream URL (pooled connections), one breaker per link."""
+    clients: dict[str, httpx.AsyncClient] = {}
+    upstreams: list[Upstream] = []
+    for cfg in configs:
+        client = None
+        if cfg.kind == "openai":
+            url = (cfg.url or default_url).rstrip("/")
+            client = clients.get(url)
+            if client is None:
+                client = clients[url] = httpx.AsyncClient(
+                    base_url=url, trust_env=False,
+                    timeout=httpx.Timeout(timeouts.first_token_s, connect=timeouts.connect_s),
+                    limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+                )
+        model = cfg.model or (default_model if cfg.kind == "openai" else "enclave-fallback")
+        upstreams.append(Upstream(cfg, model, client, CircuitBreaker(
+            failure_threshold=int(breaker.get("failure_threshold", 3)), reset_after_s=breaker.get("reset_after_s", 10.0))))
+    return LLMChain(upstreams, timeouts, metrics), list(clients.values())

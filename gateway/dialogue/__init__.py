@@ -1,0 +1,1 @@
+"""Channel-agnostic conversation core: a turn is a pipeline of small stages over one ``Turn`` object."""

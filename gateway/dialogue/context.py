@@ -1,0 +1,82 @@
+"""The context window: what the LLM sees for a turn, under a token budget.
+
+system prompt (+ the rolling summary of older turns) → the last N turns not yet summarised → whatever
+a stateless client sent before its new message → the new message. When that does not fit the model's
+window minus the reply's budget, the oldest turns are dropped first; the new message is never cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.dialogue.tokens import TokenCounter
+from gateway.dialogue.turn import Turn
+from gateway.errors import InvalidRequest
+from gateway.store import sessions as repo
+
+SUMMARY_PREFIX = "Summary of the earlier conversation:"
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    window_tokens: int = 4096          # the model's context length
+    recent_turns: int = 12             # at most this many earlier turns verbatim
+    summary_threshold_tokens: int = 1500  # summarise once un-summarised history passes this
+    summary_keep_turns: int = 4        # … keeping the newest turns verbatim
+    summary_max_tokens: int = 200
+
+
+def system_message(session: dict) -> str | None:
+    parts = [p for p in (session.get("system_prompt"),) if p]
+    if session.get("summary"):
+        parts.append(f"{SUMMARY_PREFIX}\n{session['summary']}")
+    return "\n\n".join(parts) or None
+
+
+def history_messages(rows: list[dict]) -> list[list[dict]]:
+    """Rows → one list of messages per turn; failed turns (an apology) are left out."""
+    by_seq: dict[int, list[dict]] = {}
+    failed: set[int] = set()
+    for r in rows:
+        if r["status"] == "failed":
+            failed.add(r["seq"])
+        by_seq.setdefault(r["seq"], []).append({"role": r["role"], "content": r["content"]})
+    return [msgs for seq, msgs in sorted(by_seq.items()) if seq not in failed and len(msgs) == 2]
+
+
+class BuildContext:
+    name = "context"
+
+    def __init__(self, pool: AsyncConnectionPool, counter: TokenCounter, policy: ContextPolicy) -> None:
+        self.pool, self.counter, self.policy = pool, counter, policy
+
+    async def __call__(self, turn: Turn) -> None:
+        session = turn.session
+        history: list[list[dict]] = []
+        if session.get("turn_count", 0) > 0:
+            async with self.pool.connection() as conn:
+                rows = await repo.list_turns(conn, turn.tenant_id, session["id"], after_seq=session["summary_upto_seq"],
+                                             last=self.policy.recent_turns)
+            history = history_messages(rows)
+        head: list[dict] = []
+        system = system_message(session)
+        if system:
+            head.append({"role": "system", "content": system})
+        tail = [*turn.extra_messages, {"role": "user", "content": turn.text}]
+        budget = self.policy.window_tokens - turn.max_output_tokens
+        fixed = self.counter.count_messages(head + tail)
+        if fixed > budget:
+            raise InvalidRequest(
+                "context_length_exceeded",
+                f"the message needs {fixed} tokens but only {budget} fit this model's window "
+                f"({self.policy.window_tokens}) after reserving {turn.max_output_tokens} for the reply; "
+                "send a shorter message or lower max_tokens", "messages")
+        sizes = [self.counter.count_messages(t) for t in history]
+        while history and fixed + sum(sizes) > budget:
+            history.pop(0)
+            sizes.pop(0)
+        turn.history_turns = len(history)
+        turn.messages = head + [m for t in history for m in t] + tail
+        turn.prompt_tokens = fixed + sum(sizes)

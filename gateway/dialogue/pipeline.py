@@ -1,0 +1,153 @@
+"""The turn pipeline: small stages over one ``Turn``, in the order ARCHITECTURE.md gives.
+
+    preprocess → guard → understand → decide → ground → context → generate → postprocess → record
+
+This issue implements preprocess, context + generate, postprocess and record. ``guard``, ``understand``,
+``decide`` and ``ground`` are named extension points (pass-throughs today) that the trust, dialogue and
+knowledge capabilities replace; a stage is any object with a ``name`` and ``async __call__(turn)``.
+Generation streams, so the API layer drives it: ``prepare`` runs everything before it, ``open``
+starts it, and ``finish`` runs everything after it, whatever happened to the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.clients.llm import LLMChain, OpenedStream
+from gateway.dialogue.summary import RollingSummarizer
+from gateway.dialogue.tokens import TokenCounter
+from gateway.dialogue.turn import Turn
+from gateway.errors import InvalidRequest
+from gateway.observability import Metrics
+from gateway.store import sessions as repo
+
+log = logging.getLogger("enclave.gateway.turn")
+
+
+class Stage(Protocol):
+    name: str
+
+    async def __call__(self, turn: Turn) -> None: ...
+
+
+class PassThrough:
+    """A named extension point that does nothing yet."""
+
+    def __init__(self, name: str, filled_by: str) -> None:
+        self.name, self.filled_by = name, filled_by
+
+    async def __call__(self, turn: Turn) -> None:
+        return None
+
+
+class CheckInput:
+    """After preprocess: an empty message or one over the tenant's input cap is refused before any work."""
+
+    name = "check_input"
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+
+    async def __call__(self, turn: Turn) -> None:
+        if not turn.text:
+            raise InvalidRequest("empty_message", "the last user message is empty after normalisation", "messages")
+        turn.input_tokens = self.counter.count(turn.text)
+        if turn.input_tokens > turn.max_input_tokens:
+            raise InvalidRequest("input_too_long", f"the message has {turn.input_tokens} tokens; this tenant allows "
+                                 f"{turn.max_input_tokens} per message", "messages")
+
+
+class Postprocess:
+    """Settle what the reply is before it is stored. Chat text is stored exactly as the client received it
+    (markdown, untouched); the trust layer's output filter and voice's spoken-style rewrite plug in here.
+    Today: complete the accounting when the upstream did not report it."""
+
+    name = "postprocess"
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+
+    async def __call__(self, turn: Turn) -> None:
+        if turn.completion_tokens is None or turn.status != "complete":
+            # Interrupted or replaced replies: count what was actually sent, not what was generated.
+            turn.completion_tokens = self.counter.count(turn.reply_text)
+        if turn.finish_reason is None and turn.status == "complete":
+            turn.finish_reason = "stop"
+
+
+class Record:
+    """Persist the turn (both messages in one transaction), count it, schedule the rolling summary."""
+
+    name = "record"
+
+    def __init__(self, pool: AsyncConnectionPool, counter: TokenCounter, metrics: Metrics,
+                 summarizer: RollingSummarizer, background: set[asyncio.Task]) -> None:
+        self.pool, self.counter, self.metrics, self.summarizer, self.background = pool, counter, metrics, summarizer, background
+
+    async def __call__(self, turn: Turn) -> None:
+        reply = turn.reply_text
+        completion_tokens = turn.completion_tokens or 0
+        prompt_tokens = turn.upstream_prompt_tokens or turn.prompt_tokens
+        rows = [
+            repo.TurnRow("user", turn.text, turn.input_tokens, "complete", language=turn.language),
+            repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
+                         ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason),
+        ]
+        async with self.pool.connection() as conn:
+            turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
+                                              turn.request_id, rows, title_hint=turn.text,
+                                              new_session=turn.session if turn.session_is_new else None)
+        model = turn.model or "none"
+        m = self.metrics
+        m.turns.labels(turn.channel, model, turn.status).inc()
+        m.tokens.labels("in", turn.channel, model).inc(prompt_tokens)
+        m.tokens.labels("out", turn.channel, model).inc(completion_tokens)
+        if turn.ttft_s is not None:
+            m.ttft.labels(turn.channel, model).observe(turn.ttft_s)
+        if turn.total_s is not None:
+            m.turn_latency.labels(turn.channel, model).observe(turn.total_s)
+        log.info("turn recorded", extra={"session_id": str(turn.session_id), "seq": turn.seq, "status": turn.status,
+                                         "upstream": turn.upstream, "model": turn.model, "fallback": turn.fallback,
+                                         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                         "history_turns": turn.history_turns, "ttft_ms": _ms(turn.ttft_s),
+                                         "total_ms": _ms(turn.total_s)})
+        task = asyncio.create_task(self.summarizer.maybe_summarise(turn.tenant_id, turn.session_id))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else round(s * 1000.0, 2)
+
+
+class TurnPipeline:
+    def __init__(self, before: list[Stage], chain: LLMChain, after: list[Stage]) -> None:
+        self.before, self.chain, self.after = before, chain, after
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.before] + ["generate"] + [s.name for s in self.after]
+
+    async def prepare(self, turn: Turn) -> None:
+        """Everything up to generation. Raises a 4xx error before anything has been written."""
+        for stage in self.before:
+            await stage(turn)
+
+    async def open(self, turn: Turn) -> OpenedStream:
+        params = {k: v for k, v in turn.params.items() if v is not None}
+        params["max_tokens"] = turn.max_output_tokens
+        opened = await self.chain.open({**params, "messages": turn.messages})
+        turn.model, turn.upstream, turn.fallback = opened.model, opened.upstream, opened.fallback
+        if opened.canned:
+            turn.status = "failed"
+        turn.ttft_s = None if opened.canned else time.perf_counter() - turn.started
+        return opened
+
+    async def finish(self, turn: Turn) -> None:
+        for stage in self.after:
+            await stage(turn)

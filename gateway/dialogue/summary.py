@@ -1,0 +1,83 @@
+"""Rolling summary: when a session's un-summarised history passes a token threshold, the LLM condenses
+it (with the previous summary) into a new one, stored with the session. Runs after a turn is recorded,
+off the reply's path, at most once at a time per session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.clients.llm import LLMChain
+from gateway.dialogue.context import ContextPolicy
+from gateway.dialogue.tokens import TokenCounter
+from gateway.observability import Metrics
+from gateway.store import sessions as repo
+
+log = logging.getLogger("enclave.gateway.summary")
+
+INSTRUCTION = ("Summarise the conversation below for the assistant's own memory: the user's goal, facts they "
+               "gave, decisions and open questions. At most five short sentences. Do not invent anything.")
+
+
+class RollingSummarizer:
+    def __init__(self, pool: AsyncConnectionPool, chain: LLMChain, counter: TokenCounter, policy: ContextPolicy,
+                 metrics: Metrics) -> None:
+        self.pool, self.chain, self.counter, self.policy, self.metrics = pool, chain, counter, policy, metrics
+        self._running: set[str] = set()
+
+    def due(self, history_tokens: int) -> bool:
+        return history_tokens > self.policy.summary_threshold_tokens
+
+    async def maybe_summarise(self, tenant_id: str, session_id) -> bool:
+        """Summarise if due; returns whether a new summary was stored."""
+        key = str(session_id)
+        if key in self._running:
+            return False
+        self._running.add(key)
+        try:
+            return await self._summarise(tenant_id, session_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.metrics.summaries.labels("error").inc()
+            log.exception("summary failed", extra={"session_id": key})
+            return False
+        finally:
+            self._running.discard(key)
+
+    async def _summarise(self, tenant_id: str, session_id) -> bool:
+        async with self.pool.connection() as conn:
+            session = await repo.get_session(conn, tenant_id, session_id)
+            if session is None:
+                return False
+            rows = await repo.list_turns(conn, tenant_id, session_id, after_seq=session["summary_upto_seq"])
+        rows = [r for r in rows if r["status"] != "failed"]
+        if not rows or not self.due(sum(self.counter.count(r["content"]) for r in rows)):
+            return False
+        seqs = sorted({r["seq"] for r in rows})
+        keep = self.policy.summary_keep_turns
+        # Keep the newest turns verbatim; when all of them are "newest", still condense all but the last.
+        n_older = len(seqs) - keep if len(seqs) > keep else max(1, len(seqs) - 1)
+        older = seqs[:n_older]
+        upto = older[-1]
+        transcript = "\n".join(f"{r['role']}: {r['content']}" for r in rows if r["seq"] <= upto)
+        if session.get("summary"):
+            transcript = f"(earlier summary) {session['summary']}\n{transcript}"
+        payload = {"messages": [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": transcript}],
+                   "max_tokens": self.policy.summary_max_tokens, "temperature": 0}
+        opened = await self.chain.open(payload)
+        if opened.canned:
+            self.metrics.summaries.labels("skipped").inc()
+            return False
+        parts = [ev.content async for ev in opened]
+        summary = "".join(parts).strip()
+        if opened.failed_midway or not summary:
+            self.metrics.summaries.labels("skipped").inc()
+            return False
+        async with self.pool.connection() as conn:
+            await repo.save_summary(conn, tenant_id, session_id, summary, upto, self.counter.count(summary))
+        self.metrics.summaries.labels("written").inc()
+        log.info("summary written", extra={"session_id": str(session_id), "upto_seq": upto, "turns": len(older)})
+        return True

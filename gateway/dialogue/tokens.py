@@ -1,0 +1,55 @@
+"""Token counting with the served model's own tokenizer, read from the local model store (never the hub).
+
+Only the ``tokenizers`` library is used (a small Rust extension): the gateway must not import torch or
+transformers. When the store has no tokenizer for the model (e.g. an external OpenAI-compatible
+upstream), a conservative estimate is used and said so in the log once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("enclave.gateway.tokens")
+
+# ChatML-style framing costs a few tokens per message (<|im_start|>role\n … <|im_end|>\n).
+PER_MESSAGE_OVERHEAD = 4
+
+
+class TokenCounter:
+    def __init__(self, tokenizer_file: Path | None) -> None:
+        self._tok = None
+        self.source = "estimate"
+        if tokenizer_file is not None and tokenizer_file.is_file():
+            from tokenizers import Tokenizer
+
+            self._tok = Tokenizer.from_file(str(tokenizer_file))
+            self.source = str(tokenizer_file.parent.name)
+        else:
+            log.warning("no tokenizer.json in the model store; token counts are estimates (chars / 3)",
+                        extra={"looked_for": str(tokenizer_file) if tokenizer_file else None})
+
+    @property
+    def exact(self) -> bool:
+        return self._tok is not None
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        if self._tok is None:
+            return len(text) // 3 + 1  # over-estimates for English: a safe side for a budget
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def count_messages(self, messages: list[dict]) -> int:
+        total = 0
+        for m in messages:
+            content = m.get("content")
+            if isinstance(content, list):  # content parts: count the text ones
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            total += self.count(content or "") + PER_MESSAGE_OVERHEAD
+        return total + 2  # the assistant prefix the template appends
+
+
+def tokenizer_for(models_dir: Path, model_id: str) -> Path | None:
+    path = models_dir / model_id / "tokenizer.json"
+    return path if path.is_file() else None

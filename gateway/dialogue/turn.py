@@ -1,0 +1,57 @@
+"""The ``Turn``: one user message and its reply, as it flows through the stages of the pipeline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TurnStatus = Literal["complete", "interrupted", "failed"]
+
+
+@dataclass
+class Turn:
+    # Who and where
+    request_id: str
+    tenant_id: str
+    session: dict[str, Any]            # the session row (id, system_prompt, summary, …)
+    session_is_new: bool = False        # created on first use: stored together with this turn
+    channel: str = "api"
+    # What the user sent
+    raw_text: str = ""                  # the new user message as received
+    extra_messages: list[dict] = field(default_factory=list)  # what a stateless client sent before it
+    params: dict[str, Any] = field(default_factory=dict)      # generation parameters forwarded upstream
+    max_output_tokens: int = 256
+    max_input_tokens: int = 4096
+    # Filled by stages
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    text: str = ""                      # after preprocess
+    language: str | None = None
+    input_tokens: int = 0               # the new message alone
+    messages: list[dict] = field(default_factory=list)         # the context window sent to the LLM
+    prompt_tokens: int = 0
+    history_turns: int = 0              # how many earlier turns made it into the window
+    # Generation
+    reply: list[str] = field(default_factory=list)             # text the client has been sent
+    tool_calls: list[dict] = field(default_factory=list)
+    model: str | None = None
+    upstream: str | None = None
+    fallback: bool = False
+    finish_reason: str | None = None
+    completion_id: str | None = None
+    completion_tokens: int | None = None
+    upstream_prompt_tokens: int | None = None
+    status: TurnStatus = "complete"
+    started: float = field(default_factory=time.perf_counter)
+    ttft_s: float | None = None
+    total_s: float | None = None
+    seq: int | None = None              # set by record
+
+    @property
+    def session_id(self):
+        return self.session["id"]
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self.reply)

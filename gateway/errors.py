@@ -1,0 +1,104 @@
+"""Domain errors and their HTTP mapping.
+
+Every error the gateway returns has the OpenAI error shape, so SDKs surface it unchanged, plus a stable
+``code`` that clients may branch on: ``{"error": {"message", "type", "code", "param"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("enclave.gateway")
+
+
+class EnclaveError(Exception):
+    """Base of every error a client may see. Subclasses fix the HTTP status and the error type."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+class InvalidRequest(EnclaveError):
+    pass
+
+
+class Unauthenticated(EnclaveError):
+    status, type = 401, "authentication_error"
+
+
+class Forbidden(EnclaveError):
+    status, type = 403, "permission_error"
+
+
+class NotFound(EnclaveError):
+    status, type = 404, "not_found_error"
+
+
+class PayloadTooLarge(EnclaveError):
+    status = 413
+
+
+class UpstreamUnavailable(EnclaveError):
+    """Every link of a fallback chain failed before producing anything (the canned reply is the last link,
+    so a client normally never sees this)."""
+
+    status, type = 503, "upstream_error"
+
+
+def error_body(code: str, message: str, type_: str = "invalid_request_error", param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def error_response(exc: EnclaveError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message, exc.type, exc.param), status_code=exc.status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return "invalid_json", f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "), None
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden":
+        return "unsupported_parameter", f"parameter '{param}' is not supported by this endpoint", param
+    if first.get("type") == "missing":
+        return "missing_parameter", f"'{param}' is required", param
+    return "invalid_parameter", f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EnclaveError)
+    async def _domain(_req: Request, exc: EnclaveError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, param = _validation_message(exc)
+        return JSONResponse(error_body(code, message, param=param), status_code=400)
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(_req: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_json", f"the request body is not valid JSON: {exc.msg}"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+        return JSONResponse(error_body(codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal error; the request id is in the logs", "server_error"),
+                            status_code=500)

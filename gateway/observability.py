@@ -1,0 +1,112 @@
+"""Prometheus metrics, request/turn ids and structured JSON logs.
+
+One id follows a request everywhere: it is taken from an incoming ``X-Request-Id`` (when sane) or made
+here, put in a context variable that the log formatter reads, sent upstream as ``X-Request-Id`` (Ray
+Serve and vLLM log it) and returned to the client. Metric labels are low-cardinality by construction:
+channel, model, role, upstream name, never anything a user typed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+turn_id_var: ContextVar[str] = ContextVar("turn_id", default="")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# Latency buckets from 5 ms (a cached reply) to 2 min (a long generation on CPU).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """All gateway metrics in one registry (a fresh one per app, so tests can build several apps)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("enclave_requests", "HTTP requests by route and status", ["route", "method", "status"], registry=r)
+        self.turns = Counter("enclave_turns", "Chat turns by channel, model and final status", ["channel", "model", "status"], registry=r)
+        self.ttft = Histogram("enclave_time_to_first_token_seconds", "Time to first token of a turn", ["channel", "model"],
+                              buckets=_LATENCY_BUCKETS, registry=r)
+        self.turn_latency = Histogram("enclave_turn_duration_seconds", "Total time of a turn", ["channel", "model"],
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("enclave_tokens", "Tokens in (prompt) and out (completion)", ["direction", "channel", "model"],
+                              registry=r)
+        self.upstream_errors = Counter("enclave_upstream_errors", "Failed upstream attempts", ["role", "upstream", "kind"],
+                                       registry=r)
+        self.fallbacks = Counter("enclave_fallbacks", "Turns answered by a later link of the chain", ["role", "upstream"],
+                                 registry=r)
+        self.breaker_state = Gauge("enclave_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+                                   ["role", "upstream"], registry=r)
+        self.active_streams = Gauge("enclave_active_streams", "SSE streams open right now", ["channel"], registry=r)
+        self.summaries = Counter("enclave_summaries", "Rolling summaries written", ["status"], registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware: it buffers and costs per streamed chunk). Sets the request id,
+    echoes it in ``X-Request-Id`` and counts the request by its route template once it is answered."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        rid = incoming if _SANE_ID.match(incoming) else new_id()
+        token = request_id_var.set(rid)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            request_id_var.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.turn_id = turn_id_var.get()
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for the gateway's own loggers (one object per line, request/turn ids included)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(turn_id)s",
+                                       rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"}))
+    handler.addFilter(_ContextFilter())
+    logger = logging.getLogger("enclave")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def elapsed_ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0

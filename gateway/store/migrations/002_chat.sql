@@ -1,0 +1,47 @@
+-- Chat: sessions own their history on the server; a turn is one user message and its reply, stored whole.
+ALTER TABLE tenants
+    ADD COLUMN max_input_tokens  int CHECK (max_input_tokens > 0),   -- NULL: the gateway default applies
+    ADD COLUMN max_output_tokens int CHECK (max_output_tokens > 0);
+
+CREATE TABLE sessions (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id       uuid NOT NULL REFERENCES tenants(id),
+    channel         text NOT NULL DEFAULT 'chat' CHECK (channel IN ('chat', 'api', 'voice', 'sip')),
+    title           text NOT NULL DEFAULT '',
+    system_prompt   text,
+    -- Rolling summary of the turns with seq <= summary_upto_seq, written by the LLM when history grows.
+    summary         text,
+    summary_upto_seq int NOT NULL DEFAULT 0,
+    summary_tokens  int NOT NULL DEFAULT 0,
+    turn_count      int NOT NULL DEFAULT 0,
+    metadata        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_by      text NOT NULL DEFAULT '',          -- key prefix or user id, never a secret
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sessions_tenant_updated ON sessions (tenant_id, updated_at DESC);
+
+-- One row per message. A turn (user message + assistant reply) shares turn_id and is inserted in one
+-- transaction, so it is stored whole or not at all.
+CREATE TABLE turns (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id   uuid NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    tenant_id    uuid NOT NULL REFERENCES tenants(id),
+    turn_id      uuid NOT NULL,
+    seq          int NOT NULL,                      -- turn number within the session, from 1
+    role         text NOT NULL CHECK (role IN ('user', 'assistant')),
+    content      text NOT NULL,                     -- redacted text (the trust layer redacts before this)
+    channel      text NOT NULL,
+    model        text,                              -- the upstream that answered (assistant rows)
+    tokens       int NOT NULL DEFAULT 0,
+    status       text NOT NULL CHECK (status IN ('complete', 'interrupted', 'failed')),
+    ttft_ms      real,
+    total_ms     real,
+    language     text,
+    finish_reason text,
+    request_id   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (session_id, seq, role)
+);
+CREATE INDEX turns_session_seq ON turns (session_id, seq);
+CREATE INDEX turns_tenant_created ON turns (tenant_id, created_at);

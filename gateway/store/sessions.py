@@ -1,0 +1,130 @@
+"""Sessions and their turns. Every query takes the tenant id: a session of another tenant is "not found"."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+SESSION_COLUMNS = ("id, channel, title, system_prompt, summary, summary_upto_seq, summary_tokens, turn_count, "
+                   "metadata, created_by, created_at, updated_at")
+
+
+def parse_session_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+async def create_session(conn: AsyncConnection, tenant_id: str, *, channel: str = "chat", title: str = "",
+                         system_prompt: str | None = None, metadata: dict | None = None,
+                         created_by: str = "") -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"INSERT INTO sessions (tenant_id, channel, title, system_prompt, metadata, created_by) "
+            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {SESSION_COLUMNS}",
+            (tenant_id, channel, title, system_prompt, Jsonb(metadata or {}), created_by),
+        )
+        return await cur.fetchone()
+
+
+async def get_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s AND tenant_id = %s",
+                          (session_id, tenant_id))
+        return await cur.fetchone()
+
+
+async def list_sessions(conn: AsyncConnection, tenant_id: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = %s ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
+            (tenant_id, limit, offset),
+        )
+        return await cur.fetchall()
+
+
+async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID) -> bool:
+    cur = await conn.execute("DELETE FROM sessions WHERE id = %s AND tenant_id = %s", (session_id, tenant_id))
+    return cur.rowcount == 1
+
+
+async def list_turns(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, *, after_seq: int = 0,
+                     last: int | None = None) -> list[dict[str, Any]]:
+    """Message rows in order. ``last`` keeps only the newest N turns (both rows of each)."""
+    cols = ("turn_id, seq, role, content, channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, "
+            "request_id, created_at")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if last is None:
+            await cur.execute(f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > %s "
+                              "ORDER BY seq, id", (session_id, tenant_id, after_seq))
+        else:
+            await cur.execute(
+                f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > GREATEST(%s, "
+                " (SELECT COALESCE(max(seq), 0) FROM turns WHERE session_id = %s) - %s) ORDER BY seq, id",
+                (session_id, tenant_id, after_seq, session_id, last),
+            )
+        return await cur.fetchall()
+
+
+@dataclass
+class TurnRow:
+    role: str
+    content: str
+    tokens: int
+    status: str
+    model: str | None = None
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    language: str | None = None
+    finish_reason: str | None = None
+
+
+async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, turn_id: str, channel: str,
+                      request_id: str, rows: list[TurnRow], title_hint: str = "",
+                      new_session: dict[str, Any] | None = None) -> int:
+    """Insert the rows of one turn in one transaction; returns the turn's seq. The session row lock
+    serialises concurrent turns of one session, so seq numbers never collide. A session created on first
+    use (``new_session``) is inserted in the same transaction: it exists only if its first turn does."""
+    async with conn.transaction():
+        if new_session is not None:
+            await conn.execute(
+                "INSERT INTO sessions (id, tenant_id, channel, system_prompt, created_by) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (session_id, tenant_id, new_session["channel"], new_session.get("system_prompt"),
+                 new_session.get("created_by", "")),
+            )
+        cur = await conn.execute(
+            "UPDATE sessions SET turn_count = turn_count + 1, updated_at = now(), "
+            " title = CASE WHEN title = '' THEN %s ELSE title END "
+            "WHERE id = %s AND tenant_id = %s RETURNING turn_count",
+            (title_hint[:80], session_id, tenant_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise LookupError(f"session {session_id} is gone")
+        seq = row[0]
+        async with conn.cursor() as c:
+            await c.executemany(
+                "INSERT INTO turns (session_id, tenant_id, turn_id, seq, role, content, channel, model, tokens, status, "
+                " ttft_ms, total_ms, language, finish_reason, request_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [(session_id, tenant_id, turn_id, seq, r.role, r.content, channel, r.model, r.tokens, r.status,
+                  r.ttft_ms, r.total_ms, r.language, r.finish_reason, request_id) for r in rows],
+            )
+    return seq
+
+
+async def save_summary(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, summary: str, upto_seq: int,
+                       tokens: int) -> None:
+    """Only moves forward: a slower summariser never overwrites a newer summary."""
+    await conn.execute(
+        "UPDATE sessions SET summary = %s, summary_upto_seq = %s, summary_tokens = %s "
+        "WHERE id = %s AND tenant_id = %s AND summary_upto_seq < %s",
+        (summary, upto_seq, tokens, session_id, tenant_id, upto_seq),
+    )

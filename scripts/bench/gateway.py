@@ -1,0 +1,505 @@
+"""Gateway benchmark: the same streamed chat request sent to the Serve app directly, through the Enclave
+gateway, and through LiteLLM's proxy (a well-known OpenAI-compatible proxy, as a yardstick), in one run,
+interleaved, reported as ratios against direct (these boxes are noisy; absolute numbers mean little).
+
+    .venv/bin/python scripts/bench/gateway.py [--profile tiny] [--concurrency 1,16,64] [--rounds 2]
+
+Unless --serving-url (with --gateway-url and --api-key-file) is given it runs `enclave up` itself in a
+private var dir on free ports. LiteLLM runs from its own venv (scripts/bench/litellm_venv.sh builds
+it; --skip-litellm leaves it out). Writes JSON to scripts/bench/results/ and prints a table plus
+PASS/MISS verdict lines (informational: a MISS never fails the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+# This file is named like the `gateway` package: drop its own folder from the path, put the repo first.
+_HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
+sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from scripts.bench.common import pct, run_concurrent, write_results  # noqa: E402
+
+console = Console()
+LOG_DIR = _REPO / "var" / "log"
+LITELLM_VENV = _REPO / "var" / "bench" / "litellm-venv"
+LITELLM_SCRIPT = _HERE / "litellm_venv.sh"
+GATEWAY_ALIAS = "enclave"  # the gateway's name for its default chain
+PROMPT = "Tell me a story."
+WARMUP_REQUESTS = 4
+C1_MAX_REQUESTS = 24  # c=1 is sequential: cap it so a run stays short
+# Verdict thresholds (informational).
+MAX_TTFT_P95_DELTA_MS, DELTA_LEVEL = 10.0, 16
+MIN_THROUGHPUT_RATIO = 0.95
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int, timeout_s: float) -> None:
+    """Polite signal first; the whole process group is killed if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def log_tail(path: Path, n: int = 4000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+class Appliance:
+    """`enclave up` in a subprocess exactly as tests/integration/conftest.py starts it: private var dir, free ports,
+    stopped with Ctrl-C (SIGINT) as an operator would."""
+
+    def __init__(self, profile: str, models_dir: Path, log: Path) -> None:
+        self.var_dir = Path(tempfile.mkdtemp(prefix="enclave-bench-"))
+        self.gateway_port, self.serve_port = free_port(), free_port()
+        self.log = log
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+        env.update({
+            "ENCLAVE_VAR_DIR": str(self.var_dir),
+            "ENCLAVE_MODELS_DIR": str(models_dir),
+            "ENCLAVE_GATEWAY_PORT": str(self.gateway_port),
+            "ENCLAVE_SERVE_PORT": str(self.serve_port),
+            "ENCLAVE_MODEL_PROFILE": profile,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+        })
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.serve_port}"
+
+    def start(self, timeout_s: float) -> str:
+        """Start and wait for the ready file; returns the dev API key `up` wrote."""
+        ready = self.var_dir / "ready"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "up", "--ready-file", str(ready)],
+            cwd=_REPO, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        with console.status(f"enclave up (log {self.log})…"):
+            while not ready.exists():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"enclave up exited with {self.proc.returncode}:\n{log_tail(self.log)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"enclave up not ready in {timeout_s:.0f} s:\n{log_tail(self.log)}")
+                time.sleep(1)
+        return (self.var_dir / "dev-api-key").read_text().strip()
+
+    def stop(self, remove_var_dir: bool) -> None:
+        stop_process(self.proc, signal.SIGINT, 120)
+        if remove_var_dir:
+            shutil.rmtree(self.var_dir, ignore_errors=True)
+        else:
+            console.print(f"kept the appliance's var dir: {self.var_dir}")
+
+
+def ensure_litellm(venv: Path) -> str:
+    """Build the benchmark-only venv if missing (idempotent); returns LiteLLM's version."""
+    subprocess.run(["bash", str(LITELLM_SCRIPT), str(venv)], cwd=_REPO, check=True)
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def litellm_config(model_id: str, serving_url: str, master_key: str) -> str:
+    """One model, pointed at the Serve app's OpenAI routes; no database. LiteLLM 1.106 refuses to start
+    without a master key, and the gateway checks an API key too, so both targets authenticate.
+    Values are JSON strings, which YAML reads as double-quoted scalars."""
+    q = json.dumps
+    return "\n".join([
+        "model_list:",
+        f"  - model_name: {q(model_id)}",
+        "    litellm_params:",
+        f"      model: {q('openai/' + model_id)}",
+        f"      api_base: {q(serving_url + '/v1')}",
+        '      api_key: "none"',
+        "litellm_settings:",
+        "  telemetry: false",
+        "general_settings:",
+        f"  master_key: {q(master_key)}",
+        "",
+    ])
+
+
+def start_litellm(venv: Path, config: Path, port: int, log: Path) -> subprocess.Popen:
+    # Strip anything that would switch on LiteLLM's database or override the config, and keep its upstream calls off any proxy.
+    drop = {"DATABASE_URL", "LITELLM_MASTER_KEY", "LITELLM_CONFIG_PATH"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update({
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # otherwise it downloads a price list at import
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",  # our gateway runs with --no-access-log: same footing
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    })
+    args = [str(venv / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--num_workers", "1"]
+    return subprocess.Popen(args, cwd=config.parent, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_litellm(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if _up(f"{url}/health/liveliness") or _up(f"{url}/health/readiness"):
+            return True
+        time.sleep(1)
+    return False
+
+
+def served_model_id(serving_url: str) -> str:
+    r = httpx.get(f"{serving_url}/v1/models", timeout=30, trust_env=False)
+    r.raise_for_status()
+    return r.json()["data"][0]["id"]
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def request_body(model: str, max_tokens: int) -> dict[str, Any]:
+    """The one body every target gets (only the model name differs: each target's name for the same model)."""
+    return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
+            "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}
+
+
+async def stream_chat(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    """One streamed request. TTFT is the first SSE chunk carrying content (role-only chunks don't count);
+    content chunks stand in for tokens. Never raises: failures come back as ok=False with a reason."""
+    start = time.perf_counter()
+    ttft = None
+    chunks = 0
+    status = None
+    try:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            status = r.status_code
+            if status != 200:
+                text = (await r.aread()).decode(errors="replace")
+                return {"ok": False, "status": status, "error": f"HTTP {status}: {text[:200]}"}
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if not data or data == "[DONE]":
+                    continue
+                choices = json.loads(data).get("choices") or []
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    chunks += 1
+                    if ttft is None:
+                        ttft = (time.perf_counter() - start) * 1000
+    except Exception as e:  # a benchmark counts errors, it does not stop on them
+        return {"ok": False, "status": status, "error": f"{type(e).__name__}: {e}"[:200]}
+    total = (time.perf_counter() - start) * 1000
+    if chunks == 0:
+        return {"ok": False, "status": status, "error": "stream carried no content"}
+    return {"ok": True, "status": status, "ttft_ms": ttft, "total_ms": total, "chunks": chunks}
+
+
+def make_client(target: Target, max_conc: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=target.url, headers=target.headers, timeout=300, trust_env=False,
+                             limits=httpx.Limits(max_connections=max_conc + 8, max_keepalive_connections=max_conc + 8))
+
+
+async def pick_gateway_model(client: httpx.AsyncClient, served_id: str, max_tokens: int) -> str:
+    """The gateway's alias for its default chain; the served id if the gateway does not know the alias."""
+    r = await stream_chat(client, request_body(GATEWAY_ALIAS, max_tokens))
+    if not r["ok"] and r.get("status") in (400, 404, 422):
+        console.print(f"[yellow]gateway refused model {GATEWAY_ALIAS!r} ({r['error'][:80]}); using {served_id!r}[/]")
+        return served_id
+    return GATEWAY_ALIAS
+
+
+def batch_figures(res: list[dict], wall: float, extra_errors: int) -> dict[str, Any]:
+    ok = [r for r in res if r["ok"]]
+    ttft, total = [r["ttft_ms"] for r in ok], [r["total_ms"] for r in ok]
+    chunks = sum(r["chunks"] for r in ok)
+    samples = sorted({r["error"] for r in res if not r["ok"]})[:3]
+    return {"n": len(res) + extra_errors, "ok": len(ok), "errors": len(res) - len(ok) + extra_errors,
+            "wall_s": wall, "content_chunks": chunks, "tok_per_s": chunks / wall if wall else 0.0,
+            "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95), "total_p50_ms": pct(total, 50),
+            "ttft_ms": [round(x, 2) for x in ttft], "total_ms": [round(x, 2) for x in total], "error_samples": samples}
+
+
+async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, max_tokens: int, served_id: str) -> list[dict]:
+    """Every (round, level) runs every target back to back; round r rotates the order by r so no target
+    always goes first (or right after the heaviest one)."""
+    clients = {t.name: make_client(t, max(levels)) for t in targets}
+    raw: list[dict] = []
+    try:
+        for t in targets:
+            if t.name == "gateway":
+                t.model = await pick_gateway_model(clients[t.name], served_id, max_tokens)
+            for _ in range(WARMUP_REQUESTS):  # first requests open connections, warm caches
+                await stream_chat(clients[t.name], request_body(t.model, max_tokens))
+        for rnd in range(rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            for conc in levels:
+                count = min(n, C1_MAX_REQUESTS) if conc == 1 else n
+                for pos, t in enumerate(order):
+                    body = request_body(t.model, max_tokens)
+                    with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
+                        res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))
+                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, **batch_figures(res, wall, err)})
+    finally:
+        for c in clients.values():
+            await c.aclose()
+    return raw
+
+
+def aggregate(raw: list[dict], names: list[str], levels: list[int]) -> dict[str, dict[int, dict]]:
+    """Per (target, level), pooled over rounds: percentiles over all requests, tok/s averaged over rounds."""
+    out: dict[str, dict[int, dict]] = {}
+    for name in names:
+        for conc in levels:
+            rows = [r for r in raw if r["target"] == name and r["level"] == conc]
+            ttft = [x for r in rows for x in r["ttft_ms"]]
+            total = [x for r in rows for x in r["total_ms"]]
+            out.setdefault(name, {})[conc] = {
+                "n": sum(r["n"] for r in rows), "errors": sum(r["errors"] for r in rows),
+                "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95), "total_p50_ms": pct(total, 50),
+                "tok_per_s": statistics.fmean(r["tok_per_s"] for r in rows) if rows else float("nan"),
+                "tok_per_req": _div(sum(r["content_chunks"] for r in rows), sum(r["ok"] for r in rows)),
+                "error_samples": sorted({s for r in rows for s in r["error_samples"]})[:3],
+            }
+    return out
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else float("nan")
+
+
+def ratios(summary: dict[str, dict[int, dict]]) -> dict[str, dict[int, dict]]:
+    if "direct" not in summary:
+        return {}
+    d = summary["direct"]
+    return {name: {conc: {"ttft_p95_delta_ms": row["ttft_p95_ms"] - d[conc]["ttft_p95_ms"],
+                          "ttft_p50_ratio": _div(row["ttft_p50_ms"], d[conc]["ttft_p50_ms"]),
+                          "throughput_ratio": _div(row["tok_per_s"], d[conc]["tok_per_s"])}
+                   for conc, row in by_c.items()}
+            for name, by_c in summary.items() if name != "direct"}
+
+
+def verdicts(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, dict]], levels: list[int]) -> list[dict]:
+    """The questions this benchmark exists to answer; SKIP where a run could not answer one."""
+    out: list[dict] = []
+
+    def add(check: str, ok: bool | None, detail: str) -> None:
+        out.append({"check": check, "result": "SKIP" if ok is None else ("PASS" if ok else "MISS"), "detail": detail})
+
+    gw = rat.get("gateway")
+    check = f"gateway TTFT p95 delta vs direct at c={DELTA_LEVEL} <= {MAX_TTFT_P95_DELTA_MS:.0f} ms"
+    if gw and DELTA_LEVEL in gw:
+        delta = gw[DELTA_LEVEL]["ttft_p95_delta_ms"]
+        add(check, delta <= MAX_TTFT_P95_DELTA_MS, f"{delta:+.1f} ms")
+    else:
+        add(check, None, "needs the direct and gateway targets and c=16")
+    check = f"gateway throughput ratio vs direct >= {MIN_THROUGHPUT_RATIO} at every level"
+    if gw:
+        add(check, all(gw[c]["throughput_ratio"] >= MIN_THROUGHPUT_RATIO for c in levels),
+            ", ".join(f"c={c}: {gw[c]['throughput_ratio']:.3f}" for c in levels))
+    else:
+        add(check, None, "needs the direct and gateway targets")
+    check = "gateway ahead of LiteLLM (lower TTFT p50, higher tok/s) at every level"
+    if "gateway" in summary and "litellm" in summary:
+        g, ll = summary["gateway"], summary["litellm"]
+        add(check, all(g[c]["ttft_p50_ms"] < ll[c]["ttft_p50_ms"] and g[c]["tok_per_s"] > ll[c]["tok_per_s"] for c in levels),
+            ", ".join(f"c={c}: TTFT p50 {g[c]['ttft_p50_ms']:.1f} vs {ll[c]['ttft_p50_ms']:.1f} ms, "
+                      f"tok/s {g[c]['tok_per_s']:.0f} vs {ll[c]['tok_per_s']:.0f}" for c in levels))
+    else:
+        add(check, None, "needs the gateway and litellm targets")
+    if "gateway" in summary:
+        errs = {c: summary["gateway"][c]["errors"] for c in levels}
+        add("gateway: no failed requests", not any(errs.values()), ", ".join(f"c={c}: {e}" for c, e in errs.items()))
+    return out
+
+
+def _num(x: float, fmt: str = ".1f") -> str:
+    return "-" if math.isnan(x) else format(x, fmt)
+
+
+def print_table(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, dict]], targets: list[Target], levels: list[int]) -> None:
+    t = Table(title="Streamed chat: direct to Serve vs Enclave gateway vs LiteLLM proxy (interleaved)",
+              caption="models: " + ", ".join(f"{tg.name}={tg.model}" for tg in targets) + "; ratios vs direct")
+    for col in ("c", "target", "n", "err", "TTFT p50 ms", "TTFT p95 ms", "total p50 ms", "tok/req", "tok/s",
+                "ΔTTFT p95 ms", "TTFT p50 ×", "tok/s ×"):
+        t.add_column(col, justify="left" if col == "target" else "right")
+    for i, conc in enumerate(levels):
+        if i:
+            t.add_section()
+        for tg in targets:
+            row = summary[tg.name][conc]
+            r = rat.get(tg.name, {}).get(conc)
+            rel = (_num(r["ttft_p95_delta_ms"], "+.1f"), _num(r["ttft_p50_ratio"], ".2f"), _num(r["throughput_ratio"], ".2f")) if r else ("", "", "")
+            t.add_row(str(conc), tg.name, str(row["n"]), str(row["errors"]), _num(row["ttft_p50_ms"]), _num(row["ttft_p95_ms"]),
+                      _num(row["total_p50_ms"]), _num(row["tok_per_req"]), _num(row["tok_per_s"], ".0f"), *rel)
+    console.print(t)
+    if "direct" in summary:  # tok/s compares fairly only if every path honoured max_tokens + ignore_eos alike
+        for tg in targets:
+            for conc in levels:
+                want, got = summary["direct"][conc]["tok_per_req"], summary[tg.name][conc]["tok_per_req"]
+                if abs(got - want) > 0.05 * want:
+                    console.print(f"[yellow]{tg.name} c={conc}: {got:.1f} tokens/request vs {want:.1f} direct; "
+                                  "its tok/s is not like for like (ignore_eos or max_tokens not passed on?)[/]")
+    for tg in targets:
+        for conc in levels:
+            for s in summary[tg.name][conc]["error_samples"]:
+                console.print(f"[yellow]{tg.name} c={conc}: {s}[/]")
+
+
+def _clean(x: Any) -> Any:
+    """NaN is not JSON: None instead; int keys become strings anyway, make it explicit."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="tiny", help="model profile for `enclave up` (default: tiny)")
+    ap.add_argument("--models-dir", type=Path, default=_REPO / "var" / "models",
+                    help="model store for `enclave up` (default: var/models; tiny models are built there if missing)")
+    ap.add_argument("--gateway-url", help="use a running gateway instead of starting `enclave up`")
+    ap.add_argument("--serving-url", help="use a running Serve app (its OpenAI routes) instead of starting `enclave up`")
+    ap.add_argument("--api-key-file", type=Path, help="API key for --gateway-url (one line, e.g. var/dev-api-key)")
+    ap.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrency levels (default: 1,16,64)")
+    ap.add_argument("--requests", type=int, default=64,
+                    help=f"requests per (target, level, round); c=1 runs at most {C1_MAX_REQUESTS} (default: 64)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; round r rotates the target order by r")
+    ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request, with ignore_eos (default: 64)")
+    ap.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out (no venv, no proxy)")
+    ap.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV, help="LiteLLM's own venv (default: var/bench/litellm-venv)")
+    ap.add_argument("--up-timeout", type=float, default=900, help="seconds to wait for `enclave up` (default: 900)")
+    args = ap.parse_args()
+    args.levels = sorted({int(x) for x in args.concurrency.split(",") if x.strip()})
+    if not args.levels or min(args.levels) < 1:
+        ap.error("--concurrency needs positive integers")
+    external = (args.gateway_url, args.serving_url, args.api_key_file)
+    if any(external) and not all(external):
+        ap.error("--gateway-url, --serving-url and --api-key-file go together")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    appliance: Appliance | None = None
+    litellm: subprocess.Popen | None = None
+    cfg_dir: Path | None = None
+    ok = False
+    try:
+        litellm_version = None
+        if not args.skip_litellm:  # before `up`: a failed install should not cost an appliance start
+            with console.status(f"LiteLLM venv ({args.litellm_venv})…"):
+                litellm_version = ensure_litellm(args.litellm_venv)
+        if args.serving_url:
+            gateway_url, serving_url = args.gateway_url.rstrip("/"), args.serving_url.rstrip("/")
+            api_key = args.api_key_file.read_text().strip()
+        else:
+            appliance = Appliance(args.profile, args.models_dir.resolve(), LOG_DIR / "bench-gateway-up.log")
+            api_key = appliance.start(args.up_timeout)
+            gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
+        served_id = served_model_id(serving_url)
+        targets = [Target("direct", serving_url, served_id),
+                   Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"})]
+        if not args.skip_litellm:
+            port = free_port()
+            cfg_dir = Path(tempfile.mkdtemp(prefix="litellm-bench-"))
+            cfg = cfg_dir / "config.yaml"
+            master_key = f"sk-bench-{secrets.token_hex(16)}"
+            cfg.write_text(litellm_config(served_id, serving_url, master_key))
+            log = LOG_DIR / "bench-litellm.log"
+            litellm = start_litellm(args.litellm_venv, cfg, port, log)
+            with console.status(f"LiteLLM {litellm_version} proxy on :{port}…"):
+                if not wait_litellm(f"http://127.0.0.1:{port}", litellm, 300):
+                    console.print(f"[red]LiteLLM proxy not ready; see {log}[/]\n{log_tail(log, 2000)}")
+                    return 1
+            targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"}))
+
+        raw = asyncio.run(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id))
+        names = [t.name for t in targets]
+        summary = aggregate(raw, names, args.levels)
+        rat = ratios(summary)
+        verdict = verdicts(summary, rat, args.levels)
+        print_table(summary, rat, targets, args.levels)
+        for v in verdict:
+            colour = {"PASS": "green", "MISS": "red", "SKIP": "yellow"}[v["result"]]
+            console.print(f"[{colour}]{v['result']}[/] {v['check']}: {v['detail']}")
+        config = {"profile": args.profile if appliance else None, "external": appliance is None, "levels": args.levels,
+                  "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
+                  "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS, "served_model": served_id,
+                  "request_body": request_body("<model>", args.max_tokens), "litellm_version": litellm_version,
+                  "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
+        path = write_results("gateway", _clean({"config": config, "summary": summary, "vs_direct": rat,
+                                                "verdicts": verdict, "raw": raw}))
+        console.print(f"results: {path}")
+        ok = True
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as e:
+        console.print(f"[red]gateway benchmark: {e}[/]")
+        return 1
+    finally:
+        stop_process(litellm, signal.SIGTERM, 30)
+        if cfg_dir is not None:
+            shutil.rmtree(cfg_dir, ignore_errors=True)
+        if appliance is not None:
+            with console.status("stopping enclave up…"):
+                appliance.stop(remove_var_dir=ok)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

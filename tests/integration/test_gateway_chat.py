@@ -1,0 +1,118 @@
+"""Gateway chat against the real stack: the OpenAI SDK, SSE framing, sessions, the models list, metrics
+and request ids. The appliance's own gateway is used, with the dev admin key."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.integration.conftest import Appliance
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def sdk(appliance: Appliance) -> OpenAI:
+    return OpenAI(base_url=f"{appliance.gateway_url}/v1", api_key=appliance.api_key,
+                  http_client=httpx.Client(trust_env=False, timeout=120), max_retries=0)
+
+
+def test_models_lists_the_chain(sdk: OpenAI) -> None:
+    ids = [m.id for m in sdk.models.list().data]
+    assert ids[0] == "enclave" and "tiny-qwen2" in ids
+
+
+def test_sdk_non_stream_creates_a_session_with_the_turn(sdk: OpenAI, gateway: httpx.Client) -> None:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="enclave", messages=[{"role": "user", "content": "Hello <b>there</b>, what is my balance?"}],
+        max_tokens=12, temperature=0)
+    completion = raw.parse()
+    session_id = raw.headers["x-session-id"]
+    reply = completion.choices[0].message.content
+    assert completion.object == "chat.completion" and completion.model == "tiny-qwen2"
+    assert isinstance(reply, str) and reply
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert 0 < completion.usage.completion_tokens <= 12 and completion.usage.prompt_tokens > 0
+    session = gateway.get(f"/v1/sessions/{session_id}").json()
+    assert session["turn_count"] == 1 and session["channel"] == "api"
+    user, assistant = session["turns"]
+    # Preprocess stripped the markup; the reply is stored exactly as the client received it.
+    assert (user["role"], user["content"], user["status"]) == ("user", "Hello there, what is my balance?", "complete")
+    assert (assistant["role"], assistant["content"], assistant["status"]) == ("assistant", reply, "complete")
+    assert assistant["model"] == "tiny-qwen2" and assistant["ttft_ms"] > 0 and assistant["total_ms"] >= assistant["ttft_ms"]
+    assert assistant["tokens"] == completion.usage.completion_tokens
+    assert user["language"] == "en"
+
+
+def test_sdk_stream_matches_what_is_stored(sdk: OpenAI, gateway: httpx.Client) -> None:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="enclave", messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=24, stream=True,
+        stream_options={"include_usage": True})
+    session_id = raw.headers["x-session-id"]
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 24  # asked for usage: got it
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    turns = gateway.get(f"/v1/sessions/{session_id}").json()["turns"]
+    assert turns[1]["content"] == text and turns[1]["status"] == "complete"
+
+
+def test_sse_framing_and_headers(gateway: httpx.Client) -> None:
+    body = {"model": "enclave", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": True}
+    with gateway.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache"
+        uuid.UUID(r.headers["x-session-id"])
+        uuid.UUID(r.headers["x-turn-id"])
+        raw = r.read().decode()
+    assert raw.endswith("data: [DONE]\n\n")
+    events = raw.split("\n\n")[:-1]
+    assert all(e.startswith("data: ") or e.startswith(":") for e in events)
+    payloads = [json.loads(e[6:]) for e in events if e.startswith("data: {")]
+    assert all(p["object"] == "chat.completion.chunk" for p in payloads)
+    assert not any(p.get("usage") for p in payloads)  # no usage chunk unless asked for
+    assert len({p["id"] for p in payloads}) == 1
+
+
+def test_named_session_keeps_history_on_the_server(gateway: httpx.Client) -> None:
+    created = gateway.post("/v1/sessions", json={"title": "balance", "system_prompt": "You are a bank assistant."})
+    assert created.status_code == 201
+    sid = created.json()["id"]
+    for i in range(3):
+        r = gateway.post("/v1/chat/completions", headers={"X-Session-Id": sid},
+                         json={"model": "enclave", "messages": [{"role": "user", "content": f"question {i}"}],
+                               "max_tokens": 6})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-session-id"] == sid and r.json()["session_id"] == sid
+    session = gateway.get(f"/v1/sessions/{sid}").json()
+    assert session["turn_count"] == 3 and session["title"] == "balance"
+    assert [(t["seq"], t["role"]) for t in session["turns"]] == [
+        (1, "user"), (1, "assistant"), (2, "user"), (2, "assistant"), (3, "user"), (3, "assistant")]
+    assert [t["content"] for t in session["turns"] if t["role"] == "user"] == ["question 0", "question 1", "question 2"]
+    listed = gateway.get("/v1/sessions", params={"limit": 200}).json()["data"]
+    assert sid in [s["id"] for s in listed]
+    assert gateway.delete(f"/v1/sessions/{sid}").json() == {"id": sid, "object": "session.deleted", "deleted": True}
+    assert gateway.get(f"/v1/sessions/{sid}").status_code == 404
+    assert gateway.delete(f"/v1/sessions/{sid}").json()["error"]["code"] == "session_not_found"
+
+
+def test_request_id_is_echoed_and_metrics_are_exposed(gateway: httpx.Client) -> None:
+    r = gateway.post("/v1/chat/completions", headers={"X-Request-Id": "req-test-0001"},
+                     json={"model": "enclave", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-test-0001"
+    assert len(gateway.get("/healthz").headers["x-request-id"]) == 32  # made up when none is sent
+    metrics = gateway.get("/metrics").text
+    for line in ('enclave_time_to_first_token_seconds_count{channel="api",model="tiny-qwen2"}',
+                 'enclave_turn_duration_seconds_count{channel="api",model="tiny-qwen2"}',
+                 'enclave_tokens_total{channel="api",direction="out",model="tiny-qwen2"}',
+                 'enclave_turns_total{channel="api",model="tiny-qwen2",status="complete"}',
+                 'enclave_breaker_state{role="llm",upstream="primary"} 0.0',
+                 'enclave_requests_total{method="POST",route="/v1/chat/completions",status="200"}',
+                 "enclave_active_streams"):
+        assert line in metrics, line
