@@ -48,6 +48,12 @@ class PayloadTooLarge(EnclaveError):
     status = 413
 
 
+class StorageUnavailable(EnclaveError):
+    """The reply could not be stored; it is not returned either, so history and client never disagree."""
+
+    status, type = 503, "storage_error"
+
+
 class UpstreamUnavailable(EnclaveError):
     """Every link of a fallback chain failed before producing anything (the canned reply is the last link,
     so a client normally never sees this)."""

@@ -10,6 +10,7 @@ was actually sent. A client that goes away cancels the upstream generation and l
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -26,7 +27,7 @@ from gateway.api.sessions import load_session
 from gateway.auth import CurrentIdentity, Identity
 from gateway.clients.llm import INTERRUPTED_NOTE, OpenedStream, canned_chunks
 from gateway.dialogue.turn import Turn
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound, StorageUnavailable, error_body
 from gateway.observability import request_id_var, turn_id_var
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -150,7 +151,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
     headers = {"X-Session-Id": str(turn.session_id), "X-Turn-Id": turn.id, "X-Enclave-Upstream": opened.upstream}
     if not body.stream:
         await collect(opened, turn)
-        await state.pipeline.finish(turn)
+        try:
+            await state.pipeline.finish(turn)
+        except Exception as e:
+            log.exception("could not record the turn")
+            raise StorageUnavailable("storage_unavailable", "the reply could not be stored; please retry") from e
         return JSONResponse(completion_body(turn), headers=headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(
@@ -259,8 +264,14 @@ async def sse_body(state, turn: Turn, opened: OpenedStream, include_usage: bool)
             if item[1]:
                 turn.reply.append(item[1])
         turn.total_s = time.perf_counter() - turn.started
-        await state.pipeline.finish(turn)
         finished = True
+        try:
+            await state.pipeline.finish(turn)
+        except Exception:
+            # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
+            log.exception("could not record the streamed turn")
+            yield b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
+                                                    "storage_error")).encode() + b"\n\n"
         yield DONE
     finally:
         ticker.cancel()

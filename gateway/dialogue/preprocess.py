@@ -21,6 +21,7 @@ _ROLE_PREFIX = re.compile(r"^\s*(?:#{1,4}\s*)?(system|assistant|user|human|ai|in
                           re.I | re.M)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD = re.compile(r"[a-zà-ÿß]+")
 
 _STOPWORDS: dict[str, frozenset[str]] = {
@@ -35,6 +36,7 @@ _STOPWORDS: dict[str, frozenset[str]] = {
 
 
 def normalise(text: str) -> str:
+    text = _CONTROL.sub("", text)
     text = _BLOCK_TAG.sub("\n", _DROP.sub(" ", text))
     text = html.unescape(_INLINE_TAG.sub("", text))
     text = _ROLE_PREFIX.sub("", text)

@@ -66,15 +66,21 @@ class RollingSummarizer:
         if session.get("summary"):
             transcript = f"(earlier summary) {session['summary']}\n{transcript}"
         payload = {"messages": [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": transcript}],
-                   "max_tokens": self.policy.summary_max_tokens, "temperature": 0}
+                   "max_tokens": self.policy.summary_max_tokens}
         opened = await self.chain.open(payload)
         if opened.canned:
             self.metrics.summaries.labels("skipped").inc()
             return False
-        parts = [ev.content async for ev in opened]
+        parts, finish = [], None
+        async for ev in opened:
+            parts.append(ev.content)
+            finish = ev.finish_reason or finish
         summary = "".join(parts).strip()
         if opened.failed_midway or not summary:
             self.metrics.summaries.labels("skipped").inc()
+            log.warning("summary skipped: the model returned nothing usable",
+                        extra={"session_id": str(session_id), "chars": len("".join(parts)), "finish_reason": finish,
+                               "failed_midway": opened.failed_midway})
             return False
         async with self.pool.connection() as conn:
             await repo.save_summary(conn, tenant_id, session_id, summary, upto, self.counter.count(summary))

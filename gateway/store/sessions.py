@@ -14,6 +14,11 @@ SESSION_COLUMNS = ("id, channel, title, system_prompt, summary, summary_upto_seq
                    "metadata, created_by, created_at, updated_at")
 
 
+def storable(text: str) -> str:
+    """Postgres text cannot hold NUL; a model can emit one. Keep the position visible, not the byte."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def parse_session_id(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -114,7 +119,7 @@ async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UU
                 "INSERT INTO turns (session_id, tenant_id, turn_id, seq, role, content, channel, model, tokens, status, "
                 " ttft_ms, total_ms, language, finish_reason, request_id) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(session_id, tenant_id, turn_id, seq, r.role, r.content, channel, r.model, r.tokens, r.status,
+                [(session_id, tenant_id, turn_id, seq, r.role, storable(r.content), channel, r.model, r.tokens, r.status,
                   r.ttft_ms, r.total_ms, r.language, r.finish_reason, request_id) for r in rows],
             )
     return seq
@@ -126,5 +131,5 @@ async def save_summary(conn: AsyncConnection, tenant_id: str, session_id: uuid.U
     await conn.execute(
         "UPDATE sessions SET summary = %s, summary_upto_seq = %s, summary_tokens = %s "
         "WHERE id = %s AND tenant_id = %s AND summary_upto_seq < %s",
-        (summary, upto_seq, tokens, session_id, tenant_id, upto_seq),
+        (storable(summary), upto_seq, tokens, session_id, tenant_id, upto_seq),
     )

@@ -1,0 +1,212 @@
+"""What reached the LLM, the rolling summary, fallback + circuit breaker, and cancellation on disconnect.
+
+A second gateway runs with a recording TCP forwarder as its primary upstream (see upstream_proxy.py):
+requests still reach the real Serve LLM, but the test can read them and switch the upstream off and on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Appliance, GatewayProcess, free_port, start_gateway
+from tests.integration.upstream_proxy import RecordingProxy
+
+pytestmark = pytest.mark.timeout(300)
+SERVE_PORT = re.compile(r":(\d+)$")
+
+
+@pytest.fixture(scope="module")
+def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
+    p = RecordingProxy(int(SERVE_PORT.search(appliance.serving_url).group(1)))
+    p.start()
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def proxied(appliance: Appliance, proxy: RecordingProxy) -> Iterator[GatewayProcess]:
+    """primary = the forwarder, secondary = Serve directly (same model), then the canned apology."""
+    gw = start_gateway(appliance, "proxied", llm_chain=[
+        {"name": "primary", "url": proxy.url}, {"name": "secondary"}, {"name": "apology", "kind": "canned"}],
+        upstream_retries=0, breaker_failure_threshold=2, breaker_reset_s=2, summary_threshold_tokens=100_000)
+    yield gw
+    gw.stop()
+
+
+def client(appliance: Appliance, gw: GatewayProcess) -> httpx.Client:
+    return httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {appliance.api_key}"}, timeout=120,
+                        trust_env=False)
+
+
+def chat(c: httpx.Client, text: str, session: str | None = None, **extra) -> httpx.Response:
+    headers = {"X-Session-Id": session} if session else {}
+    r = c.post("/v1/chat/completions", headers=headers,
+               json={"model": "enclave", "messages": [{"role": "user", "content": text}], "max_tokens": 8, **extra})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def metric(c: httpx.Client, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in c.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_session_history_reaches_the_llm(appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    with client(appliance, proxied) as c:
+        sid = c.post("/v1/sessions", json={"system_prompt": "You are Enclave, a bank assistant."}).json()["id"]
+        replies = []
+        for i, text in enumerate(["My name is Ada.", "I want to move money.", "How much can I send?"]):
+            before = len(proxy.chat_requests())
+            r = chat(c, text, sid)
+            replies.append(r.json()["choices"][0]["message"]["content"])
+            sent = proxy.chat_requests()[before:]
+            assert len(sent) == 1
+            # Exactly: the system prompt, every earlier turn as stored, then the new message.
+            expected = [{"role": "system", "content": "You are Enclave, a bank assistant."}]
+            for j in range(i):
+                expected += [{"role": "user", "content": ["My name is Ada.", "I want to move money."][j]},
+                             {"role": "assistant", "content": replies[j]}]
+            expected.append({"role": "user", "content": text})
+            assert sent[0]["messages"] == expected
+            assert sent[0]["model"] == "tiny-qwen2" and sent[0]["max_tokens"] == 8 and sent[0]["stream"] is True
+            assert sent[0]["_request_id"] == r.headers["x-request-id"]  # one id from gateway to upstream
+
+
+def test_rolling_summary_appears_past_the_threshold(appliance: Appliance, proxy: RecordingProxy) -> None:
+    gw = start_gateway(appliance, "summary", llm_chain=[{"name": "primary", "url": proxy.url}],
+                       summary_threshold_tokens=60, summary_keep_turns=1, summary_max_tokens=24)
+    questions = ["We already bank with you; my current account is in the London branch.",
+                 "She would save a little every month from her pocket money.",
+                 "Can I manage the account from the app until she turns eighteen?",
+                 "Is there a minimum deposit to open it?", "What interest rate does it pay?"]
+    try:
+        with client(appliance, gw) as c:
+            sid = c.post("/v1/sessions", json={}).json()["id"]
+            chat(c, "I would like to open a savings account for my daughter, she is twelve.", sid, max_tokens=16)
+            time.sleep(1)
+            assert c.get(f"/v1/sessions/{sid}").json()["summary"] is None  # under the threshold: nothing to condense
+            # Past it, every turn triggers a summary until one is written. (A random tiny model sometimes
+            # writes only whitespace, which is refused as unusable; the next turn tries again.)
+            for seq, text in enumerate(questions, start=2):  # noqa: B007 (seq is used after the loop)
+                attempts = lambda: sum(metric(c, "enclave_summaries_total", status=s) for s in ("written", "skipped"))  # noqa: E731
+                before = attempts()
+                chat(c, text, sid, max_tokens=16)
+                deadline = time.monotonic() + 60
+                while attempts() == before:
+                    assert time.monotonic() < deadline, "the summariser did not run within 60 s"
+                    time.sleep(0.2)
+                session = c.get(f"/v1/sessions/{sid}").json()
+                if session["summary"] is not None:
+                    break
+            assert session["summary"], [r for r in proxy.chat_requests() if r["messages"][0]["content"].startswith("Summarise")][-1]
+            assert session["summary_upto_seq"] == seq - 1 and session["summary_tokens"] > 0  # the newest turn stays verbatim
+            summary_calls = [r for r in proxy.chat_requests() if r["messages"][0]["content"].startswith("Summarise")]
+            assert "savings account for my daughter" in summary_calls[-1]["messages"][1]["content"]
+            before = len(proxy.chat_requests())
+            chat(c, "What documents do I need?", sid)
+            sent = proxy.chat_requests()[before]["messages"]
+            # The summary stands in for the condensed turns; the newest turn is still verbatim.
+            assert sent[0]["role"] == "system" and session["summary"] in sent[0]["content"]
+            assert [m["content"] for m in sent if m["role"] == "user"] == [text, "What documents do I need?"]
+    finally:
+        gw.stop()
+
+
+def test_dead_primary_falls_back_and_the_breaker_opens_then_recovers(
+        appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    with client(appliance, proxied) as c:
+        assert chat(c, "hello").headers["x-enclave-upstream"] == "primary"
+        proxy.stop()  # the primary is now dead: connection refused
+        for _ in range(2):
+            r = chat(c, "hello")
+            assert r.headers["x-enclave-upstream"] == "secondary"
+            assert r.json()["choices"][0]["message"]["content"]  # a real model answered
+        assert metric(c, "enclave_breaker_state", role="llm", upstream="primary") == 2  # open
+        assert metric(c, "enclave_upstream_errors_total", role="llm", upstream="primary", kind="connect") == 2
+        # While open, the primary is not even tried.
+        with c.stream("POST", "/v1/chat/completions", json={"model": "enclave", "stream": True, "max_tokens": 4,
+                                                             "messages": [{"role": "user", "content": "hi"}]}) as s:
+            assert s.headers["x-enclave-upstream"] == "secondary" and s.read().endswith(b"data: [DONE]\n\n")
+        assert metric(c, "enclave_upstream_errors_total", role="llm", upstream="primary", kind="breaker_open") >= 1
+        assert metric(c, "enclave_fallbacks_total", role="llm", upstream="secondary") >= 3
+        proxy.start()  # back on the same port
+        time.sleep(2.2)  # reset_after: the next turn is a half-open probe
+        assert chat(c, "hello again").headers["x-enclave-upstream"] == "primary"
+        assert metric(c, "enclave_breaker_state", role="llm", upstream="primary") == 0  # closed
+
+
+def test_no_upstream_left_gives_a_well_formed_apology(appliance: Appliance) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    gw = start_gateway(appliance, "dead", llm_chain=[{"name": "primary", "url": dead},
+                                                     {"name": "apology", "kind": "canned"}], upstream_retries=1,
+                       retry_backoff_s=0.05)
+    try:
+        with client(appliance, gw) as c:
+            r = chat(c, "Is anyone there?")
+            body = r.json()
+            assert r.headers["x-enclave-upstream"] == "apology" and body["model"] == "enclave-fallback"
+            assert body["choices"][0]["message"]["content"].startswith("I'm sorry")
+            assert body["choices"][0]["finish_reason"] == "stop"
+            with c.stream("POST", "/v1/chat/completions", json={
+                    "model": "enclave", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as s:
+                assert s.status_code == 200
+                raw = s.read().decode()
+            assert "I'm sorry" in raw and raw.endswith("data: [DONE]\n\n")
+            turns = c.get(f"/v1/sessions/{r.headers['x-session-id']}").json()["turns"]
+            assert turns[1]["status"] == "failed" and turns[1]["model"] == "enclave-fallback"
+            # retries: 2 attempts per turn, both counted; the failure is visible in metrics.
+            assert metric(c, "enclave_upstream_errors_total", role="llm", upstream="primary", kind="connect") >= 2
+            assert metric(c, "enclave_turns_total", channel="api", model="enclave-fallback", status="failed") == 2
+    finally:
+        gw.stop()
+
+
+def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
+        appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    with client(appliance, proxied) as c:
+        assert chat(c, "warm").headers["x-enclave-upstream"] == "primary"  # breaker closed, primary in use
+        opened_before = len(proxy.connections)
+        body = {"model": "enclave", "stream": True, "max_tokens": 1000, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "Tell me a very long story."}]}
+        received = ""
+        with c.stream("POST", "/v1/chat/completions", json=body) as s:
+            sid, rid = s.headers["x-session-id"], s.headers["x-request-id"]
+            for line in s.iter_lines():
+                if line.startswith("data: {"):
+                    received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                if len(received) > 20:
+                    break
+        # The client hung up after a few chunks. The gateway must close its upstream request early.
+        deadline = time.monotonic() + 30
+        while True:
+            turns = c.get(f"/v1/sessions/{sid}").json().get("turns", [])
+            if turns:
+                break
+            assert time.monotonic() < deadline, "the interrupted turn was not recorded"
+            time.sleep(0.2)
+        user, assistant = turns
+        assert assistant["status"] == "interrupted"
+        assert assistant["content"].startswith(received) and 0 < assistant["tokens"] < 1000
+        conns = [k for k in proxy.connections[opened_before:] if k.bytes_down > 0]
+        cancelled = [k for k in conns if k.closed_by == "gateway" and not k.saw_done]
+        assert cancelled, [(k.closed_by, k.saw_done, k.bytes_down) for k in conns]
+        assert metric(c, "enclave_turns_total", channel="api", model="tiny-qwen2", status="interrupted") >= 1
+        assert metric(c, "enclave_active_streams", channel="api") == 0
+        # Ray Serve saw its client (the gateway) go and cancelled the generation; it logs our request id.
+        serve_logs = list(Path("/tmp/ray/session_latest/logs/serve").glob("proxy_*.log"))
+        if serve_logs:
+            wanted = f"Client for request {rid} disconnected, cancelling request"
+            deadline = time.monotonic() + 15
+            while not any(wanted in p.read_text(errors="replace") for p in serve_logs):
+                assert time.monotonic() < deadline, wanted
+                time.sleep(0.5)
