@@ -67,6 +67,8 @@ class ChunkEvent:
     @classmethod
     def parse(cls, raw: bytes) -> ChunkEvent:
         obj = json.loads(raw)
+        if "error" in obj:  # vLLM reports a failure inside a 200 stream as an error event
+            raise StreamErrorEvent(obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])})
         choices = obj.get("choices") or ()
         if not choices:
             return cls(raw, usage=obj.get("usage"), id=obj.get("id"))
@@ -77,6 +79,17 @@ class ChunkEvent:
         finish = choice.get("finish_reason")
         return cls(raw, content, finish, obj.get("usage"), tool_calls,
                    role_only=not content and not tool_calls and finish is None, id=obj.get("id"))
+
+
+class StreamErrorEvent(ValueError):
+    def __init__(self, error: dict) -> None:
+        super().__init__(str(error.get("message", error)))
+        self.error = error
+
+    @property
+    def client_fault(self) -> bool:
+        code = self.error.get("code")
+        return isinstance(code, int) and 400 <= code < 500 and code not in (404, 408, 429)
 
 
 class UpstreamError(Exception):
@@ -246,6 +259,10 @@ class LLMChain:
                     raise UpstreamError("empty_stream", "the stream ended before the first token")
                 try:
                     ev = ChunkEvent.parse(raw)
+                except StreamErrorEvent as e:
+                    if e.client_fault:
+                        raise InvalidRequest("upstream_rejected", _upstream_message(json.dumps({"error": e.error}))) from e
+                    raise UpstreamError("stream_error", str(e)[:300]) from e
                 except ValueError as e:
                     raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
                 buffered.append(ev)

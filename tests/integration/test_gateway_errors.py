@@ -1,0 +1,122 @@
+"""Bad input gets a 4xx JSON error with a stable code, and nothing is written for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from gateway.store import api_keys
+from tests.integration.conftest import Appliance
+
+pytestmark = pytest.mark.timeout(300)
+USER = {"role": "user", "content": "hello"}
+
+
+def chat_body(**overrides) -> dict:
+    return {"model": "enclave", "messages": [USER], "max_tokens": 4, **overrides}
+
+
+@pytest.fixture(scope="module")
+def capped_key(appliance: Appliance) -> str:
+    """A second tenant whose caps are low: 20 input tokens per message, 16 output tokens."""
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant = api_keys.ensure_tenant(conn, "capped", "Capped tenant")
+        conn.execute("UPDATE tenants SET max_input_tokens = 20, max_output_tokens = 16 WHERE id = %s", (tenant,))
+        return api_keys.create_key(conn, tenant, "user", label="errors test")
+
+
+@pytest.fixture()
+def row_counts(appliance: Appliance) -> Iterator[None]:
+    """Fails the test if any session or turn row appeared during it."""
+    def counts() -> tuple[int, int]:
+        with psycopg.connect(appliance.database_url) as conn:
+            return (conn.execute("SELECT count(*) FROM sessions").fetchone()[0],
+                    conn.execute("SELECT count(*) FROM turns").fetchone()[0])
+    before = counts()
+    yield
+    assert counts() == before, "a rejected request wrote something"
+
+
+CASES = [
+    # (name, request kwargs for httpx, expected status, expected code, expected param)
+    ("malformed JSON", dict(content=b'{"model": "enclave", "messages": [', headers={"content-type": "application/json"}),
+     400, "invalid_json", None),
+    ("body is not an object", dict(json=["enclave"]), 400, "invalid_parameter", None),
+    ("no messages", dict(json={"model": "enclave"}), 400, "missing_parameter", "messages"),
+    ("empty messages", dict(json=chat_body(messages=[])), 400, "invalid_parameter", "messages"),
+    ("unknown role", dict(json=chat_body(messages=[{"role": "wizard", "content": "hi"}])), 400, "invalid_parameter", None),
+    ("unsupported parameter", dict(json=chat_body(logprobs=True)), 400, "unsupported_parameter", "logprobs"),
+    ("n > 1", dict(json=chat_body(n=2)), 400, "unsupported_parameter", "n"),
+    ("temperature out of range", dict(json=chat_body(temperature=7)), 400, "invalid_parameter", "temperature"),
+    ("image content", dict(json=chat_body(messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:,"}}]}])), 400, "invalid_parameter", None),
+    ("last message not from the user", dict(json=chat_body(messages=[USER, {"role": "assistant", "content": "x"}])),
+     400, "last_message_not_user", "messages"),
+    ("empty after normalisation", dict(json=chat_body(messages=[{"role": "user", "content": "<br> <p></p>"}])),
+     400, "empty_message", "messages"),
+    ("unknown model", dict(json=chat_body(model="gpt-4o")), 404, "model_not_found", "model"),
+    ("max_tokens over the cap", dict(json=chat_body(max_tokens=100_000)), 400, "max_tokens_too_large", "max_tokens"),
+    ("unknown session", dict(json=chat_body(), headers={"X-Session-Id": str(uuid.uuid4())}), 404, "session_not_found",
+     "session_id"),
+    ("malformed session id", dict(json=chat_body(), headers={"X-Session-Id": "../etc/passwd"}), 400,
+     "invalid_session_id", "session_id"),
+    ("message over the window", dict(json=chat_body(messages=[{"role": "user", "content": "word " * 600}])), 400,
+     "context_length_exceeded", "messages"),
+    ("oversized body", dict(content=b'{"model": "enclave", "messages": [{"role": "user", "content": "'
+                            + b"x" * (1 << 20) + b'"}]}', headers={"content-type": "application/json"}),
+     413, "request_too_large", None),
+    ("model rejects the request", dict(json=chat_body(tools=[{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")),
+     400, "upstream_rejected", None),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,status,code,param", CASES, ids=[c[0] for c in CASES])
+def test_chat_rejects_bad_input(gateway: httpx.Client, row_counts: None, name: str, kwargs: dict, status: int,
+                                code: str, param: str | None) -> None:
+    r = gateway.post("/v1/chat/completions", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert error["code"] == code and error["message"], error
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_caps_are_per_tenant(appliance: Appliance, capped_key: str, row_counts: None) -> None:
+    with httpx.Client(base_url=appliance.gateway_url, headers={"Authorization": f"Bearer {capped_key}"},
+                      trust_env=False, timeout=60) as c:
+        long = c.post("/v1/chat/completions", json=chat_body(messages=[{"role": "user", "content": "tell me " * 30}]))
+        assert long.status_code == 400 and long.json()["error"]["code"] == "input_too_long"
+        assert "allows 20" in long.json()["error"]["message"]
+        over = c.post("/v1/chat/completions", json=chat_body(max_tokens=17))
+        assert over.status_code == 400 and "cap of 16" in over.json()["error"]["message"]
+        # The other tenant cannot see the dev tenant's sessions, and vice versa.
+        assert c.get("/v1/sessions").json()["data"] == []
+
+
+def test_authentication_is_required(appliance: Appliance, row_counts: None) -> None:
+    with httpx.Client(base_url=appliance.gateway_url, trust_env=False, timeout=30) as c:
+        for headers, code in (({}, "missing_api_key"), ({"Authorization": "Bearer enc_nope"}, "invalid_api_key"),
+                              ({"Authorization": "Basic abc"}, "missing_api_key")):
+            r = c.post("/v1/chat/completions", json=chat_body(), headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == code
+        assert c.get("/v1/sessions").status_code == 401
+        assert c.get("/v1/models").status_code == 401
+
+
+def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None) -> None:
+    r = gateway.post("/v1/sessions", json={"title": "x", "colour": "blue"})
+    assert r.status_code == 400 and r.json()["error"] == {
+        "message": "parameter 'colour' is not supported by this endpoint", "type": "invalid_request_error",
+        "code": "unsupported_parameter", "param": "colour"}
+    assert gateway.post("/v1/sessions", json={"channel": "fax"}).json()["error"]["code"] == "invalid_parameter"
+    assert gateway.get(f"/v1/sessions/{uuid.uuid4()}").json()["error"]["code"] == "session_not_found"
+    assert gateway.get("/v1/sessions/not-a-uuid").json()["error"]["code"] == "invalid_session_id"
+    assert gateway.get("/v1/sessions", params={"limit": 0}).status_code == 400
+    assert gateway.get("/v1/nowhere").json()["error"]["code"] == "not_found"
+    assert gateway.delete("/v1/models").json()["error"]["code"] == "method_not_allowed"
