@@ -1,5 +1,6 @@
-"""The gateway's app factory. The lifespan owns the DB pool, one httpx client per serving role and the
-LLM chain; each feature has its router; domain errors map to JSON errors with a stable ``code``."""
+"""The gateway's app factory. The lifespan owns the DB pool, the serving clients (httpx for probes and
+the other roles, pooled aiohttp sessions for the LLM chain's streams) and the pipeline; each feature has
+its router; domain errors map to JSON errors with a stable ``code``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
@@ -37,7 +39,7 @@ def _profile_llm(settings: Settings) -> tuple[str, int | None]:
 
 
 def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metrics,
-                   background: set[asyncio.Task]) -> tuple[TurnPipeline, list[httpx.AsyncClient], TokenCounter]:
+                   background: set[asyncio.Task]) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
     model_id, max_len = _profile_llm(settings)
     timeouts = Timeouts(settings.connect_timeout_s, settings.first_token_timeout_s, settings.total_timeout_s,
                         settings.upstream_retries, settings.retry_backoff_s)
@@ -96,8 +98,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             for task in list(background):
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            for client in (serving, *llm_clients):
-                await client.aclose()
+            await serving.aclose()
+            for session in llm_clients:
+                await session.close()
             await pool.close()
 
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)

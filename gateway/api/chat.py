@@ -14,16 +14,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import body_size_limit
 from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
+from gateway.api.sse import DONE, SSEResponse
 from gateway.auth import CurrentIdentity, Identity
 from gateway.clients.llm import INTERRUPTED_NOTE, OpenedStream, canned_chunks
 from gateway.dialogue.turn import Turn
@@ -33,8 +33,6 @@ from gateway.observability import request_id_var, turn_id_var
 router = APIRouter(prefix="/v1", tags=["chat"])
 log = logging.getLogger("enclave.gateway.chat")
 
-KEEPALIVE = b": keep-alive\n\n"
-DONE = b"data: [DONE]\n\n"
 
 
 class TextPart(BaseModel):
@@ -158,10 +156,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
             raise StorageUnavailable("storage_unavailable", "the reply could not be stored; please retry") from e
         return JSONResponse(completion_body(turn), headers=headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(
-        sse_body(state, turn, opened, include_usage), media_type="text/event-stream",
-        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(state, turn, opened, include_usage, headers)
 
 
 def _absorb(turn: Turn, ev) -> None:
@@ -223,68 +218,55 @@ def completion_body(turn: Turn) -> dict[str, Any]:
     }
 
 
-async def sse_body(state, turn: Turn, opened: OpenedStream, include_usage: bool) -> AsyncIterator[bytes]:
-    """Forward the upstream stream; a producer task reads upstream, this generator writes to the client,
-    a keep-alive task fills silences with SSE comments. Whatever ends the stream, the turn is recorded:
-    before ``[DONE]`` when it ran to the end, in the background when the client went away."""
-    queue: asyncio.Queue[tuple[bytes, str] | None] = asyncio.Queue()
-    last_put = [time.monotonic()]
+def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, headers: dict[str, str]) -> SSEResponse:
+    """Forward the upstream stream chunk by chunk. Whatever ends it, the turn is recorded: before
+    ``[DONE]`` when it ran to the end, in the background when the client went away (then with only the
+    text that was written to the client)."""
+    streams = state.metrics.active_streams.labels(turn.channel)
+    finished = False
 
-    async def produce() -> None:
+    async def body(write) -> None:
+        nonlocal finished
+        streams.inc()
         try:
             async for ev in opened:
                 _absorb(turn, ev)
-                if ev.usage is not None and ev.finish_reason is None and not ev.content and not include_usage \
+                if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
                         and not ev.tool_calls and not ev.role_only:
-                    continue  # the usage-only chunk we asked for ourselves
-                queue.put_nowait((b"data: " + ev.raw + b"\n\n", ev.content))
-                last_put[0] = time.monotonic()
+                    continue  # the usage-only chunk the gateway asked for for itself
+                await write(b"data: " + ev.raw + b"\n\n")
+                if ev.content:
+                    turn.reply.append(ev.content)
             if opened.failed_midway:
                 turn.status = "failed"
                 for ev in canned_chunks(INTERRUPTED_NOTE, turn.model or "enclave", turn.completion_id or turn.id):
-                    queue.put_nowait((b"data: " + ev.raw + b"\n\n", ev.content))
-        finally:
-            queue.put_nowait(None)
-
-    async def keepalive(interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - last_put[0] >= interval:
-                queue.put_nowait((KEEPALIVE, ""))
-                last_put[0] = time.monotonic()
-
-    streams = state.metrics.active_streams.labels(turn.channel)
-    streams.inc()
-    producer = asyncio.create_task(produce())
-    ticker = asyncio.create_task(keepalive(state.settings.sse_keepalive_s))
-    finished = False
-    try:
-        while (item := await queue.get()) is not None:
-            yield item[0]
-            if item[1]:
-                turn.reply.append(item[1])
-        turn.total_s = time.perf_counter() - turn.started
-        finished = True
-        try:
-            await state.pipeline.finish(turn)
-        except Exception:
-            # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
-            log.exception("could not record the streamed turn")
-            yield b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
-                                                    "storage_error")).encode() + b"\n\n"
-        yield DONE
-    finally:
-        ticker.cancel()
-        producer.cancel()
-        streams.dec()
-        if not finished:
-            # The client went away (or writing to it failed): stop the upstream, keep what was sent.
-            if turn.status == "complete":
-                turn.status = "interrupted"
+                    await write(b"data: " + ev.raw + b"\n\n")
+                    turn.reply.append(ev.content)
             turn.total_s = time.perf_counter() - turn.started
-            task = asyncio.create_task(_finish_interrupted(state, turn, opened))
-            state.background.add(task)
-            task.add_done_callback(state.background.discard)
+            finished = True
+            try:
+                await state.pipeline.finish(turn)
+            except Exception:
+                # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
+                log.exception("could not record the streamed turn")
+                await write(b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
+                                                               "storage_error")).encode() + b"\n\n")
+            await write(DONE)
+        finally:
+            streams.dec()
+
+    async def on_disconnect() -> None:
+        if finished:
+            return
+        # The client went away: stop the upstream, keep what was sent.
+        if turn.status == "complete":
+            turn.status = "interrupted"
+        turn.total_s = time.perf_counter() - turn.started
+        task = asyncio.create_task(_finish_interrupted(state, turn, opened))
+        state.background.add(task)
+        task.add_done_callback(state.background.discard)
+
+    return SSEResponse(body, on_disconnect, headers, state.settings.sse_keepalive_s)
 
 
 async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:

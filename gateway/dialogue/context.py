@@ -78,5 +78,6 @@ class BuildContext:
             history.pop(0)
             sizes.pop(0)
         turn.history_turns = len(history)
+        turn.history_trimmed = session.get("turn_count", 0) - session.get("summary_upto_seq", 0) > len(history)
         turn.messages = head + [m for t in history for m in t] + tail
         turn.prompt_tokens = fixed + sum(sizes)

@@ -98,6 +98,7 @@ class Record:
             repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
                          ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason),
         ]
+        t0 = time.perf_counter()
         async with self.pool.connection() as conn:
             turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
                                               turn.request_id, rows, title_hint=turn.text,
@@ -115,10 +116,11 @@ class Record:
                                          "upstream": turn.upstream, "model": turn.model, "fallback": turn.fallback,
                                          "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                          "history_turns": turn.history_turns, "ttft_ms": _ms(turn.ttft_s),
-                                         "total_ms": _ms(turn.total_s)})
-        task = asyncio.create_task(self.summarizer.maybe_summarise(turn.tenant_id, turn.session_id))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+                                         "total_ms": _ms(turn.total_s), "store_ms": _ms(time.perf_counter() - t0)})
+        if self.summarizer.worth_checking(turn.prompt_tokens, completion_tokens, turn.history_trimmed):
+            task = asyncio.create_task(self.summarizer.maybe_summarise(turn.tenant_id, turn.session_id))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
 
 def _ms(s: float | None) -> float | None:

@@ -30,6 +30,11 @@ class RollingSummarizer:
     def due(self, history_tokens: int) -> bool:
         return history_tokens > self.policy.summary_threshold_tokens
 
+    def worth_checking(self, prompt_tokens: int, completion_tokens: int, history_trimmed: bool) -> bool:
+        """Cheap pre-check after a turn, without the DB: when the whole un-summarised history fitted in the
+        prompt, prompt + reply bound its size, so a short conversation never costs a query."""
+        return history_trimmed or self.due(prompt_tokens + completion_tokens)
+
     async def maybe_summarise(self, tenant_id: str, session_id) -> bool:
         """Summarise if due; returns whether a new summary was stored."""
         key = str(session_id)

@@ -32,6 +32,7 @@ class Turn:
     messages: list[dict] = field(default_factory=list)         # the context window sent to the LLM
     prompt_tokens: int = 0
     history_turns: int = 0              # how many earlier turns made it into the window
+    history_trimmed: bool = False       # some un-summarised turns did not fit (or were past the last N)
     # Generation
     reply: list[str] = field(default_factory=list)             # text the client has been sent
     tool_calls: list[dict] = field(default_factory=list)

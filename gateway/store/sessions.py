@@ -90,39 +90,52 @@ class TurnRow:
     finish_reason: str | None = None
 
 
+# One statement, one round trip, atomic by itself: insert the session if it is new (its first turn makes
+# it exist), else bump its turn counter (the row lock serialises concurrent turns of one session), then
+# insert the turn's rows with that seq. The CTEs share one snapshot, which is why a new session starts
+# at turn_count 1 instead of being inserted and then updated.
+_RECORD_TURN = """
+WITH created AS (
+    INSERT INTO sessions (id, tenant_id, channel, system_prompt, created_by, turn_count, title)
+    SELECT %(sid)s, %(tid)s, %(channel)s, %(system)s, %(created_by)s, 1, %(title)s WHERE %(new)s
+    ON CONFLICT (id) DO NOTHING
+    RETURNING turn_count AS seq
+), bumped AS (
+    UPDATE sessions SET turn_count = turn_count + 1, updated_at = now(),
+                        title = CASE WHEN title = '' THEN %(title)s ELSE title END
+    WHERE id = %(sid)s AND tenant_id = %(tid)s AND NOT EXISTS (SELECT 1 FROM created)
+    RETURNING turn_count AS seq
+), turn AS (
+    SELECT seq FROM created UNION ALL SELECT seq FROM bumped
+), inserted AS (
+    INSERT INTO turns (session_id, tenant_id, turn_id, seq, role, content, channel, model, tokens, status,
+                       ttft_ms, total_ms, language, finish_reason, request_id)
+    SELECT %(sid)s, %(tid)s, %(turn_id)s, turn.seq, r.role, r.content, %(channel)s, r.model, r.tokens, r.status,
+           r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s
+    FROM turn, jsonb_to_recordset(%(rows)s) AS r(role text, content text, model text, tokens int, status text,
+                                                ttft_ms real, total_ms real, language text, finish_reason text)
+    RETURNING seq
+)
+SELECT min(seq) FROM inserted
+"""
+
+
 async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, turn_id: str, channel: str,
                       request_id: str, rows: list[TurnRow], title_hint: str = "",
                       new_session: dict[str, Any] | None = None) -> int:
-    """Insert the rows of one turn in one transaction; returns the turn's seq. The session row lock
-    serialises concurrent turns of one session, so seq numbers never collide. A session created on first
-    use (``new_session``) is inserted in the same transaction: it exists only if its first turn does."""
-    async with conn.transaction():
-        if new_session is not None:
-            await conn.execute(
-                "INSERT INTO sessions (id, tenant_id, channel, system_prompt, created_by) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING",
-                (session_id, tenant_id, new_session["channel"], new_session.get("system_prompt"),
-                 new_session.get("created_by", "")),
-            )
-        cur = await conn.execute(
-            "UPDATE sessions SET turn_count = turn_count + 1, updated_at = now(), "
-            " title = CASE WHEN title = '' THEN %s ELSE title END "
-            "WHERE id = %s AND tenant_id = %s RETURNING turn_count",
-            (title_hint[:80], session_id, tenant_id),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise LookupError(f"session {session_id} is gone")
-        seq = row[0]
-        async with conn.cursor() as c:
-            await c.executemany(
-                "INSERT INTO turns (session_id, tenant_id, turn_id, seq, role, content, channel, model, tokens, status, "
-                " ttft_ms, total_ms, language, finish_reason, request_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(session_id, tenant_id, turn_id, seq, r.role, storable(r.content), channel, r.model, r.tokens, r.status,
-                  r.ttft_ms, r.total_ms, r.language, r.finish_reason, request_id) for r in rows],
-            )
-    return seq
+    """Store one turn whole (all its rows) or not at all; returns its seq. A session created on first use
+    (``new_session``) is inserted by the same statement: it exists only if its first turn does."""
+    params = {
+        "sid": session_id, "tid": tenant_id, "channel": channel, "turn_id": turn_id, "request_id": request_id,
+        "title": title_hint[:80], "new": new_session is not None,
+        "system": (new_session or {}).get("system_prompt"), "created_by": (new_session or {}).get("created_by", ""),
+        "rows": Jsonb([{**r.__dict__, "content": storable(r.content)} for r in rows]),
+    }
+    cur = await conn.execute(_RECORD_TURN, params)
+    row = await cur.fetchone()
+    if row is None or row[0] is None:
+        raise LookupError(f"session {session_id} is gone")
+    return row[0]
 
 
 async def save_summary(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, summary: str, upto_seq: int,

@@ -40,7 +40,7 @@ sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() !=
 
 from scripts.bench.common import pct, run_concurrent, write_results  # noqa: E402
 
-console = Console()
+console = Console(width=max(160, Console().width))  # the table has 12 columns
 LOG_DIR = _REPO / "var" / "log"
 LITELLM_VENV = _REPO / "var" / "bench" / "litellm-venv"
 LITELLM_SCRIPT = _HERE / "litellm_venv.sh"

@@ -123,7 +123,7 @@ def test_sse_data_split_across_network_reads() -> None:
     pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
 
     async def collect() -> list[bytes]:
-        return [d async for d in iter_sse_data(FakeResponse(pieces))]
+        return [d async for d in iter_sse_data(FakeResponse(pieces).aiter_raw())]
 
     assert asyncio.run(collect()) == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
 

@@ -1,0 +1,100 @@
+"""The SSE response with a scripted upstream, driven through ASGI: keep-alive comments in silences, the
+usage chunk only when asked for, the turn recorded before [DONE], and on disconnect an interrupted turn
+that keeps exactly what was written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+from gateway.api.chat import sse_response
+from gateway.api.sse import DONE, KEEPALIVE
+from gateway.clients.llm import ChunkEvent, OpenedStream
+from gateway.dialogue.turn import Turn
+from gateway.observability import Metrics
+
+
+def chunk(content: str = "", finish: str | None = None, usage: dict | None = None) -> ChunkEvent:
+    body = {"id": "c", "choices": [] if usage else [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+            "usage": usage}
+    return ChunkEvent.parse(json.dumps(body).encode())
+
+
+def scripted(events: list[tuple[float, ChunkEvent]]) -> OpenedStream:
+    async def rest():
+        for delay, ev in events:
+            await asyncio.sleep(delay)
+            yield ev
+
+    closed = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    opened = OpenedStream("primary", "m", False, False, [], rest(), close)
+    opened.closed = closed  # type: ignore[attr-defined]
+    return opened
+
+
+class FakePipeline:
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, str]] = []
+
+    async def finish(self, turn: Turn) -> None:
+        self.finished.append((turn.status, turn.reply_text))
+
+
+def state(keepalive_s: float) -> SimpleNamespace:
+    return SimpleNamespace(metrics=Metrics(), settings=SimpleNamespace(sse_keepalive_s=keepalive_s),
+                           pipeline=FakePipeline(), background=set())
+
+
+def turn() -> Turn:
+    return Turn(request_id="r", tenant_id="t", session={"id": "s"})
+
+
+async def run_response(st: SimpleNamespace, t: Turn, opened: OpenedStream, include_usage: bool,
+                       disconnect_after: float | None = None) -> list[bytes]:
+    """Drive the ASGI response as uvicorn would; returns the body pieces written."""
+    written: list[bytes] = []
+    started = []
+
+    async def receive() -> dict:
+        if disconnect_after is None:
+            await asyncio.Event().wait()  # the client never leaves
+        await asyncio.sleep(disconnect_after)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+        elif message.get("body"):
+            written.append(message["body"])
+            if message["body"] == DONE:
+                assert st.pipeline.finished == [("complete", "Hello")]  # stored before [DONE]
+
+    response = sse_response(st, t, opened, include_usage, {"X-Session-Id": "s"})
+    await response({"type": "http"}, receive, send)
+    await asyncio.gather(*st.background)
+    assert started[0]["status"] == 200 and (b"x-session-id", b"s") in started[0]["headers"]
+    return written
+
+
+def test_keepalive_usage_and_record_before_done() -> None:
+    st, t = state(0.05), turn()
+    events = [(0.0, chunk("Hel")), (0.2, chunk("lo", "stop")), (0.0, chunk(usage={"completion_tokens": 2}))]
+    out = asyncio.run(run_response(st, t, scripted(events), include_usage=False))
+    assert KEEPALIVE in out  # the 0.2 s silence got at least one comment
+    data = [json.loads(p[6:]) for p in out if p.startswith(b"data: {")]
+    assert [d["choices"][0]["delta"]["content"] for d in data] == ["Hel", "lo"]  # no usage chunk: not asked for
+    assert out[-1] == DONE and t.completion_tokens == 2
+
+
+def test_client_going_away_records_an_interrupted_turn() -> None:
+    st, t = state(10), turn()
+    opened = scripted([(0.0, chunk("one ")), (0.0, chunk("two ")), (5.0, chunk("never"))])
+    out = asyncio.run(run_response(st, t, opened, include_usage=True, disconnect_after=0.2))
+    assert len(out) == 2 and DONE not in out
+    assert st.pipeline.finished == [("interrupted", "one two ")]  # exactly what was written
+    assert opened.closed == [True]  # type: ignore[attr-defined]  # the upstream request was closed
