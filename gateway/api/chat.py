@@ -229,14 +229,18 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         nonlocal finished
         streams.inc()
         try:
-            async for ev in opened:
-                _absorb(turn, ev)
-                if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
-                        and not ev.tool_calls and not ev.role_only:
-                    continue  # the usage-only chunk the gateway asked for for itself
-                await write(b"data: " + ev.raw + b"\n\n")
-                if ev.content:
-                    turn.reply.append(ev.content)
+            async for batch in opened.batches():
+                out, texts = [], []
+                for ev in batch:
+                    _absorb(turn, ev)
+                    if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
+                            and not ev.tool_calls and not ev.role_only:
+                        continue  # the usage-only chunk the gateway asked for for itself
+                    out.append(b"data: " + ev.raw + b"\n\n")
+                    texts.append(ev.content)
+                if out:  # chunks that arrived together leave together: one write, one syscall
+                    await write(b"".join(out))
+                    turn.reply.extend(texts)
             if opened.failed_midway:
                 turn.status = "failed"
                 for ev in canned_chunks(INTERRUPTED_NOTE, turn.model or "enclave", turn.completion_id or turn.id):

@@ -98,11 +98,13 @@ class UpstreamError(Exception):
         self.kind, self.detail, self.status = kind, detail, status
 
 
-async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads of an SSE body (bytes as they come off the socket), without decoding to str."""
+async def iter_sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The ``data:`` payloads of an SSE body, as bytes (never decoded to str), grouped by network read:
+    events that arrived together are forwarded together, in one write to the client."""
     buf = b""
     async for piece in pieces:
         buf += piece
+        batch: list[bytes] = []
         while True:
             end = buf.find(b"\n\n")
             if end < 0:
@@ -110,7 +112,16 @@ async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             event, buf = buf[:end], buf[end + 2:]
             for line in event.split(b"\n"):
                 if line.startswith(b"data:"):
-                    yield line[5:].strip()
+                    batch.append(line[5:].strip())
+        if batch:
+            yield batch
+
+
+async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads one by one."""
+    async for batch in iter_sse_batches(pieces):
+        for data in batch:
+            yield data
 
 
 @dataclass
@@ -131,16 +142,22 @@ class OpenedStream:
     fallback: bool
     canned: bool
     _buffered: list[ChunkEvent]
-    _rest: AsyncIterator[ChunkEvent] | None
+    _rest: AsyncIterator[list[ChunkEvent]] | None
     _close: Callable[[], Any] | None = None
     ttft_s: float = 0.0
     failed_midway: bool = field(default=False, init=False)
 
-    async def __aiter__(self) -> AsyncIterator[ChunkEvent]:
-        for ev in self._buffered:
-            yield ev
+    async def batches(self) -> AsyncIterator[list[ChunkEvent]]:
+        """Events grouped as they arrived (the buffered ones first)."""
+        if self._buffered:
+            yield self._buffered
         if self._rest is not None:
-            async for ev in self._rest:
+            async for batch in self._rest:
+                yield batch
+
+    async def __aiter__(self) -> AsyncIterator[ChunkEvent]:
+        async for batch in self.batches():
+            for ev in batch:
                 yield ev
 
     async def aclose(self) -> None:
@@ -240,52 +257,65 @@ class LLMChain:
                 if 400 <= response.status < 500 and response.status not in (404, 408, 429):
                     raise InvalidRequest("upstream_rejected", _upstream_message(text), None)
                 raise UpstreamError("http_status", f"HTTP {response.status}: {text[:300]}", response.status)
-            data = iter_sse_data(response.content.iter_any())
+            data = iter_sse_batches(response.content.iter_any())
             buffered: list[ChunkEvent] = []
             deadline = started + t.first_token_s
-            while True:
+            first_token = done = False
+            while not first_token:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s")
                 try:
-                    raw = await asyncio.wait_for(anext(data), remaining)
+                    batch = await asyncio.wait_for(anext(data), remaining)
                 except TimeoutError as e:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s") from e
                 except StopAsyncIteration as e:
                     raise UpstreamError("empty_stream", "the stream ended before the first token") from e
                 except aiohttp.ClientError as e:
                     raise UpstreamError("read", repr(e)) from e
-                if raw == b"[DONE]":
-                    raise UpstreamError("empty_stream", "the stream ended before the first token")
-                try:
-                    ev = ChunkEvent.parse(raw)
-                except StreamErrorEvent as e:
-                    if e.client_fault:
-                        raise InvalidRequest("upstream_rejected", _upstream_message(json.dumps({"error": e.error}))) from e
-                    raise UpstreamError("stream_error", str(e)[:300]) from e
-                except ValueError as e:
-                    raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
-                buffered.append(ev)
-                if not ev.role_only and ev.usage is None or ev.finish_reason is not None:
-                    break
+                for raw in batch:  # the whole batch is buffered: it arrived together
+                    if raw == b"[DONE]":
+                        if not first_token:
+                            raise UpstreamError("empty_stream", "the stream ended before the first token")
+                        done = True
+                        break
+                    try:
+                        ev = ChunkEvent.parse(raw)
+                    except StreamErrorEvent as e:
+                        if e.client_fault:
+                            raise InvalidRequest("upstream_rejected",
+                                                 _upstream_message(json.dumps({"error": e.error}))) from e
+                        raise UpstreamError("stream_error", str(e)[:300]) from e
+                    except ValueError as e:
+                        raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
+                    buffered.append(ev)
+                    if (not ev.role_only and ev.usage is None) or ev.finish_reason is not None:
+                        first_token = True
         except BaseException:
             response.close()  # closing (not releasing) drops the connection: the upstream stops generating
             raise
         opened = OpenedStream(up.config.name, up.model, False, False, buffered, None, _closer(response),
                               ttft_s=time.perf_counter() - started)
-        opened._rest = self._rest(opened, data, response, started + t.total_s)
+        opened._rest = self._rest(opened, data, response, started + t.total_s, done)
         return opened
 
-    async def _rest(self, opened: OpenedStream, data: AsyncIterator[bytes], response: aiohttp.ClientResponse,
-                    deadline: float) -> AsyncIterator[ChunkEvent]:
-        """Events after the first token. A failure here cannot fall back; it marks the stream failed."""
-        done = False
+    async def _rest(self, opened: OpenedStream, data: AsyncIterator[list[bytes]], response: aiohttp.ClientResponse,
+                    deadline: float, done: bool) -> AsyncIterator[list[ChunkEvent]]:
+        """Event batches after the first token. A failure here cannot fall back; it marks the stream failed."""
         try:
-            async for raw in data:
-                if raw == b"[DONE]":
-                    done = True
+            while not done:
+                try:
+                    batch = await anext(data)
+                except StopAsyncIteration:
                     break
-                yield ChunkEvent.parse(raw)
+                events = []
+                for raw in batch:
+                    if raw == b"[DONE]":
+                        done = True
+                        break
+                    events.append(ChunkEvent.parse(raw))
+                if events:
+                    yield events
                 if time.perf_counter() > deadline:
                     raise UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s")
         except (aiohttp.ClientError, TimeoutError, UpstreamError, ValueError) as e:
@@ -310,7 +340,7 @@ def _closer(response: aiohttp.ClientResponse):
     return close
 
 
-async def _drain(data: AsyncIterator[bytes], response: aiohttp.ClientResponse) -> None:
+async def _drain(data: AsyncIterator[list[bytes]], response: aiohttp.ClientResponse) -> None:
     try:
         async for _ in data:
             pass

@@ -25,7 +25,7 @@ def scripted(events: list[tuple[float, ChunkEvent]]) -> OpenedStream:
     async def rest():
         for delay, ev in events:
             await asyncio.sleep(delay)
-            yield ev
+            yield [ev]
 
     closed = []
 
