@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 import uuid
 from contextvars import ContextVar
 
@@ -106,7 +105,3 @@ def configure_logging(level: str = "INFO") -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-
-
-def elapsed_ms(since: float) -> float:
-    return (time.perf_counter() - since) * 1000.0

@@ -117,13 +117,6 @@ async def iter_sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[b
             yield batch
 
 
-async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads one by one."""
-    async for batch in iter_sse_batches(pieces):
-        for data in batch:
-            yield data
-
-
 @dataclass
 class Upstream:
     config: UpstreamConfig

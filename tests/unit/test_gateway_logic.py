@@ -9,7 +9,7 @@ import pytest
 
 from gateway.api.chat import merge_tool_calls
 from gateway.clients.breaker import BreakerState, CircuitBreaker
-from gateway.clients.llm import ChunkEvent, StreamErrorEvent, canned_chunks, iter_sse_data
+from gateway.clients.llm import ChunkEvent, StreamErrorEvent, canned_chunks, iter_sse_batches
 from gateway.config import Settings
 from gateway.dialogue.context import BuildContext, ContextPolicy, history_messages, system_message
 from gateway.dialogue.preprocess import detect_language, normalise
@@ -122,10 +122,13 @@ def test_sse_data_split_across_network_reads() -> None:
     body = b'data: {"a":1}\n\n: keep-alive\n\ndata: {"b":2}\n\ndata: [DONE]\n\n'
     pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
 
-    async def collect() -> list[bytes]:
-        return [d async for d in iter_sse_data(FakeResponse(pieces).aiter_raw())]
+    async def collect(pieces: list[bytes]) -> list[list[bytes]]:
+        return [b async for b in iter_sse_batches(FakeResponse(pieces).aiter_raw())]
 
-    assert asyncio.run(collect()) == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+    # Split across reads: each event as soon as it is whole.
+    assert sum(asyncio.run(collect(pieces)), []) == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+    # Arrived in one read: one batch, so one write to the client.
+    assert asyncio.run(collect([body])) == [[b'{"a":1}', b'{"b":2}', b"[DONE]"]]
 
 
 def test_tool_call_fragments_fold_into_whole_calls() -> None:
