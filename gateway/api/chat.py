@@ -109,6 +109,29 @@ def output_budget(body: ChatCompletionRequest, identity: Identity, settings) -> 
     return asked or min(settings.default_output_tokens, cap)
 
 
+def new_messages(messages: list[ChatMessage], in_session: bool) -> list[ChatMessage]:
+    """The messages that make this turn: the user's new message, or the tool results the client sends
+    back (with the assistant message that asked for them, when the client resends it)."""
+    last = messages[-1]
+    if last.role == "user":
+        return [last]
+    if last.role != "tool":
+        raise InvalidRequest("last_message_not_user",
+                             "the last message must be the user's new message or a tool result", "messages")
+    start = len(messages) - 1
+    while start > 0 and messages[start - 1].role == "tool":
+        start -= 1
+    for m in messages[start:]:
+        if not m.tool_call_id:
+            raise InvalidRequest("invalid_parameter", "a tool message needs the tool_call_id it answers", "messages")
+    if start > 0 and messages[start - 1].role == "assistant" and messages[start - 1].tool_calls:
+        return messages[start - 1:]
+    if not in_session:  # only a session's stored history can hold the assistant message that asked
+        raise InvalidRequest("invalid_parameter",
+                             "tool results must follow the assistant message with the matching tool_calls", "messages")
+    return messages[start:]
+
+
 async def new_turn(body: ChatCompletionRequest, request: Request, identity: Identity, session_header: str | None) -> Turn:
     """Validate the request against the gateway's rules and build the Turn (nothing is written here)."""
     state = request.app.state
@@ -117,10 +140,9 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
         raise NotFound("model_not_found", f"model '{body.model}' is not offered here; GET /v1/models lists them", "model")
     if body.n != 1:
         raise InvalidRequest("unsupported_parameter", "only n=1 is supported", "n")
-    last = body.messages[-1]
-    if last.role != "user":
-        raise InvalidRequest("last_message_not_user", "the last message must be the user's new message", "messages")
-    earlier = body.messages[:-1]
+    new = new_messages(body.messages, session_header is not None)
+    last = new[-1]
+    earlier = body.messages[:len(body.messages) - len(new)]
     if session_header is not None:
         async with state.db.connection() as conn:
             session = await load_session(conn, identity.tenant_id, session_header)
@@ -132,7 +154,8 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
         is_new, extra = True, [m.upstream() for m in earlier if m.role not in ("system", "developer")]
     return Turn(
         request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
-        channel=session["channel"], raw_text=last.text(), extra_messages=extra, params=body.params(),
+        channel=session["channel"], raw_text=last.text() if last.role == "user" else "",
+        input_messages=[m.upstream() for m in new], extra_messages=extra, params=body.params(),
         max_output_tokens=output_budget(body, identity, settings),
         max_input_tokens=identity.max_input_tokens or settings.max_input_tokens,
     )

@@ -36,14 +36,21 @@ def system_message(session: dict) -> str | None:
 
 
 def history_messages(rows: list[dict]) -> list[list[dict]]:
-    """Rows → one list of messages per turn; failed turns (an apology) are left out."""
+    """Rows → one list of messages per turn (tool calls and results included); failed turns (an apology)
+    and turns without their reply are left out."""
     by_seq: dict[int, list[dict]] = {}
     failed: set[int] = set()
     for r in rows:
         if r["status"] == "failed":
             failed.add(r["seq"])
-        by_seq.setdefault(r["seq"], []).append({"role": r["role"], "content": r["content"]})
-    return [msgs for seq, msgs in sorted(by_seq.items()) if seq not in failed and len(msgs) == 2]
+        message = {"role": r["role"], "content": r["content"]}
+        if r.get("tool_calls"):
+            message["tool_calls"] = r["tool_calls"]
+        if r.get("tool_call_id"):
+            message["tool_call_id"] = r["tool_call_id"]
+        by_seq.setdefault(r["seq"], []).append(message)
+    return [msgs for seq, msgs in sorted(by_seq.items())
+            if seq not in failed and len(msgs) >= 2 and msgs[-1]["role"] == "assistant"]
 
 
 class BuildContext:
@@ -64,7 +71,7 @@ class BuildContext:
         system = system_message(session)
         if system:
             head.append({"role": "system", "content": system})
-        tail = [*turn.extra_messages, {"role": "user", "content": turn.text}]
+        tail = [*turn.extra_messages, *turn.input_messages]
         budget = self.policy.window_tokens - turn.max_output_tokens
         fixed = self.counter.count_messages(head + tail)
         if fixed > budget:

@@ -54,9 +54,12 @@ class CheckInput:
         self.counter = counter
 
     async def __call__(self, turn: Turn) -> None:
-        if not turn.text:
+        if turn.is_tool_result:
+            turn.input_tokens = self.counter.count_messages(turn.input_messages)
+        elif not turn.text:
             raise InvalidRequest("empty_message", "the last user message is empty after normalisation", "messages")
-        turn.input_tokens = self.counter.count(turn.text)
+        else:
+            turn.input_tokens = self.counter.count(turn.text)
         if turn.input_tokens > turn.max_input_tokens:
             raise InvalidRequest("input_too_long", f"the message has {turn.input_tokens} tokens; this tenant allows "
                                  f"{turn.max_input_tokens} per message", "messages")
@@ -93,11 +96,10 @@ class Record:
         reply = turn.reply_text
         completion_tokens = turn.completion_tokens or 0
         prompt_tokens = turn.upstream_prompt_tokens or turn.prompt_tokens
-        rows = [
-            repo.TurnRow("user", turn.text, turn.input_tokens, "complete", language=turn.language),
-            repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
-                         ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason),
-        ]
+        rows = [input_row(m, turn) for m in turn.input_messages]
+        rows.append(repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
+                                 ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason,
+                                 tool_calls=turn.tool_calls or None))
         t0 = time.perf_counter()
         async with self.pool.connection() as conn:
             turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
@@ -121,6 +123,16 @@ class Record:
             task = asyncio.create_task(self.summarizer.maybe_summarise(turn.tenant_id, turn.session_id))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+
+def input_row(message: dict, turn: Turn) -> repo.TurnRow:
+    content = message.get("content") or ""
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content)
+    if message["role"] == "user":
+        return repo.TurnRow("user", content, turn.input_tokens, "complete", language=turn.language)
+    return repo.TurnRow(message["role"], content, 0, "complete", tool_calls=message.get("tool_calls"),
+                        tool_call_id=message.get("tool_call_id"))
 
 
 def _ms(s: float | None) -> float | None:

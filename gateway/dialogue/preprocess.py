@@ -61,5 +61,9 @@ class Preprocess:
     name = "preprocess"
 
     async def __call__(self, turn: Turn) -> None:
+        if turn.is_tool_result:
+            return  # tool output is data for the model, passed as the client's tool produced it
         turn.text = normalise(turn.raw_text)
         turn.language = detect_language(turn.text)
+        if turn.input_messages:
+            turn.input_messages[-1] = {**turn.input_messages[-1], "content": turn.text}

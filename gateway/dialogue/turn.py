@@ -19,8 +19,9 @@ class Turn:
     session_is_new: bool = False        # created on first use: stored together with this turn
     channel: str = "api"
     # What the user sent
-    raw_text: str = ""                  # the new user message as received
-    extra_messages: list[dict] = field(default_factory=list)  # what a stateless client sent before it
+    raw_text: str = ""                  # the new user message as received ("" when the turn carries tool results)
+    input_messages: list[dict] = field(default_factory=list)  # the turn's new messages (user, or assistant + tool)
+    extra_messages: list[dict] = field(default_factory=list)  # what a stateless client sent before them
     params: dict[str, Any] = field(default_factory=dict)      # generation parameters forwarded upstream
     max_output_tokens: int = 256
     max_input_tokens: int = 4096
@@ -52,6 +53,10 @@ class Turn:
     @property
     def session_id(self):
         return self.session["id"]
+
+    @property
+    def is_tool_result(self) -> bool:
+        return bool(self.input_messages) and self.input_messages[-1].get("role") == "tool"
 
     @property
     def reply_text(self) -> str:

@@ -62,16 +62,16 @@ async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid
 async def list_turns(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, *, after_seq: int = 0,
                      last: int | None = None) -> list[dict[str, Any]]:
     """Message rows in order. ``last`` keeps only the newest N turns (both rows of each)."""
-    cols = ("turn_id, seq, role, content, channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, "
-            "request_id, created_at")
+    cols = ("turn_id, seq, position, role, content, tool_calls, tool_call_id, channel, model, tokens, status, ttft_ms, "
+            "total_ms, language, finish_reason, request_id, created_at")
     async with conn.cursor(row_factory=dict_row) as cur:
         if last is None:
             await cur.execute(f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > %s "
-                              "ORDER BY seq, id", (session_id, tenant_id, after_seq))
+                              "ORDER BY seq, position", (session_id, tenant_id, after_seq))
         else:
             await cur.execute(
                 f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > GREATEST(%s, "
-                " (SELECT COALESCE(max(seq), 0) FROM turns WHERE session_id = %s) - %s) ORDER BY seq, id",
+                " (SELECT COALESCE(max(seq), 0) FROM turns WHERE session_id = %s) - %s) ORDER BY seq, position",
                 (session_id, tenant_id, after_seq, session_id, last),
             )
         return await cur.fetchall()
@@ -88,6 +88,8 @@ class TurnRow:
     total_ms: float | None = None
     language: str | None = None
     finish_reason: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
 
 
 # One statement, one round trip, atomic by itself: insert the session if it is new (its first turn makes
@@ -108,11 +110,12 @@ WITH created AS (
 ), turn AS (
     SELECT seq FROM created UNION ALL SELECT seq FROM bumped
 ), inserted AS (
-    INSERT INTO turns (session_id, tenant_id, turn_id, seq, role, content, channel, model, tokens, status,
-                       ttft_ms, total_ms, language, finish_reason, request_id)
-    SELECT %(sid)s, %(tid)s, %(turn_id)s, turn.seq, r.role, r.content, %(channel)s, r.model, r.tokens, r.status,
-           r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s
-    FROM turn, jsonb_to_recordset(%(rows)s) AS r(role text, content text, model text, tokens int, status text,
+    INSERT INTO turns (session_id, tenant_id, turn_id, seq, position, role, content, tool_calls, tool_call_id,
+                       channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, request_id)
+    SELECT %(sid)s, %(tid)s, %(turn_id)s, turn.seq, r.position, r.role, r.content, r.tool_calls, r.tool_call_id,
+           %(channel)s, r.model, r.tokens, r.status, r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s
+    FROM turn, jsonb_to_recordset(%(rows)s) AS r(position smallint, role text, content text, tool_calls jsonb,
+                                                tool_call_id text, model text, tokens int, status text,
                                                 ttft_ms real, total_ms real, language text, finish_reason text)
     RETURNING seq
 )
@@ -129,7 +132,7 @@ async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UU
         "sid": session_id, "tid": tenant_id, "channel": channel, "turn_id": turn_id, "request_id": request_id,
         "title": title_hint[:80], "new": new_session is not None,
         "system": (new_session or {}).get("system_prompt"), "created_by": (new_session or {}).get("created_by", ""),
-        "rows": Jsonb([{**r.__dict__, "content": storable(r.content)} for r in rows]),
+        "rows": Jsonb([{**r.__dict__, "content": storable(r.content), "position": i} for i, r in enumerate(rows)]),
     }
     cur = await conn.execute(_RECORD_TURN, params)
     row = await cur.fetchone()

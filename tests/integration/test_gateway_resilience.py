@@ -210,3 +210,33 @@ def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
             while not any(wanted in p.read_text(errors="replace") for p in serve_logs):
                 assert time.monotonic() < deadline, wanted
                 time.sleep(0.5)
+
+
+def test_a_tool_loop_is_kept_in_the_session(appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    """The SDK's tool loop against a session: the client sends back only the tool result (after the
+    assistant message that asked); the gateway stores both and replays them on later turns."""
+    tools = [{"type": "function", "function": {"name": "get_balance", "description": "Account balance",
+                                                "parameters": {"type": "object", "properties": {}}}}]
+    asking = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_balance", "arguments": "{}"}}]}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "1,234.56 EUR"}
+    with client(appliance, proxied) as c:
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+        chat(c, "What is my balance?", sid, tools=tools, tool_choice="auto")
+        before = len(proxy.chat_requests())
+        r = c.post("/v1/chat/completions", headers={"X-Session-Id": sid},
+                   json={"model": "enclave", "messages": [asking, result], "tools": tools, "max_tokens": 8})
+        assert r.status_code == 200, r.text
+        sent = proxy.chat_requests()[before]
+        assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "assistant", "tool"]
+        assert sent["messages"][-2:] == [{"role": "assistant", "tool_calls": asking["tool_calls"]}, result]
+        assert sent["tools"] == tools
+        turns = c.get(f"/v1/sessions/{sid}").json()["turns"]
+        second = [t for t in turns if t["seq"] == 2]
+        assert [(t["position"], t["role"]) for t in second] == [(0, "assistant"), (1, "tool"), (2, "assistant")]
+        assert second[0]["tool_calls"] == asking["tool_calls"] and second[1]["tool_call_id"] == "call_1"
+        before = len(proxy.chat_requests())
+        chat(c, "Thanks. And my savings?", sid)
+        replayed = proxy.chat_requests()[before]["messages"]
+        assert [m["role"] for m in replayed] == ["user", "assistant", "assistant", "tool", "assistant", "user"]
+        assert replayed[2]["tool_calls"] == asking["tool_calls"] and replayed[3]["tool_call_id"] == "call_1"

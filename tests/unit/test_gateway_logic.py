@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gateway.api.chat import merge_tool_calls
+from gateway.api.chat import ChatMessage, merge_tool_calls, new_messages
 from gateway.clients.breaker import BreakerState, CircuitBreaker
 from gateway.clients.llm import ChunkEvent, StreamErrorEvent, canned_chunks, iter_sse_batches
 from gateway.config import Settings
@@ -152,6 +152,16 @@ def test_history_skips_failed_and_incomplete_turns() -> None:
     ]
     assert history_messages(rows) == [[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
                                       [{"role": "user", "content": "d"}, {"role": "assistant", "content": "e (cut"}]]
+    call = [{"id": "c1", "type": "function", "function": {"name": "balance", "arguments": "{}"}}]
+    tool_turns = [
+        {"seq": 1, "role": "user", "content": "balance?", "status": "complete"},
+        {"seq": 1, "role": "assistant", "content": "", "tool_calls": call, "status": "complete"},
+        {"seq": 2, "role": "tool", "content": "42 EUR", "tool_call_id": "c1", "status": "complete"},
+        {"seq": 2, "role": "assistant", "content": "You have 42 EUR.", "status": "complete"},
+    ]
+    assert sum(history_messages(tool_turns), []) == [
+        {"role": "user", "content": "balance?"}, {"role": "assistant", "content": "", "tool_calls": call},
+        {"role": "tool", "content": "42 EUR", "tool_call_id": "c1"}, {"role": "assistant", "content": "You have 42 EUR."}]
     assert system_message({"system_prompt": "Be brief.", "summary": "User is Ada."}) == (
         "Be brief.\n\nSummary of the earlier conversation:\nUser is Ada.")
     assert system_message({"system_prompt": None, "summary": None}) is None
@@ -159,7 +169,8 @@ def test_history_skips_failed_and_incomplete_turns() -> None:
 
 def new_session_turn(text: str, max_out: int = 16) -> Turn:
     session = {"id": "s", "system_prompt": "sys", "summary": None, "summary_upto_seq": 0, "turn_count": 0}
-    return Turn(request_id="r", tenant_id="t", session=session, text=text, max_output_tokens=max_out)
+    return Turn(request_id="r", tenant_id="t", session=session, text=text, max_output_tokens=max_out,
+                input_messages=[{"role": "user", "content": text}])
 
 
 def test_context_of_a_new_session_and_the_window_check() -> None:
@@ -172,6 +183,25 @@ def test_context_of_a_new_session_and_the_window_check() -> None:
     with pytest.raises(InvalidRequest) as e:
         asyncio.run(build(new_session_turn("x" * 300)))
     assert e.value.code == "context_length_exceeded"
+
+
+def test_the_new_messages_of_a_turn() -> None:
+    def msgs(*specs: dict) -> list[ChatMessage]:
+        return [ChatMessage(**m) for m in specs]
+
+    user = {"role": "user", "content": "balance?"}
+    asking = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "balance", "arguments": "{}"}}]}
+    result = {"role": "tool", "content": "42 EUR", "tool_call_id": "c1"}
+    assert [m.role for m in new_messages(msgs(user), False)] == ["user"]
+    assert [m.role for m in new_messages(msgs(user, asking, result), False)] == ["assistant", "tool"]
+    assert [m.role for m in new_messages(msgs(result), True)] == ["tool"]  # the asking message is in the session
+    for bad, in_session, code in ((msgs(result), False, "invalid_parameter"),
+                                  (msgs(user, asking, {"role": "tool", "content": "x"}), False, "invalid_parameter"),
+                                  (msgs(user, {"role": "assistant", "content": "hi"}), True, "last_message_not_user")):
+        with pytest.raises(InvalidRequest) as e:
+            new_messages(bad, in_session)
+        assert e.value.code == code
 
 
 def test_settings_read_the_chain_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

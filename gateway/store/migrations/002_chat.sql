@@ -21,16 +21,20 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_tenant_updated ON sessions (tenant_id, updated_at DESC);
 
--- One row per message. A turn (user message + assistant reply) shares turn_id and is inserted in one
--- transaction, so it is stored whole or not at all.
+-- One row per message. A turn shares turn_id and is inserted by one statement, so it is stored whole or
+-- not at all: the user's message (or, in a tool loop, the tool results the client sends back, after the
+-- assistant message that asked for them) and then the assistant's reply.
 CREATE TABLE turns (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     session_id   uuid NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     tenant_id    uuid NOT NULL REFERENCES tenants(id),
     turn_id      uuid NOT NULL,
     seq          int NOT NULL,                      -- turn number within the session, from 1
-    role         text NOT NULL CHECK (role IN ('user', 'assistant')),
+    position     smallint NOT NULL,                 -- message order within the turn
+    role         text NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
     content      text NOT NULL,                     -- redacted text (the trust layer redacts before this)
+    tool_calls   jsonb,                             -- assistant rows: the calls the model asked for
+    tool_call_id text,                              -- tool rows: which call this result answers
     channel      text NOT NULL,
     model        text,                              -- the upstream that answered (assistant rows)
     tokens       int NOT NULL DEFAULT 0,
@@ -41,7 +45,6 @@ CREATE TABLE turns (
     finish_reason text,
     request_id   text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (session_id, seq, role)
+    UNIQUE (session_id, seq, position)
 );
-CREATE INDEX turns_session_seq ON turns (session_id, seq);
 CREATE INDEX turns_tenant_created ON turns (tenant_id, created_at);
