@@ -48,6 +48,13 @@ class ChatMessage(BaseModel):
     name: str | None = Field(default=None, max_length=64)
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    # Fields of an OpenAI response message that SDK users append back to ``messages``: accepted, not forwarded.
+    refusal: str | None = None
+    annotations: list[Any] | None = None
+    audio: Any = None
+    function_call: Any = None
+
+    ECHOED: ClassVar[set[str]] = {"refusal", "annotations", "audio", "function_call"}
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -55,7 +62,7 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
     def upstream(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude=self.ECHOED)
 
 
 class StreamOptions(BaseModel):

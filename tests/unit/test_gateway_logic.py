@@ -196,6 +196,9 @@ def test_the_new_messages_of_a_turn() -> None:
     assert [m.role for m in new_messages(msgs(user), False)] == ["user"]
     assert [m.role for m in new_messages(msgs(user, asking, result), False)] == ["assistant", "tool"]
     assert [m.role for m in new_messages(msgs(result), True)] == ["tool"]  # the asking message is in the session
+    # A response message appended back as the SDK returns it: its extra null fields are accepted, not forwarded.
+    echoed = ChatMessage(**{**asking, "refusal": None, "annotations": [], "audio": None, "function_call": None})
+    assert echoed.upstream() == {"role": "assistant", "tool_calls": asking["tool_calls"]}
     for bad, in_session, code in ((msgs(result), False, "invalid_parameter"),
                                   (msgs(user, asking, {"role": "tool", "content": "x"}), False, "invalid_parameter"),
                                   (msgs(user, {"role": "assistant", "content": "hi"}), True, "last_message_not_user")):
