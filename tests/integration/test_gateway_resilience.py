@@ -175,7 +175,6 @@ def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
         appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
     with client(appliance, proxied) as c:
         assert chat(c, "warm").headers["x-enclave-upstream"] == "primary"  # breaker closed, primary in use
-        opened_before = len(proxy.connections)
         body = {"model": "enclave", "stream": True, "max_tokens": 1000, "ignore_eos": True,
                 "messages": [{"role": "user", "content": "Tell me a very long story."}]}
         received = ""
@@ -197,9 +196,12 @@ def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
         user, assistant = turns
         assert assistant["status"] == "interrupted"
         assert assistant["content"].startswith(received) and 0 < assistant["tokens"] < 1000
-        conns = [k for k in proxy.connections[opened_before:] if k.bytes_down > 0]
-        cancelled = [k for k in conns if k.closed_by == "gateway" and not k.saw_done]
-        assert cancelled, [(k.closed_by, k.saw_done, k.bytes_down) for k in conns]
+        # The connection that carried this request (pooled: maybe opened earlier) was hung up mid-stream.
+        deadline = time.monotonic() + 15
+        while not any(rid in k.request_ids and k.cut_off for k in proxy.connections):
+            carried = [(k.closed_by, k.dones, len(k.request_ids)) for k in proxy.connections if rid in k.request_ids]
+            assert time.monotonic() < deadline, carried
+            time.sleep(0.2)
         assert metric(c, "enclave_turns_total", channel="api", model="tiny-qwen2", status="interrupted") >= 1
         assert metric(c, "enclave_active_streams", channel="api") == 0
         # Ray Serve saw its client (the gateway) go and cancelled the generation; it logs our request id.

@@ -21,7 +21,13 @@ class Connection:
     bytes_down: int = 0                 # upstream -> gateway
     closed_by: str | None = None        # "gateway" or "upstream": who hung up first
     closed_at: float | None = None
-    saw_done: bool = False              # the upstream sent "data: [DONE]" (generation finished)
+    request_ids: list[str] = field(default_factory=list)  # X-Request-Id of each request, in order
+    dones: int = 0                      # "data: [DONE]" seen: streams the upstream finished
+
+    @property
+    def cut_off(self) -> bool:
+        """The gateway hung up while a stream on this connection was still running."""
+        return self.closed_by == "gateway" and self.dones < len(self.request_ids)
 
 
 @dataclass
@@ -87,7 +93,7 @@ class RecordingProxy:
         async def gateway_to_upstream() -> None:
             buf = b""
             while data := await reader.read(65536):
-                buf = self._parse_requests(buf + data)
+                buf = self._parse_requests(buf + data, conn)
                 up_writer.write(data)
                 await up_writer.drain()
             if conn.closed_by is None:
@@ -97,8 +103,7 @@ class RecordingProxy:
         async def upstream_to_gateway() -> None:
             while data := await up_reader.read(65536):
                 conn.bytes_down += len(data)
-                if b"data: [DONE]" in data:
-                    conn.saw_done = True
+                conn.dones += data.count(b"data: [DONE]")
                 writer.write(data)
                 await writer.drain()
             if conn.closed_by is None:
@@ -114,7 +119,7 @@ class RecordingProxy:
             up_writer.close()
             writer.close()
 
-    def _parse_requests(self, buf: bytes) -> bytes:
+    def _parse_requests(self, buf: bytes, conn: Connection) -> bytes:
         """Pull whole HTTP requests (Content-Length bodies) out of the byte stream; keep the rest."""
         while True:
             head_end = buf.find(b"\r\n\r\n")
@@ -131,11 +136,12 @@ class RecordingProxy:
             body = buf[head_end + 4:head_end + 4 + length]
             buf = buf[head_end + 4 + length:]
             parts = head[0].split(" ")
+            headers = {ln.partition(":")[0].strip().lower(): ln.partition(":")[2].strip() for ln in head[1:]}
+            conn.request_ids.append(headers.get("x-request-id", ""))
             try:
                 parsed = json.loads(body) if body else {}
             except ValueError:
                 parsed = {"_raw": body.decode("latin-1")}
             if isinstance(parsed, dict):
-                headers = {ln.partition(":")[0].strip().lower(): ln.partition(":")[2].strip() for ln in head[1:]}
                 parsed.update({"_path": parts[1] if len(parts) > 1 else "", "_request_id": headers.get("x-request-id")})
                 self.requests.append(parsed)
