@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -117,6 +118,69 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+class CliError(Exception):
+    """A mistake in the command line or its input: one red line, exit 2."""
+
+
+def _with_database(work) -> int:
+    """Run ``work(conn)`` against the appliance's database (embedded or ENCLAVE_DATABASE_URL)."""
+    import psycopg
+
+    from deploy.postgres import start_database
+    from gateway.config import Settings
+    from gateway.store.migrate import migrate
+
+    settings = Settings()
+    db = start_database(settings.var_dir, settings.database_url)
+    try:
+        migrate(db.url)
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            return work(conn)
+    finally:
+        db.stop()
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    def work(conn) -> int:
+        rows = conn.execute("SELECT slug, name, max_input_tokens, max_output_tokens, "
+                            "(SELECT count(*) FROM sessions s WHERE s.tenant_id = t.id) FROM tenants t ORDER BY slug").fetchall()
+        table = Table("tenant", "name", "max input tokens", "max output tokens", "sessions")
+        for slug, name, cap_in, cap_out, n in rows:
+            table.add_row(slug, name, str(cap_in or "default"), str(cap_out or "default"), str(n))
+        console.print(table)
+        return 0
+
+    return _with_database(work)
+
+
+def cmd_tenants_set(args: argparse.Namespace) -> int:
+    """Create or update a tenant; caps of 0 go back to the gateway defaults."""
+    for flag in ("max_input_tokens", "max_output_tokens"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise CliError(f"--{flag.replace('_', '-')} must be 0 (the default) or more")
+
+    def work(conn) -> int:
+        from gateway.store import api_keys
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", args.slug):
+            raise CliError(f"tenant slug '{args.slug}': use lower-case letters, digits and dashes (at most 63)")
+        tenant = api_keys.ensure_tenant(conn, args.slug, args.name or args.slug)
+        if args.name:
+            conn.execute("UPDATE tenants SET name = %s WHERE id = %s", (args.name, tenant))
+        for column in ("max_input_tokens", "max_output_tokens"):
+            value = getattr(args, column)
+            if value is not None:
+                conn.execute(f"UPDATE tenants SET {column} = %s WHERE id = %s", (value or None, tenant))
+        cap_in, cap_out = conn.execute("SELECT max_input_tokens, max_output_tokens FROM tenants WHERE id = %s",
+                                       (tenant,)).fetchone()
+        console.print(f"tenant {args.slug}: max input tokens {cap_in or 'default'}, max output tokens "
+                      f"{cap_out or 'default'} (gateways apply it within 10 s)")
+        return 0
+
+    return _with_database(work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enclave", description="Enclave: self-hosted conversational AI appliance")
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+
+    tenants = sub.add_parser("tenants", help="tenants and their token caps").add_subparsers(dest="tenants_cmd", required=True)
+    tenants.add_parser("list", help="tenants, their caps and session counts").set_defaults(func=cmd_tenants_list)
+    ts = tenants.add_parser("set", help="create or update a tenant (caps: 0 = the gateway default)")
+    ts.add_argument("slug", help="short id: lower-case letters, digits and dashes")
+    ts.add_argument("--name", help="display name")
+    ts.add_argument("--max-input-tokens", type=int, help="per user message")
+    ts.add_argument("--max-output-tokens", type=int, help="largest max_tokens a request may ask for")
+    ts.set_defaults(func=cmd_tenants_set)
     return p
 
 
@@ -165,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
-            BundleError, ProvisionError, FileNotFoundError) as e:
+            BundleError, ProvisionError, FileNotFoundError, CliError) as e:
         err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
         return 2
     except KeyboardInterrupt:

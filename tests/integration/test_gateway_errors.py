@@ -120,3 +120,33 @@ def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None)
     assert gateway.get("/v1/sessions", params={"limit": 0}).status_code == 400
     assert gateway.get("/v1/nowhere").json()["error"]["code"] == "not_found"
     assert gateway.delete("/v1/models").json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_operator_sets_tenant_caps_with_the_cli(appliance: Appliance) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    env = {**appliance.env, "ENCLAVE_DATABASE_URL": appliance.database_url, "COLUMNS": "200"}
+
+    def enclave(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "deploy.cli", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    r = enclave("tenants", "set", "branch-7", "--name", "Branch 7", "--max-input-tokens", "5", "--max-output-tokens", "8")
+    assert r.returncode == 0 and "max input tokens 5, max output tokens 8" in r.stdout + r.stderr, r.stderr
+    listed = enclave("tenants", "list")
+    assert "branch-7" in listed.stdout and "Branch 7" in listed.stdout
+    bad = enclave("tenants", "set", "Branch 7!")
+    assert bad.returncode == 2 and "lower-case letters" in bad.stderr and "Traceback" not in bad.stderr
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant = conn.execute("SELECT id FROM tenants WHERE slug = 'branch-7'").fetchone()[0]
+        key = api_keys.create_key(conn, str(tenant), "user", label="cli test")
+    with httpx.Client(base_url=appliance.gateway_url, headers={"Authorization": f"Bearer {key}"},
+                      trust_env=False, timeout=60) as c:
+        r = c.post("/v1/chat/completions", json=chat_body(max_tokens=9))
+        assert r.status_code == 400 and "cap of 8" in r.json()["error"]["message"]
+        r = c.post("/v1/chat/completions", json=chat_body(messages=[{"role": "user", "content": "one two three four five six"}]))
+        assert r.json()["error"]["code"] == "input_too_long"
+    assert enclave("tenants", "set", "branch-7", "--max-output-tokens", "0").returncode == 0  # back to the default
