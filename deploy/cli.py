@@ -7,6 +7,8 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -103,7 +105,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(Settings(), profile=args.profile, ready_file=Path(args.ready_file) if args.ready_file else None)
 
 
-def cmd_db_migrate(args: argparse.Namespace) -> int:
+@contextmanager
+def _database() -> Iterator[tuple[str, list[str]]]:
+    """The appliance's database (embedded or ENCLAVE_DATABASE_URL), migrated: (url, migrations applied now)."""
     from deploy.postgres import start_database
     from gateway.config import Settings
     from gateway.store.migrate import migrate
@@ -111,10 +115,14 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = Settings()
     db = start_database(settings.var_dir, settings.database_url)
     try:
-        applied = migrate(db.url)
+        yield db.url, migrate(db.url)
     finally:
         db.stop()
-    console.print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    with _database() as (_url, applied):
+        console.print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
 
@@ -123,21 +131,11 @@ class CliError(Exception):
 
 
 def _with_database(work) -> int:
-    """Run ``work(conn)`` against the appliance's database (embedded or ENCLAVE_DATABASE_URL)."""
+    """Run ``work(conn)`` against the migrated appliance database."""
     import psycopg
 
-    from deploy.postgres import start_database
-    from gateway.config import Settings
-    from gateway.store.migrate import migrate
-
-    settings = Settings()
-    db = start_database(settings.var_dir, settings.database_url)
-    try:
-        migrate(db.url)
-        with psycopg.connect(db.url, autocommit=True) as conn:
-            return work(conn)
-    finally:
-        db.stop()
+    with _database() as (url, _applied), psycopg.connect(url, autocommit=True) as conn:
+        return work(conn)
 
 
 def cmd_tenants_list(args: argparse.Namespace) -> int:

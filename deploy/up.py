@@ -95,8 +95,11 @@ def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
     return key_file
 
 
-def _start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ)
+def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
+                  base_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The gateway as its own process (uvicorn + the app factory); its settings travel as ENCLAVE_* vars.
+    Tests start extra gateways with this too, with ``base_env`` carrying their own settings."""
+    env = dict(os.environ if base_env is None else base_env)
     env.update({
         "ENCLAVE_DATABASE_URL": db_url,
         "ENCLAVE_MODEL_PROFILE": profile,
@@ -206,7 +209,7 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         console.print("[green]✓[/] serving: " + ", ".join(f"{a.role}={a.model_id}" for a in apps))
 
         gw_log = var_dir / "log" / "gateway.log"
-        running.gateway = _start_gateway(settings, running.db.url, chosen, gw_log)
+        running.gateway = start_gateway(settings, running.db.url, chosen, gw_log)
         gw_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
         _wait_ready(gw_url, running.gateway, 60, gw_log)
         console.print(Panel.fit(

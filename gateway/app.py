@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.api import chat, health, models, sessions
 from gateway.auth import KeyCache
+from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.llm import Timeouts, build_chain
 from gateway.config import Settings, get_settings
 from gateway.dialogue.context import BuildContext, ContextPolicy
@@ -43,9 +44,9 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
     model_id, max_len = _profile_llm(settings)
     timeouts = Timeouts(settings.connect_timeout_s, settings.first_token_timeout_s, settings.total_timeout_s,
                         settings.upstream_retries, settings.retry_backoff_s)
-    chain, clients = build_chain(settings.llm_chain, settings.serving_base_url, model_id, timeouts,
-                                 {"failure_threshold": settings.breaker_failure_threshold,
-                                  "reset_after_s": settings.breaker_reset_s}, metrics)
+    chain, clients = build_chain(
+        settings.llm_chain, settings.serving_base_url, model_id, timeouts,
+        lambda: CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_reset_s), metrics)
     counter = TokenCounter(tokenizer_for(settings.model_store_dir, chain.primary_model))
     policy = ContextPolicy(settings.context_window_tokens or max_len or 4096, settings.context_recent_turns,
                            settings.summary_threshold_tokens, settings.summary_keep_turns, settings.summary_max_tokens)

@@ -276,8 +276,7 @@ class LLMChain:
                         ev = ChunkEvent.parse(raw)
                     except StreamErrorEvent as e:
                         if e.client_fault:
-                            raise InvalidRequest("upstream_rejected",
-                                                 _upstream_message(json.dumps({"error": e.error}))) from e
+                            raise InvalidRequest("upstream_rejected", _rejected(str(e))) from e
                         raise UpstreamError("stream_error", str(e)[:300]) from e
                     except ValueError as e:
                         raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
@@ -344,17 +343,22 @@ async def _drain(data: AsyncIterator[list[bytes]], response: aiohttp.ClientRespo
 
 
 def _upstream_message(text: str) -> str:
+    """The message of an upstream error body (OpenAI's ``error.message`` or Ray's ``detail``)."""
     try:
         body = json.loads(text)
         err = body.get("error") or body
         msg = err.get("message") or err.get("detail") or text if isinstance(err, dict) else str(err)
     except ValueError:
         msg = text
-    return f"the model rejected the request: {str(msg)[:500]}"
+    return _rejected(str(msg))
+
+
+def _rejected(message: str) -> str:
+    return f"the model rejected the request: {message[:500]}"
 
 
 def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: str, timeouts: Timeouts,
-                breaker: dict[str, float], metrics: Metrics) -> tuple[LLMChain, list[aiohttp.ClientSession]]:
+                new_breaker: Callable[[], CircuitBreaker], metrics: Metrics) -> tuple[LLMChain, list[aiohttp.ClientSession]]:
     """One pooled client session per distinct upstream URL, one breaker per link. Must run inside the
     event loop (the app's lifespan).
 
@@ -377,7 +381,5 @@ def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: 
                 )
         model = cfg.model or (default_model if cfg.kind == "openai" else "enclave-fallback")
         endpoint = f"{(cfg.url or default_url).rstrip('/')}/v1/chat/completions" if client else ""
-        upstreams.append(Upstream(cfg, model, client, CircuitBreaker(
-            failure_threshold=int(breaker.get("failure_threshold", 3)), reset_after_s=breaker.get("reset_after_s", 10.0)),
-            endpoint))
+        upstreams.append(Upstream(cfg, model, client, new_breaker(), endpoint))
     return LLMChain(upstreams, timeouts, metrics), list(sessions.values())

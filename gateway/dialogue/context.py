@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.dialogue.tokens import TokenCounter
+from gateway.dialogue.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from gateway.dialogue.turn import Turn
 from gateway.errors import InvalidRequest
 from gateway.store import sessions as repo
@@ -63,17 +63,19 @@ class BuildContext:
         session = turn.session
         history: list[list[dict]] = []
         if session.get("turn_count", 0) > 0:
+            # Not yet summarised, and among the last N: the seq numbers say which, the session row says how many.
+            after = max(session["summary_upto_seq"], session["turn_count"] - self.policy.recent_turns)
             async with self.pool.connection() as conn:
-                rows = await repo.list_turns(conn, turn.tenant_id, session["id"], after_seq=session["summary_upto_seq"],
-                                             last=self.policy.recent_turns)
+                rows = await repo.list_turns(conn, turn.tenant_id, session["id"], after_seq=after)
             history = history_messages(rows)
         head: list[dict] = []
         system = system_message(session)
         if system:
             head.append({"role": "system", "content": system})
-        tail = [*turn.extra_messages, *turn.input_messages]
         budget = self.policy.window_tokens - turn.max_output_tokens
-        fixed = self.counter.count_messages(head + tail)
+        # The new messages were counted by check_input; only their framing is added here.
+        fixed = (self.counter.count_messages(head + turn.extra_messages) + turn.input_tokens
+                 + PER_MESSAGE_OVERHEAD * len(turn.input_messages))
         if fixed > budget:
             raise InvalidRequest(
                 "context_length_exceeded",
@@ -86,5 +88,5 @@ class BuildContext:
             sizes.pop(0)
         turn.history_turns = len(history)
         turn.history_trimmed = session.get("turn_count", 0) - session.get("summary_upto_seq", 0) > len(history)
-        turn.messages = head + [m for t in history for m in t] + tail
+        turn.messages = head + [m for t in history for m in t] + turn.extra_messages + turn.input_messages
         turn.prompt_tokens = fixed + sum(sizes)

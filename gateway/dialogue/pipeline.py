@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.clients.llm import LLMChain, OpenedStream
 from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter
-from gateway.dialogue.turn import Turn
+from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
 from gateway.store import sessions as repo
@@ -54,12 +54,9 @@ class CheckInput:
         self.counter = counter
 
     async def __call__(self, turn: Turn) -> None:
-        if turn.is_tool_result:
-            turn.input_tokens = self.counter.count_messages(turn.input_messages)
-        elif not turn.text:
+        if not turn.is_tool_result and not turn.text:
             raise InvalidRequest("empty_message", "the last user message is empty after normalisation", "messages")
-        else:
-            turn.input_tokens = self.counter.count(turn.text)
+        turn.input_tokens = self.counter.count_contents(turn.input_messages)
         if turn.input_tokens > turn.max_input_tokens:
             raise InvalidRequest("input_too_long", f"the message has {turn.input_tokens} tokens; this tenant allows "
                                  f"{turn.max_input_tokens} per message", "messages")
@@ -126,9 +123,7 @@ class Record:
 
 
 def input_row(message: dict, turn: Turn) -> repo.TurnRow:
-    content = message.get("content") or ""
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content)
+    content = message_text(message)
     if message["role"] == "user":
         return repo.TurnRow("user", content, turn.input_tokens, "complete", language=turn.language)
     return repo.TurnRow(message["role"], content, 0, "complete", tool_calls=message.get("tool_calls"),

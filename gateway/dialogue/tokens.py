@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from gateway.dialogue.turn import message_text
+
 log = logging.getLogger("enclave.gateway.tokens")
 
-# ChatML-style framing costs a few tokens per message (<|im_start|>role\n … <|im_end|>\n).
+# ChatML-style framing costs a few tokens per message (<|im_start|>role\n … <|im_end|>\n), and the
+# template appends the assistant's opening.
 PER_MESSAGE_OVERHEAD = 4
+ASSISTANT_PREFIX = 2
 
 
 class TokenCounter:
@@ -40,14 +44,15 @@ class TokenCounter:
             return len(text) // 3 + 1  # over-estimates for English: a safe side for a budget
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
+    def count_contents(self, messages: list[dict]) -> int:
+        """The messages' text alone, without the template's framing."""
+        return sum(self.count(message_text(m)) for m in messages)
+
     def count_messages(self, messages: list[dict]) -> int:
         total = 0
         for m in messages:
-            content = m.get("content")
-            if isinstance(content, list):  # content parts: count the text ones
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            total += self.count(content or "") + PER_MESSAGE_OVERHEAD
-        return total + 2  # the assistant prefix the template appends
+            total += self.count(message_text(m)) + PER_MESSAGE_OVERHEAD
+        return total + ASSISTANT_PREFIX
 
 
 def tokenizer_for(models_dir: Path, model_id: str) -> Path | None:

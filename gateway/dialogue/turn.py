@@ -10,6 +10,14 @@ from typing import Any, Literal
 TurnStatus = Literal["complete", "interrupted", "failed"]
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """The text of an OpenAI-shaped message; content parts are joined (the API admits only text parts)."""
+    content = message.get("content") or ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
 @dataclass
 class Turn:
     # Who and where

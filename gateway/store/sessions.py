@@ -59,21 +59,13 @@ async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid
     return cur.rowcount == 1
 
 
-async def list_turns(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, *, after_seq: int = 0,
-                     last: int | None = None) -> list[dict[str, Any]]:
-    """Message rows in order. ``last`` keeps only the newest N turns (both rows of each)."""
+async def list_turns(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, *, after_seq: int = 0) -> list[dict[str, Any]]:
+    """Message rows of the turns after ``after_seq``, in order."""
     cols = ("turn_id, seq, position, role, content, tool_calls, tool_call_id, channel, model, tokens, status, ttft_ms, "
             "total_ms, language, finish_reason, request_id, created_at")
     async with conn.cursor(row_factory=dict_row) as cur:
-        if last is None:
-            await cur.execute(f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > %s "
-                              "ORDER BY seq, position", (session_id, tenant_id, after_seq))
-        else:
-            await cur.execute(
-                f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > GREATEST(%s, "
-                " (SELECT COALESCE(max(seq), 0) FROM turns WHERE session_id = %s) - %s) ORDER BY seq, position",
-                (session_id, tenant_id, after_seq, session_id, last),
-            )
+        await cur.execute(f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > %s "
+                          "ORDER BY seq, position", (session_id, tenant_id, after_seq))
         return await cur.fetchall()
 
 

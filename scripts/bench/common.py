@@ -14,6 +14,16 @@ from typing import Any
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
+def url_ok(url: str) -> bool:
+    """Answers 200 right now (for polling a server that is starting)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

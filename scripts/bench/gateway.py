@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,8 @@ from rich.table import Table
 _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from scripts.bench.common import pct, run_concurrent, write_results  # noqa: E402
+from deploy.background import ApplianceStartError, BackgroundAppliance, free_port, stop_process  # noqa: E402
+from scripts.bench.common import pct, run_concurrent, url_ok, write_results  # noqa: E402
 
 console = Console(width=max(160, Console().width))  # the table has 12 columns
 LOG_DIR = _REPO / "var" / "log"
@@ -53,88 +53,8 @@ MAX_TTFT_P95_DELTA_MS, DELTA_LEVEL = 10.0, 16
 MIN_THROUGHPUT_RATIO = 0.95
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def stop_process(proc: subprocess.Popen | None, sig: int, timeout_s: float) -> None:
-    """Polite signal first; the whole process group is killed if it does not exit in time."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def log_tail(path: Path, n: int = 4000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
-class Appliance:
-    """`enclave up` in a subprocess exactly as tests/integration/conftest.py starts it: private var dir, free ports,
-    stopped with Ctrl-C (SIGINT) as an operator would."""
-
-    def __init__(self, profile: str, models_dir: Path, log: Path) -> None:
-        self.var_dir = Path(tempfile.mkdtemp(prefix="enclave-bench-"))
-        self.gateway_port, self.serve_port = free_port(), free_port()
-        self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-        env.update({
-            "ENCLAVE_VAR_DIR": str(self.var_dir),
-            "ENCLAVE_MODELS_DIR": str(models_dir),
-            "ENCLAVE_GATEWAY_PORT": str(self.gateway_port),
-            "ENCLAVE_SERVE_PORT": str(self.serve_port),
-            "ENCLAVE_MODEL_PROFILE": profile,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONUNBUFFERED": "1",
-            "COLUMNS": "200",
-        })
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    @property
-    def serving_url(self) -> str:
-        return f"http://127.0.0.1:{self.serve_port}"
-
-    def start(self, timeout_s: float) -> str:
-        """Start and wait for the ready file; returns the dev API key `up` wrote."""
-        ready = self.var_dir / "ready"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "up", "--ready-file", str(ready)],
-            cwd=_REPO, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        with console.status(f"enclave up (log {self.log})…"):
-            while not ready.exists():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"enclave up exited with {self.proc.returncode}:\n{log_tail(self.log)}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"enclave up not ready in {timeout_s:.0f} s:\n{log_tail(self.log)}")
-                time.sleep(1)
-        return (self.var_dir / "dev-api-key").read_text().strip()
-
-    def stop(self, remove_var_dir: bool) -> None:
-        stop_process(self.proc, signal.SIGINT, 120)
-        if remove_var_dir:
-            shutil.rmtree(self.var_dir, ignore_errors=True)
-        else:
-            console.print(f"kept the appliance's var dir: {self.var_dir}")
 
 
 def ensure_litellm(venv: Path) -> str:
@@ -188,7 +108,7 @@ def wait_litellm(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if _up(f"{url}/health/liveliness") or _up(f"{url}/health/readiness"):
+        if url_ok(f"{url}/health/liveliness") or url_ok(f"{url}/health/readiness"):
             return True
         time.sleep(1)
     return False
@@ -437,7 +357,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    appliance: Appliance | None = None
+    appliance: BackgroundAppliance | None = None
     litellm: subprocess.Popen | None = None
     cfg_dir: Path | None = None
     ok = False
@@ -450,8 +370,12 @@ def main() -> int:
             gateway_url, serving_url = args.gateway_url.rstrip("/"), args.serving_url.rstrip("/")
             api_key = args.api_key_file.read_text().strip()
         else:
-            appliance = Appliance(args.profile, args.models_dir.resolve(), LOG_DIR / "bench-gateway-up.log")
-            api_key = appliance.start(args.up_timeout)
+            appliance = BackgroundAppliance.on_free_ports(
+                Path(tempfile.mkdtemp(prefix="enclave-bench-")), args.models_dir.resolve(), args.profile,
+                LOG_DIR / "bench-gateway-up.log")
+            with console.status(f"enclave up (log {appliance.log_path})…"):
+                appliance.start(args.up_timeout)
+            api_key = appliance.api_key
             gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
         served_id = served_model_id(serving_url)
         targets = [Target("direct", serving_url, served_id),
@@ -489,7 +413,7 @@ def main() -> int:
         console.print(f"results: {path}")
         ok = True
         return 0
-    except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as e:
+    except (ApplianceStartError, RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as e:
         console.print(f"[red]gateway benchmark: {e}[/]")
         return 1
     finally:
@@ -498,7 +422,11 @@ def main() -> int:
             shutil.rmtree(cfg_dir, ignore_errors=True)
         if appliance is not None:
             with console.status("stopping enclave up…"):
-                appliance.stop(remove_var_dir=ok)
+                appliance.stop()
+            if ok:
+                shutil.rmtree(appliance.var_dir, ignore_errors=True)
+            else:
+                console.print(f"kept the appliance's var dir: {appliance.var_dir}")
 
 
 if __name__ == "__main__":

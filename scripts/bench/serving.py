@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,20 +29,15 @@ _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from deploy import ray_runtime  # noqa: E402
+from deploy.background import free_port  # noqa: E402
 from models.catalog import load_catalog  # noqa: E402
 from models.provision import build_tiny_profile  # noqa: E402
 from models.store import ModelStore, models_dir_from_env  # noqa: E402
-from scripts.bench.common import pct, run_concurrent, summarise, write_results  # noqa: E402
+from scripts.bench.common import pct, run_concurrent, summarise, url_ok, write_results  # noqa: E402
 from serving.llm import engine_kwargs  # noqa: E402
 
 console = Console()
 CONCURRENCY = (1, 8)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_direct_vllm(entry, model_dir: str, port: int, log: Path) -> subprocess.Popen:
@@ -211,7 +205,7 @@ def main() -> int:
             ok = ray_runtime.wait_until(lambda: all("RUNNING" in s for s, _ in app_status().values())
                                         and len(app_status()) == len(apps), 900)
             ok = ok and ray_runtime.wait_until(
-                lambda: direct.poll() is not None or _up(f"http://127.0.0.1:{direct_port}/v1/models"), 300)
+                lambda: direct.poll() is not None or url_ok(f"http://127.0.0.1:{direct_port}/v1/models"), 300)
             ok = ok and direct.poll() is None
         if not ok:
             console.print(f"[red]not ready; see {log} and Ray logs[/]")
@@ -228,13 +222,6 @@ def main() -> int:
         os.killpg(direct.pid, signal.SIGTERM)
         direct.wait(timeout=60)
         ray_runtime.stop_serving(["llm", "stt", "tts", "embed"], owns, started)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

@@ -206,12 +206,12 @@ def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
         assert metric(c, "enclave_active_streams", channel="api") == 0
         # Ray Serve saw its client (the gateway) go and cancelled the generation; it logs our request id.
         serve_logs = list(Path("/tmp/ray/session_latest/logs/serve").glob("proxy_*.log"))
-        if serve_logs:
-            wanted = f"Client for request {rid} disconnected, cancelling request"
-            deadline = time.monotonic() + 15
-            while not any(wanted in p.read_text(errors="replace") for p in serve_logs):
-                assert time.monotonic() < deadline, wanted
-                time.sleep(0.5)
+        assert serve_logs, "no Ray Serve proxy log: is Ray using another temp dir?"
+        wanted = f"Client for request {rid} disconnected, cancelling request"
+        deadline = time.monotonic() + 15
+        while not any(wanted in p.read_text(errors="replace") for p in serve_logs):
+            assert time.monotonic() < deadline, wanted
+            time.sleep(0.5)
 
 
 def test_a_tool_loop_is_kept_in_the_session(appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
@@ -242,3 +242,23 @@ def test_a_tool_loop_is_kept_in_the_session(appliance: Appliance, proxied: Gatew
         replayed = proxy.chat_requests()[before]["messages"]
         assert [m["role"] for m in replayed] == ["user", "assistant", "assistant", "tool", "assistant", "user"]
         assert replayed[2]["tool_calls"] == asking["tool_calls"] and replayed[3]["tool_call_id"] == "call_1"
+
+
+def test_silences_in_a_stream_get_keepalive_comments(appliance: Appliance, proxy: RecordingProxy) -> None:
+    """A slow upstream (the forwarder pauses 0.6 s before each event): the gateway fills the silences."""
+    gw = start_gateway(appliance, "keepalive", llm_chain=[{"name": "primary", "url": proxy.url}], sse_keepalive_s=0.2)
+    proxy.delay_down_s = 0.6
+    try:
+        with client(appliance, gw) as c, c.stream("POST", "/v1/chat/completions", json={
+                "model": "enclave", "stream": True, "max_tokens": 4, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "hi"}]}) as s:
+            assert s.status_code == 200
+            raw = s.read().decode()
+    finally:
+        proxy.delay_down_s = 0.0
+        gw.stop()
+    events = raw.split("\n\n")[:-1]
+    assert ": keep-alive" in events and raw.endswith("data: [DONE]\n\n")
+    assert all(e.startswith("data: ") or e == ": keep-alive" for e in events)
+    chunks = [json.loads(e[6:]) for e in events if e.startswith("data: {")]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"  # the whole reply came

@@ -10,6 +10,8 @@ import subprocess
 import httpx
 import pytest
 
+from tests.integration.conftest import START_TIMEOUT_S
+
 pytestmark = pytest.mark.integration
 
 
@@ -29,7 +31,7 @@ def test_ctrl_c_stops_cleanly_and_a_second_up_works(appliance) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(appliance.gateway_url + "/healthz", timeout=2, trust_env=False)
 
-    appliance.start()
+    appliance.start(START_TIMEOUT_S)
     assert httpx.get(appliance.gateway_url + "/readyz", trust_env=False).status_code == 200
     # Same database, same tenant and key: the second start found its data.
     assert (appliance.var_dir / "dev-api-key").read_text() == key_before

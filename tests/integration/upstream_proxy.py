@@ -15,6 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 
+def _split_events(data: bytes) -> list[bytes]:
+    """The same bytes, cut after each SSE event (HTTP chunk framing is left as it is)."""
+    parts = data.split(b"\n\n")
+    return [p + b"\n\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 @dataclass
 class Connection:
     opened_at: float
@@ -37,6 +43,7 @@ class RecordingProxy:
     port: int = 0
     requests: list[dict] = field(default_factory=list)
     connections: list[Connection] = field(default_factory=list)
+    delay_down_s: float = 0.0           # > 0: a slow upstream, pausing before each SSE event it relays
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -104,8 +111,11 @@ class RecordingProxy:
             while data := await up_reader.read(65536):
                 conn.bytes_down += len(data)
                 conn.dones += data.count(b"data: [DONE]")
-                writer.write(data)
-                await writer.drain()
+                for piece in _split_events(data) if self.delay_down_s else [data]:
+                    if self.delay_down_s and b"data:" in piece:
+                        await asyncio.sleep(self.delay_down_s)
+                    writer.write(piece)
+                    await writer.drain()
             if conn.closed_by is None:
                 conn.closed_by, conn.closed_at = "upstream", time.monotonic()
             writer.close()

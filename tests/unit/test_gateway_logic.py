@@ -12,6 +12,7 @@ from gateway.clients.breaker import BreakerState, CircuitBreaker
 from gateway.clients.llm import ChunkEvent, StreamErrorEvent, canned_chunks, iter_sse_batches
 from gateway.config import Settings
 from gateway.dialogue.context import BuildContext, ContextPolicy, history_messages, system_message
+from gateway.dialogue.pipeline import CheckInput
 from gateway.dialogue.preprocess import detect_language, normalise
 from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn
@@ -168,9 +169,12 @@ def test_history_skips_failed_and_incomplete_turns() -> None:
 
 
 def new_session_turn(text: str, max_out: int = 16) -> Turn:
+    """A turn as the stages before context leave it (check_input counts the new message)."""
     session = {"id": "s", "system_prompt": "sys", "summary": None, "summary_upto_seq": 0, "turn_count": 0}
-    return Turn(request_id="r", tenant_id="t", session=session, text=text, max_output_tokens=max_out,
-                input_messages=[{"role": "user", "content": text}])
+    turn = Turn(request_id="r", tenant_id="t", session=session, text=text, max_output_tokens=max_out,
+                input_messages=[{"role": "user", "content": text}], max_input_tokens=10_000)
+    asyncio.run(CheckInput(TokenCounter(None))(turn))
+    return turn
 
 
 def test_context_of_a_new_session_and_the_window_check() -> None:

@@ -1,0 +1,110 @@
+"""`enclave up` as a background process, for the test suite and the benchmarks.
+
+Free ports, a private var dir, the ready file `up` writes once the gateway's /readyz is 200, and a stop
+by Ctrl-C (SIGINT) as an operator would give it. One implementation, so the tests and the benchmarks
+start the appliance exactly as `make run` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ApplianceStartError(RuntimeError):
+    """`enclave up` exited or did not become ready; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int | None:
+    """Polite signal first; the whole process group is killed if it does not exit in time."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class BackgroundAppliance:
+    var_dir: Path
+    env: dict[str, str]                 # the whole environment `enclave up` runs with
+    log_path: Path
+    gateway_url: str
+    serving_url: str
+    proc: subprocess.Popen | None = None
+    database_url: str = ""              # from the ready file, once started
+
+    @classmethod
+    def on_free_ports(cls, var_dir: Path, models_dir: Path, profile: str, log_path: Path | None = None,
+                      **extra_env: str) -> BackgroundAppliance:
+        gateway_port, serve_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+        env.update({
+            "ENCLAVE_VAR_DIR": str(var_dir),
+            "ENCLAVE_MODELS_DIR": str(models_dir),
+            "ENCLAVE_GATEWAY_PORT": str(gateway_port),
+            "ENCLAVE_SERVE_PORT": str(serve_port),
+            "ENCLAVE_MODEL_PROFILE": profile,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            **extra_env,
+        })
+        return cls(var_dir, env, log_path or var_dir / "enclave-up.log", f"http://127.0.0.1:{gateway_port}",
+                   f"http://127.0.0.1:{serve_port}")
+
+    @property
+    def api_key(self) -> str:
+        """The development admin key `up` wrote on first start."""
+        return (self.var_dir / "dev-api-key").read_text().strip()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, timeout_s: float) -> None:
+        ready = self.var_dir / "ready"
+        ready.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli", "up", "--ready-file", str(ready)],
+                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise ApplianceStartError(f"enclave up exited with {self.proc.returncode}:\n{self.log()[-6000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ApplianceStartError(f"enclave up not ready in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
+            time.sleep(1)
+        self.database_url = json.loads(ready.read_text())["database_url"]
+
+    def stop(self, timeout_s: float = 120) -> int:
+        """Ctrl-C, as an operator would; returns the exit code."""
+        code = stop_process(self.proc, signal.SIGINT, timeout_s)
+        self.proc = None
+        return code or 0
