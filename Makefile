@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-trust lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -26,9 +26,13 @@ test-unit: install
 bench: install
 	$(PY) scripts/bench/serving.py
 	$(PY) scripts/bench/gateway.py
+	$(PY) scripts/bench/trust.py
 
 bench-gateway: install
 	$(PY) scripts/bench/gateway.py
+
+bench-trust: install
+	$(PY) scripts/bench/trust.py
 
 lint:
 	$(VENV)/bin/ruff check gateway serving models deploy tests scripts

@@ -151,9 +151,13 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
     return _with_database(work)
 
 
+RETENTION = ("turns", "transcripts", "vault")
+
+
 def cmd_tenants_set(args: argparse.Namespace) -> int:
-    """Create or update a tenant; caps of 0 go back to the gateway defaults."""
-    for flag in ("max_input_tokens", "max_output_tokens"):
+    """Create or update a tenant; caps of 0 go back to the gateway defaults, retention of 0 to for ever."""
+    columns = ["max_input_tokens", "max_output_tokens"] + [f"retention_{w}_days" for w in RETENTION]
+    for flag in columns:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise CliError(f"--{flag.replace('_', '-')} must be 0 (the default) or more")
@@ -166,14 +170,16 @@ def cmd_tenants_set(args: argparse.Namespace) -> int:
         tenant = api_keys.ensure_tenant(conn, args.slug, args.name or args.slug)
         if args.name:
             conn.execute("UPDATE tenants SET name = %s WHERE id = %s", (args.name, tenant))
-        for column in ("max_input_tokens", "max_output_tokens"):
+        for column in columns:
             value = getattr(args, column)
             if value is not None:
                 conn.execute(f"UPDATE tenants SET {column} = %s WHERE id = %s", (value or None, tenant))
-        cap_in, cap_out = conn.execute("SELECT max_input_tokens, max_output_tokens FROM tenants WHERE id = %s",
-                                       (tenant,)).fetchone()
+        cap_in, cap_out, *keep = conn.execute(f"SELECT {', '.join(columns)} FROM tenants WHERE id = %s",
+                                              (tenant,)).fetchone()
         console.print(f"tenant {args.slug}: max input tokens {cap_in or 'default'}, max output tokens "
-                      f"{cap_out or 'default'} (gateways apply it within 10 s)")
+                      f"{cap_out or 'default'}; retention (days) "
+                      + ", ".join(f"{w} {d or 'for ever'}" for w, d in zip(RETENTION, keep, strict=True))
+                      + " (gateways apply caps within 10 s)")
         return 0
 
     return _with_database(work)
@@ -219,7 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--name", help="display name")
     ts.add_argument("--max-input-tokens", type=int, help="per user message")
     ts.add_argument("--max-output-tokens", type=int, help="largest max_tokens a request may ask for")
+    for what in RETENTION:
+        ts.add_argument(f"--retention-{what}-days", type=int, help=f"days to keep {what} content (0 = for ever)")
     ts.set_defaults(func=cmd_tenants_set)
+
+    from deploy import cli_trust
+
+    cli_trust.add_commands(sub)
     return p
 
 
@@ -244,4 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m deploy.cli`: run the package's copy of this module, not this __main__ one, so the command
+    # modules (deploy.cli_trust) raise the very CliError class that main() catches.
+    from deploy.cli import main as package_main
+
+    sys.exit(package_main())

@@ -95,11 +95,65 @@ def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
     return key_file
 
 
+def ensure_vault_key(settings: Settings) -> Path | None:
+    """First start: a random PII vault key in var/vault.key (0600), unless a key or a KMS hook is configured.
+    Returns the file when it was created now (the operator must back it up: without it the vault is lost)."""
+    from gateway.safety.vault import write_new_key
+
+    if settings.vault_key or settings.vault_key_provider or settings.vault_key_path.is_file():
+        return None
+    return write_new_key(settings.vault_key_path)
+
+
+def gateway_database_url(owner_url: str, role: str) -> str | None:
+    """The owner's URL with the gateway's restricted role as the user, when that role can log in this way
+    (the embedded server trusts its local socket). None: the gateway falls back to SET ROLE."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(owner_url)
+    params.pop("password", None)
+    url = make_conninfo(**{**params, "user": role})
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT current_user").fetchone()[0] == role:
+                return url
+    except psycopg.Error:
+        pass
+    return None
+
+
+class RetentionJob(threading.Thread):
+    """Applies every tenant's retention policy now and then (as the database owner: the gateway's role may
+    not clear audit content). A failed run is reported and retried at the next interval."""
+
+    def __init__(self, db_url: str, interval_s: float, stop: threading.Event) -> None:
+        super().__init__(name="retention", daemon=True)
+        self.db_url, self.interval_s, self.stop = db_url, interval_s, stop
+
+    def run(self) -> None:
+        import psycopg
+
+        from gateway.store.retention import purge
+
+        while not self.stop.wait(self.interval_s):
+            try:
+                with psycopg.connect(self.db_url, autocommit=True) as conn:
+                    report = purge(conn)
+                done = [t for t in report.tenants if t.total]
+                if done:
+                    console.print("retention purge: " + ", ".join(f"{t.tenant} {t.total} items" for t in done))
+            except Exception as e:  # the appliance keeps running; the next interval retries
+                console.print(f"[yellow]retention purge failed: {e}[/]")
+
+
 def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
-                  base_env: dict[str, str] | None = None) -> subprocess.Popen:
+                  base_env: dict[str, str] | None = None, gateway_db_url: str | None = None) -> subprocess.Popen:
     """The gateway as its own process (uvicorn + the app factory); its settings travel as ENCLAVE_* vars.
     Tests start extra gateways with this too, with ``base_env`` carrying their own settings."""
     env = dict(os.environ if base_env is None else base_env)
+    if gateway_db_url:
+        env["ENCLAVE_GATEWAY_DATABASE_URL"] = gateway_db_url
     env.update({
         "ENCLAVE_DATABASE_URL": db_url,
         "ENCLAVE_MODEL_PROFILE": profile,
@@ -195,6 +249,16 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         console.print(f"[green]✓[/] PostgreSQL ({'embedded, data in ' + str(var_dir / 'pg') if running.db.embedded else 'external'})"
                       + (f"; migrations applied: {', '.join(applied)}" if applied else "; schema up to date"))
         key_file = ensure_dev_key(running.db.url, var_dir)
+        new_vault_key = ensure_vault_key(settings)
+        if new_vault_key:
+            console.print(f"[yellow]created the PII vault key {new_vault_key}: back it up apart from the database "
+                          "(without it the vault's originals cannot be read)[/]")
+        gw_db_url = settings.gateway_database_url or (
+            gateway_database_url(running.db.url, settings.db_role) if settings.db_role else None)
+        if gw_db_url is None and settings.db_role:
+            console.print(f"[yellow]the gateway cannot log in as '{settings.db_role}'; it connects as the owner and "
+                          "switches to that role (SET ROLE). Give it its own ENCLAVE_GATEWAY_DATABASE_URL in production.[/]")
+        RetentionJob(running.db.url, settings.retention_interval_s, stop).start()
 
         with console.status("Ray: starting…"):
             running.ray_started_at = time.time()
@@ -209,7 +273,7 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         console.print("[green]✓[/] serving: " + ", ".join(f"{a.role}={a.model_id}" for a in apps))
 
         gw_log = var_dir / "log" / "gateway.log"
-        running.gateway = start_gateway(settings, running.db.url, chosen, gw_log)
+        running.gateway = start_gateway(settings, running.db.url, chosen, gw_log, gateway_db_url=gw_db_url)
         gw_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
         _wait_ready(gw_url, running.gateway, 60, gw_log)
         console.print(Panel.fit(

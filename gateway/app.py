@@ -14,8 +14,8 @@ import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.api import chat, health, models, sessions
-from gateway.auth import KeyCache
+from gateway.api import admin, audit, chat, health, models, sessions, vault
+from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.llm import Timeouts, build_chain
 from gateway.config import Settings, get_settings
@@ -26,22 +26,40 @@ from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter, tokenizer_for
 from gateway.errors import install_error_handlers
 from gateway.observability import Metrics, RequestContextMiddleware, configure_logging
+from gateway.oidc import OidcVerifier
+from gateway.safety.guard import Guard, RedactOutput
+from gateway.safety.pii import DEFAULT_PATTERNS, CustomPattern, PiiDetector
+from gateway.safety.redact import Redactor
+from gateway.safety.vault import VaultCipher, load_key_provider
 
 log = logging.getLogger("enclave.gateway")
 
 
-def _profile_llm(settings: Settings) -> tuple[str, int | None]:
-    """(served model id, its context length) for the configured profile, from the catalog."""
+def _profile_llm(settings: Settings) -> tuple[str, int | None, dict[str, str]]:
+    """(served model id, its context length, {model id: revision}) for the configured profile. The revision
+    the audit log records is the store manifest's hash (the exact files served) or the catalog source."""
+    import hashlib
+
     from models.catalog import load_catalog
 
     catalog = load_catalog()
     model = catalog.model(catalog.profile(settings.model_profile).roles["llm"].model)
-    return model.id, model.engine.get("max_model_len")
+    manifest = settings.model_store_dir / model.id / ".enclave-manifest.json"
+    revision = (f"manifest-sha256:{hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]}" if manifest.is_file()
+                else model.describe_source())
+    return model.id, model.engine.get("max_model_len"), {model.id: revision}
 
 
-def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metrics,
-                   background: set[asyncio.Task]) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
-    model_id, max_len = _profile_llm(settings)
+def build_redactor(settings: Settings) -> Redactor:
+    patterns = ([CustomPattern(p["type"], p["pattern"], tuple(p.get("context", ()))) for p in settings.pii_patterns]
+                if settings.pii_patterns is not None else DEFAULT_PATTERNS)
+    cipher = VaultCipher(load_key_provider(settings.vault_key, settings.vault_key_path, settings.vault_key_provider))
+    return Redactor(PiiDetector(patterns), cipher, settings.pii_never_echo)
+
+
+def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metrics, background: set[asyncio.Task],
+                   redactor: Redactor) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
+    model_id, max_len, revisions = _profile_llm(settings)
     timeouts = Timeouts(settings.connect_timeout_s, settings.first_token_timeout_s, settings.total_timeout_s,
                         settings.upstream_retries, settings.retry_backoff_s)
     chain, clients = build_chain(
@@ -53,13 +71,14 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
     summarizer = RollingSummarizer(pool, chain, counter, policy, metrics)
     pipeline = TurnPipeline(
         before=[Preprocess(), CheckInput(counter),
-                PassThrough("guard", "trust layer: prompt-injection check, PII redaction"),
+                Guard(pool, redactor),
                 PassThrough("understand", "dialogue: intent and entities"),
                 PassThrough("decide", "dialogue: flows, tools, handoff"),
                 PassThrough("ground", "knowledge: retrieval and citations"),
                 BuildContext(pool, counter, policy)],
         chain=chain,
-        after=[Postprocess(counter), Record(pool, counter, metrics, summarizer, background)],
+        after=[Postprocess(counter), RedactOutput(redactor),
+               Record(pool, counter, metrics, summarizer, background, revisions)],
     )
     return pipeline, clients, counter
 
@@ -68,14 +87,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     metrics = Metrics()
+    redactor = build_redactor(settings)   # fails here, before serving, when the vault key is missing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # open=False + open(wait=False): the gateway starts even while Postgres is still coming up;
         # /readyz tells the load balancer when it is really usable.
         pool = AsyncConnectionPool(
-            settings.database_url or "", min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-            open=False, kwargs={"autocommit": True},
+            settings.gateway_database_url or settings.database_url or "", min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max, open=False, kwargs={"autocommit": True}, configure=_db_role(settings),
         )
         await pool.open(wait=False)
         # Health probes of every role share one client; the LLM chain has its own per upstream URL.
@@ -86,11 +106,18 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             trust_env=False,  # never route through an environment proxy
         )
         background: set[asyncio.Task] = set()
-        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background)
+        oidc = None
+        if settings.oidc_jwks_file or settings.oidc_jwks_url:
+            oidc = OidcVerifier(jwks_file=settings.oidc_jwks_file, jwks_url=settings.oidc_jwks_url,
+                                issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+                                tenant_claim=settings.oidc_tenant_claim, roles_claim=settings.oidc_roles_claim)
+            await oidc.load()
+        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background, redactor)
         state = app.state
         state.settings, state.db, state.serving, state.metrics = settings, pool, serving, metrics
         state.pipeline, state.chain, state.counter = pipeline, pipeline.chain, counter
         state.key_cache, state.background = KeyCache(), background
+        state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
         log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
                                            "tokenizer": counter.source, "stages": pipeline.stage_names})
         try:
@@ -107,9 +134,20 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for module in (health, models, chat, sessions):
+    for module in (health, models, chat, sessions, admin, audit, vault):
         app.include_router(module.router)
     return app
+
+
+def _db_role(settings: Settings):
+    """Without a URL of its own, the gateway's sessions take on its restricted role (SET ROLE)."""
+    if settings.gateway_database_url or not settings.db_role:
+        return None
+
+    async def configure(conn) -> None:
+        await conn.execute(f'SET ROLE "{settings.db_role}"')
+
+    return configure
 
 
 def chain_desc(pipeline: TurnPipeline) -> list[str]:

@@ -1,67 +1,196 @@
-"""Who is calling: API keys (``Authorization: Bearer enc_…``) resolved to a tenant and a role.
+"""Who is calling, and may they: API keys and OIDC tokens resolved to a tenant and roles; a role check
+on every route; a rate limit per key.
 
-The trust-layer issue extends this (OIDC, role checks per route, rate limits); routes already depend on
-``CurrentIdentity`` so that work does not touch them. Key lookups are cached for a few seconds: a
-revoked key stops working within ``AUTH_CACHE_TTL_S`` without a DB round trip on every streamed turn.
+Every route declares who may call it with one of the ``Annotated`` identities at the bottom (``ChatCaller``,
+``AuditorCaller``…) or is listed in ``PUBLIC_ROUTES``; the role × route test walks the app to prove it.
+Key lookups are cached for a few seconds: a revoked key stops working within ``AUTH_CACHE_TTL_S``
+without a DB round trip on every streamed turn.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.errors import Unauthenticated
-from gateway.store.api_keys import hash_key
+from gateway.errors import Forbidden, RateLimited, Unauthenticated
+from gateway.oidc import OidcVerifier, TokenRejected
+from gateway.store.api_keys import KEY_PREFIX, hash_key
 
 AUTH_CACHE_TTL_S = 10.0
+ROLES = ("user", "agent", "supervisor", "auditor", "admin")
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})   # probes and scraping: no identity
 
 
 @dataclass(frozen=True)
 class Identity:
     tenant_id: str
-    role: str
-    key_prefix: str
+    roles: frozenset[str]
+    subject: str                       # an API key's public prefix, or "oidc:<sub>": never a secret
+    kind: Literal["api_key", "oidc"] = "api_key"
+    rate_limit_per_min: int | None = None
     max_input_tokens: int | None = None   # the tenant's caps; None: the gateway defaults apply
     max_output_tokens: int | None = None
 
+    @property
+    def role(self) -> str:
+        """The most privileged role (for display)."""
+        return max(self.roles, key=ROLES.index) if self.roles else ""
+
+    @property
+    def sees_all_sessions(self) -> bool:
+        """Staff (``user``) see their own sessions; agents, supervisors and admins the tenant's."""
+        return bool(self.roles & {"agent", "supervisor", "admin"})
+
+
+class _TtlCache:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, object]] = {}
+
+    def get(self, key: str) -> tuple[bool, object]:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def put(self, key: str, value: object) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl_s, value)
+
+    def drop_where(self, predicate: Callable[[object], bool]) -> None:
+        for key in [k for k, (_t, v) in self._entries.items() if predicate(v)]:
+            del self._entries[key]
+
 
 class KeyCache:
+    """API key → Identity, and tenant slug → tenant row (for OIDC), each for a few seconds."""
+
     def __init__(self, ttl_s: float = AUTH_CACHE_TTL_S) -> None:
-        self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Identity | None]] = {}
+        self._keys, self._tenants = _TtlCache(ttl_s), _TtlCache(ttl_s)
 
     async def resolve(self, pool: AsyncConnectionPool, key: str) -> Identity | None:
         digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit, value = self._keys.get(digest)
+        if hit:
+            return value  # type: ignore[return-value]
         async with pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT k.tenant_id, k.role, k.prefix, t.max_input_tokens, t.max_output_tokens "
+                "SELECT k.tenant_id, k.role, k.prefix, k.rate_limit_per_min, t.max_input_tokens, t.max_output_tokens "
                 "FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_sha256 = %s AND k.revoked_at IS NULL",
                 (digest,))
             row = await cur.fetchone()
-        identity = Identity(str(row[0]), row[1], row[2], row[3], row[4]) if row else None
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[digest] = (now + self.ttl_s, identity)
+        identity = Identity(str(row[0]), frozenset({row[1]}), row[2], "api_key", row[3], row[4], row[5]) if row else None
+        self._keys.put(digest, identity)
         return identity
 
+    def forget(self, subject: str) -> None:
+        """A key revoked through this gateway stops working here at once (elsewhere within the TTL)."""
+        self._keys.drop_where(lambda identity: identity is not None and identity.subject == subject)
 
-async def current_identity(request: Request) -> Identity:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthenticated("missing_api_key", "send an API key as 'Authorization: Bearer <key>'")
-    identity = await request.app.state.key_cache.resolve(request.app.state.db, key.strip())
-    if identity is None:
-        raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
+    async def tenant(self, pool: AsyncConnectionPool, slug: str) -> tuple | None:
+        hit, value = self._tenants.get(slug)
+        if hit:
+            return value  # type: ignore[return-value]
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT id, max_input_tokens, max_output_tokens FROM tenants WHERE slug = %s", (slug,))
+            row = await cur.fetchone()
+        self._tenants.put(slug, row)
+        return row
+
+
+class RateLimiter:
+    """A token bucket per caller: ``per_min`` requests a minute, bursts up to that many."""
+
+    def __init__(self, default_per_min: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.default_per_min, self.clock = default_per_min, clock
+        self._buckets: dict[str, tuple[float, float]] = {}    # subject → (tokens, last refill)
+
+    def check(self, subject: str, per_min: int | None) -> None:
+        rate = per_min or self.default_per_min
+        now = self.clock()
+        tokens, last = self._buckets.get(subject, (float(rate), now))
+        tokens = min(float(rate), tokens + (now - last) * rate / 60.0)
+        if tokens < 1.0:
+            self._buckets[subject] = (tokens, now)
+            wait = (1.0 - tokens) * 60.0 / rate
+            raise RateLimited("rate_limited", f"over this key's limit of {rate} requests per minute; "
+                              f"retry in {math.ceil(wait)} s", wait)
+        self._buckets[subject] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
+
+
+async def _oidc_identity(request: Request, verifier: OidcVerifier, token: str) -> Identity:
+    state = request.app.state
+    try:
+        claims = await verifier.verify(token)
+    except TokenRejected as e:
+        raise Unauthenticated("invalid_token", str(e)) from None
+    slug = claims.get(verifier.tenant_claim)
+    if not isinstance(slug, str) or not slug:
+        raise Unauthenticated("invalid_token", f"the token has no '{verifier.tenant_claim}' claim naming a tenant")
+    tenant = await state.key_cache.tenant(state.db, slug)
+    if tenant is None:
+        raise Forbidden("unknown_tenant", f"tenant '{slug}' is not configured on this appliance")
+    roles = frozenset(r for r in verifier.roles_of(claims) if r in ROLES)
+    return Identity(str(tenant[0]), roles, f"oidc:{claims['sub']}", "oidc", None, tenant[1], tenant[2])
+
+
+async def authenticate(request: Request) -> Identity:
+    """The caller's identity from ``Authorization: Bearer …`` (an ``enc_`` API key or an OIDC JWT)."""
+    cached = getattr(request.state, "identity", None)
+    if cached is not None:
+        return cached
+    state = request.app.state
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("missing_api_key", "send an API key or an OIDC token as 'Authorization: Bearer <token>'")
+    if token.startswith(KEY_PREFIX):
+        identity = await state.key_cache.resolve(state.db, token)
+        if identity is None:
+            raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
+    elif token.count(".") == 2 and state.oidc is not None:
+        identity = await _oidc_identity(request, state.oidc, token)
+    else:
+        raise Unauthenticated("invalid_api_key", "the bearer token is neither an Enclave API key nor an OIDC token "
+                              + ("" if state.oidc is not None else "(OIDC is not configured here)"))
+    try:
+        state.rate_limiter.check(identity.subject, identity.rate_limit_per_min)
+    except RateLimited:
+        state.metrics.rate_limited.inc()
+        raise
+    request.state.identity = identity
     return identity
 
 
-CurrentIdentity = Annotated[Identity, Depends(current_identity)]
+class RequireRoles:
+    """A route's declaration of who may call it (the role × route test reads ``roles``)."""
+
+    def __init__(self, *roles: str) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}")
+        self.roles = frozenset(roles)
+
+    async def __call__(self, request: Request) -> Identity:
+        identity = await authenticate(request)
+        if not identity.roles & self.roles:
+            have = ", ".join(sorted(identity.roles)) or "none"
+            raise Forbidden("role_not_allowed", f"this needs one of the roles {', '.join(sorted(self.roles))}; "
+                            f"the caller has {have}")
+        return identity
+
+
+CHAT_ROLES = ("user", "agent", "supervisor", "admin")
+AnyCaller = Annotated[Identity, Depends(RequireRoles(*ROLES))]
+ChatCaller = Annotated[Identity, Depends(RequireRoles(*CHAT_ROLES))]
+AuditorCaller = Annotated[Identity, Depends(RequireRoles("auditor"))]
+AdminCaller = Annotated[Identity, Depends(RequireRoles("admin"))]

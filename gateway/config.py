@@ -58,9 +58,36 @@ class Settings(BaseSettings):
     max_request_bytes: int = 1 << 20
     sse_keepalive_s: float = 15.0
 
+    # Trust layer. The gateway connects as its own database role (INSERT + SELECT on the audit log, no more):
+    # `enclave up` passes GATEWAY_DATABASE_URL; without one it switches DATABASE_URL's session to DB_ROLE.
+    gateway_database_url: str | None = None
+    db_role: str = Field(default="enclave_gateway", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    rate_limit_per_min: int = Field(default=600, ge=1, description="Per key, unless the key sets its own.")
+    # OIDC bearer tokens: a JWKS from a file or an internal URL (never from outside the premises).
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_tenant_claim: str = "tenant"
+    oidc_roles_claim: str = "roles"
+    # The PII vault key: base64 of 32 bytes, or a file (default VAR_DIR/vault.key), or a KMS hook.
+    vault_key: str | None = Field(default=None, repr=False)
+    vault_key_file: Path | None = None
+    vault_key_provider: str | None = None
+    # PII: which types the reply may show back to their owner (the others are masked), extra patterns.
+    pii_never_echo: list[str] = Field(default_factory=lambda: ["CARD", "SSN"])
+    pii_patterns: list[dict] | None = Field(default=None, description="JSON list of {type, pattern, context}; "
+                                            "replaces the default PASSPORT and ACCOUNT patterns.")
+    reveal_reason_min_chars: int = 10
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
+
     @property
     def model_store_dir(self) -> Path:
         return self.models_dir or self.var_dir / "models"
+
+    @property
+    def vault_key_path(self) -> Path:
+        return self.vault_key_file or self.var_dir / "vault.key"
 
     @property
     def serving_base_url(self) -> str:

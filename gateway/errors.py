@@ -48,6 +48,16 @@ class PayloadTooLarge(EnclaveError):
     status = 413
 
 
+class RateLimited(EnclaveError):
+    """Over the key's requests per minute; ``Retry-After`` says when the next one is accepted."""
+
+    status, type = 429, "rate_limit_error"
+
+    def __init__(self, code: str, message: str, retry_after_s: float) -> None:
+        super().__init__(code, message)
+        self.retry_after_s = retry_after_s
+
+
 class StorageUnavailable(EnclaveError):
     """The reply could not be stored; it is not returned either, so history and client never disagree."""
 
@@ -66,7 +76,8 @@ def error_body(code: str, message: str, type_: str = "invalid_request_error", pa
 
 
 def error_response(exc: EnclaveError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message, exc.type, exc.param), status_code=exc.status)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if isinstance(exc, RateLimited) else None
+    return JSONResponse(error_body(exc.code, exc.message, exc.type, exc.param), status_code=exc.status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:

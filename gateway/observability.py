@@ -47,6 +47,10 @@ class Metrics:
                                    ["role", "upstream"], registry=r)
         self.active_streams = Gauge("enclave_active_streams", "SSE streams open right now", ["channel"], registry=r)
         self.summaries = Counter("enclave_summaries", "Rolling summaries written", ["status"], registry=r)
+        # Labels are the PII type only: a metric label never carries a value.
+        self.pii_redactions = Counter("enclave_pii_redactions", "Values redacted into placeholders, by type", ["type"],
+                                      registry=r)
+        self.rate_limited = Counter("enclave_rate_limited", "Requests refused by a per-key rate limit", registry=r)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -24,11 +24,12 @@ from gateway.api.deps import body_size_limit
 from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
 from gateway.api.sse import DONE, SSEResponse
-from gateway.auth import CurrentIdentity, Identity
-from gateway.clients.llm import INTERRUPTED_NOTE, OpenedStream, canned_chunks
+from gateway.auth import ChatCaller, Identity
+from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks
 from gateway.dialogue.turn import Turn
 from gateway.errors import InvalidRequest, NotFound, StorageUnavailable, error_body
 from gateway.observability import request_id_var, turn_id_var
+from gateway.safety.redact import StreamingRestorer
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 log = logging.getLogger("enclave.gateway.chat")
@@ -152,24 +153,24 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
     earlier = body.messages[:len(body.messages) - len(new)]
     if session_header is not None:
         async with state.db.connection() as conn:
-            session = await load_session(conn, identity.tenant_id, session_header)
+            session = await load_session(conn, identity, session_header)
         is_new, extra = False, [m.upstream() for m in earlier]
     else:
         system = "\n\n".join(m.text() for m in earlier if m.role in ("system", "developer")) or None
         session = {"id": uuid.uuid4(), "channel": "api", "system_prompt": system, "summary": None,
-                   "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.key_prefix}
+                   "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject}
         is_new, extra = True, [m.upstream() for m in earlier if m.role not in ("system", "developer")]
     return Turn(
         request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
         channel=session["channel"], raw_text=last.text() if last.role == "user" else "",
         input_messages=[m.upstream() for m in new], extra_messages=extra, params=body.params(),
         max_output_tokens=output_budget(body, identity, settings),
-        max_input_tokens=identity.max_input_tokens or settings.max_input_tokens,
+        max_input_tokens=identity.max_input_tokens or settings.max_input_tokens, actor=identity.subject,
     )
 
 
 @router.post("/chat/completions", dependencies=[Depends(body_size_limit)])
-async def chat_completions(body: ChatCompletionRequest, request: Request, identity: CurrentIdentity,
+async def chat_completions(body: ChatCompletionRequest, request: Request, identity: ChatCaller,
                            x_session_id: Annotated[str | None, Header()] = None):
     state = request.app.state
     turn = await new_turn(body, request, identity, x_session_id)
@@ -179,6 +180,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
     headers = {"X-Session-Id": str(turn.session_id), "X-Turn-Id": turn.id, "X-Enclave-Upstream": opened.upstream}
     if not body.stream:
         await collect(opened, turn)
+        turn.reply = [state.redactor.restore(turn.reply_text, turn.vault)] if turn.vault is not None else turn.reply
         try:
             await state.pipeline.finish(turn)
         except Exception as e:
@@ -254,6 +256,9 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
     text that was written to the client)."""
     streams = state.metrics.active_streams.labels(turn.channel)
     finished = False
+    # Placeholders the model writes become the owner's values again (or masks), per the echo policy. A
+    # session with nothing in its vault has nothing to restore: its chunks pass byte for byte.
+    restorer = StreamingRestorer(state.redactor, turn.vault) if turn.vault is not None and turn.vault.entries else None
 
     async def body(write) -> None:
         nonlocal finished
@@ -266,11 +271,22 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
                     if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
                             and not ev.tool_calls and not ev.role_only:
                         continue  # the usage-only chunk the gateway asked for for itself
-                    out.append(b"data: " + ev.raw + b"\n\n")
-                    texts.append(ev.content)
+                    if restorer is None:
+                        out.append(b"data: " + ev.raw + b"\n\n")
+                        texts.append(ev.content)
+                        continue
+                    text = restorer.feed(ev.content or "")
+                    if ev.finish_reason is not None:
+                        text += restorer.flush()
+                    out.append(b"data: " + (ev.raw if text == (ev.content or "") else with_content(ev, text)) + b"\n\n")
+                    texts.append(text)
                 if out:  # chunks that arrived together leave together: one write, one syscall
                     await write(b"".join(out))
                     turn.reply.extend(texts)
+            if restorer is not None and (held := restorer.flush()):
+                for ev in canned_chunks(held, turn.model or "enclave", turn.completion_id or turn.id)[:1]:
+                    await write(b"data: " + ev.raw + b"\n\n")
+                    turn.reply.append(ev.content)
             if opened.failed_midway:
                 turn.status = "failed"
                 for ev in canned_chunks(INTERRUPTED_NOTE, turn.model or "enclave", turn.completion_id or turn.id):
@@ -301,6 +317,13 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         task.add_done_callback(state.background.discard)
 
     return SSEResponse(body, on_disconnect, headers, state.settings.sse_keepalive_s)
+
+
+def with_content(ev: ChunkEvent, text: str) -> bytes:
+    """The upstream chunk with its delta text replaced (only chunks that carried a placeholder)."""
+    chunk = json.loads(ev.raw)
+    chunk["choices"][0].setdefault("delta", {})["content"] = text
+    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:

@@ -6,13 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn, body_size_limit
-from gateway.auth import CurrentIdentity
+from gateway.auth import ChatCaller, Identity
 from gateway.errors import InvalidRequest, NotFound
+from gateway.safety.redact import SessionVault
+from gateway.store import audit
 from gateway.store import sessions as repo
+from gateway.store import vault as vault_repo
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -46,40 +49,54 @@ def require_session_id(value: str) -> uuid.UUID:
     return sid
 
 
-async def load_session(conn, tenant_id: str, value: str) -> dict[str, Any]:
+def _owner_filter(identity: Identity) -> str | None:
+    """Staff see their own sessions; agents, supervisors and admins all of their tenant's."""
+    return None if identity.sees_all_sessions else identity.subject
+
+
+async def load_session(conn, identity: Identity, value: str) -> dict[str, Any]:
+    """The caller's session, or 404 (another tenant's, or another user's, is indistinguishable from none)."""
     sid = require_session_id(value)
-    row = await repo.get_session(conn, tenant_id, sid)
+    row = await repo.get_session(conn, identity.tenant_id, sid, created_by=_owner_filter(identity))
     if row is None:
         raise NotFound("session_not_found", f"no session {sid}", "session_id")
     return row
 
 
 @router.post("", status_code=201, dependencies=[Depends(body_size_limit)])
-async def create_session(body: SessionCreate, identity: CurrentIdentity, conn: DbConn) -> dict:
-    row = await repo.create_session(conn, identity.tenant_id, channel=body.channel, title=body.title,
-                                    system_prompt=body.system_prompt, metadata=body.metadata,
-                                    created_by=identity.key_prefix)
+async def create_session(body: SessionCreate, request: Request, identity: ChatCaller, conn: DbConn) -> dict:
+    # The title and system prompt are redacted like any text; their originals go to the new session's vault.
+    sid = uuid.uuid4()
+    redactor = request.app.state.redactor
+    vault = SessionVault(identity.tenant_id, str(sid))
+    title, system = redactor.redact(body.title, vault), redactor.redact(body.system_prompt or "", vault) or None
+    async with conn.transaction():
+        row = await repo.create_session(conn, identity.tenant_id, session_id=sid, channel=body.channel, title=title,
+                                        system_prompt=system, metadata=body.metadata, created_by=identity.subject)
+        await vault_repo.store_entries(conn, identity.tenant_id, sid, vault.new_entries)
     return session_out(row)
 
 
 @router.get("")
-async def list_sessions(identity: CurrentIdentity, conn: DbConn,
+async def list_sessions(identity: ChatCaller, conn: DbConn,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50,
                         offset: Annotated[int, Query(ge=0)] = 0) -> dict:
-    rows = await repo.list_sessions(conn, identity.tenant_id, limit, offset)
+    rows = await repo.list_sessions(conn, identity.tenant_id, limit, offset, created_by=_owner_filter(identity))
     return {"object": "list", "data": [session_out(r) for r in rows], "limit": limit, "offset": offset}
 
 
 @router.get("/{session_id}")
-async def get_session(session_id: str, identity: CurrentIdentity, conn: DbConn) -> dict:
-    row = await load_session(conn, identity.tenant_id, session_id)
+async def get_session(session_id: str, identity: ChatCaller, conn: DbConn) -> dict:
+    row = await load_session(conn, identity, session_id)
     turns = await repo.list_turns(conn, identity.tenant_id, row["id"])
     return {**session_out(row), "turns": [turn_out(t) for t in turns]}
 
 
 @router.delete("/{session_id}")
-async def delete_session(session_id: str, identity: CurrentIdentity, conn: DbConn) -> dict:
+async def delete_session(session_id: str, identity: ChatCaller, conn: DbConn) -> dict:
     sid = require_session_id(session_id)
-    if not await repo.delete_session(conn, identity.tenant_id, sid):
-        raise NotFound("session_not_found", f"no session {sid}", "session_id")
+    async with conn.transaction():
+        if not await repo.delete_session(conn, identity.tenant_id, sid, created_by=_owner_filter(identity)):
+            raise NotFound("session_not_found", f"no session {sid}", "session_id")
+        await audit.append(conn, audit.AuditEvent("session.delete", identity.subject, identity.tenant_id, str(sid)))
     return {"id": str(sid), "object": "session.deleted", "deleted": True}

@@ -36,12 +36,12 @@ def system_message(session: dict) -> str | None:
 
 
 def history_messages(rows: list[dict]) -> list[list[dict]]:
-    """Rows → one list of messages per turn (tool calls and results included); failed turns (an apology)
-    and turns without their reply are left out."""
+    """Rows → one list of messages per turn (tool calls and results included); failed turns (an apology),
+    turns without their reply and turns purged by retention are left out."""
     by_seq: dict[int, list[dict]] = {}
     failed: set[int] = set()
     for r in rows:
-        if r["status"] == "failed":
+        if r["status"] == "failed" or r.get("purged_at") is not None:
             failed.add(r["seq"])
         message = {"role": r["role"], "content": r["content"]}
         if r.get("tool_calls"):

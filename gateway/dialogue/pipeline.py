@@ -24,7 +24,10 @@ from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
+from gateway.store import audit
 from gateway.store import sessions as repo
+from gateway.store import vault as vault_repo
+from gateway.store.audit import AuditEvent
 
 log = logging.getLogger("enclave.gateway.turn")
 
@@ -81,16 +84,19 @@ class Postprocess:
 
 
 class Record:
-    """Persist the turn (both messages in one transaction), count it, schedule the rolling summary."""
+    """Persist the turn in one transaction — its messages, the vault entries it sealed, its audit entry —
+    so all of it lands or none; then count it and schedule the rolling summary."""
 
     name = "record"
 
     def __init__(self, pool: AsyncConnectionPool, counter: TokenCounter, metrics: Metrics,
-                 summarizer: RollingSummarizer, background: set[asyncio.Task]) -> None:
+                 summarizer: RollingSummarizer, background: set[asyncio.Task],
+                 model_revisions: dict[str, str] | None = None) -> None:
         self.pool, self.counter, self.metrics, self.summarizer, self.background = pool, counter, metrics, summarizer, background
+        self.model_revisions = model_revisions or {}
 
     async def __call__(self, turn: Turn) -> None:
-        reply = turn.reply_text
+        reply = turn.stored_reply if turn.stored_reply is not None else turn.reply_text
         completion_tokens = turn.completion_tokens or 0
         prompt_tokens = turn.upstream_prompt_tokens or turn.prompt_tokens
         rows = [input_row(m, turn) for m in turn.input_messages]
@@ -98,15 +104,20 @@ class Record:
                                  ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason,
                                  tool_calls=turn.tool_calls or None))
         t0 = time.perf_counter()
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
                                               turn.request_id, rows, title_hint=turn.text,
                                               new_session=turn.session if turn.session_is_new else None)
+            if turn.vault is not None:
+                await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
+            await audit.append(conn, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
         model = turn.model or "none"
         m = self.metrics
         m.turns.labels(turn.channel, model, turn.status).inc()
         m.tokens.labels("in", turn.channel, model).inc(prompt_tokens)
         m.tokens.labels("out", turn.channel, model).inc(completion_tokens)
+        for pii_type, n in {**turn.pii_found, **turn.pii_in_reply}.items():
+            m.pii_redactions.labels(pii_type).inc(n)
         if turn.ttft_s is not None:
             m.ttft.labels(turn.channel, model).observe(turn.ttft_s)
         if turn.total_s is not None:
@@ -115,11 +126,33 @@ class Record:
                                          "upstream": turn.upstream, "model": turn.model, "fallback": turn.fallback,
                                          "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                          "history_turns": turn.history_turns, "ttft_ms": _ms(turn.ttft_s),
-                                         "total_ms": _ms(turn.total_s), "store_ms": _ms(time.perf_counter() - t0)})
+                                         "total_ms": _ms(turn.total_s), "store_ms": _ms(time.perf_counter() - t0),
+                                         "pii_redacted": sum(turn.pii_found.values())})
         if self.summarizer.worth_checking(turn.prompt_tokens, completion_tokens, turn.history_trimmed):
             task = asyncio.create_task(self.summarizer.maybe_summarise(turn.tenant_id, turn.session_id))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+    def audit_event(self, turn: Turn, rows: list[repo.TurnRow], prompt_tokens: int, completion_tokens: int) -> AuditEvent:
+        """What the audit log keeps of a turn: all of it redacted, enough to reconstruct the decision."""
+        system = next((m.get("content") for m in turn.messages if m.get("role") == "system"), None)
+        return AuditEvent(
+            action="chat.turn", actor=turn.actor, tenant_id=turn.tenant_id, session_id=str(turn.session_id),
+            turn_id=turn.id, channel=turn.channel,
+            content={
+                "input": [{"role": r.role, "content": r.content, "tool_call_id": r.tool_call_id} for r in rows[:-1]],
+                "output": rows[-1].content, "tool_calls": turn.tool_calls or [],
+                "model": turn.model, "model_revision": self.model_revisions.get(turn.model or ""),
+                "upstream": turn.upstream, "fallback": turn.fallback,
+                "prompt_template_sha256": audit.sha256_hex(system) if isinstance(system, str) else None,
+                "retrieved_documents": turn.retrieved_documents,
+                "decisions": {"status": turn.status, "finish_reason": turn.finish_reason,
+                              "pii_redacted": turn.pii_found, "pii_in_reply": turn.pii_in_reply,
+                              "history_turns": turn.history_turns, "history_trimmed": turn.history_trimmed},
+                "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
+                "latency_ms": {"ttft": _ms(turn.ttft_s), "total": _ms(turn.total_s)},
+                "request_id": turn.request_id,
+            })
 
 
 def input_row(message: dict, turn: Turn) -> repo.TurnRow:

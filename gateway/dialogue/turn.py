@@ -57,6 +57,13 @@ class Turn:
     ttft_s: float | None = None
     total_s: float | None = None
     seq: int | None = None              # set by record
+    # Trust layer
+    actor: str = ""                     # who asked: key prefix or OIDC subject
+    vault: Any = None                   # the session's placeholders (gateway.safety.redact.SessionVault), from guard
+    pii_found: dict[str, int] = field(default_factory=dict)     # values redacted from the input, by type
+    pii_in_reply: dict[str, int] = field(default_factory=dict)  # … from the reply
+    stored_reply: str | None = None     # the reply as stored and audited (placeholders), from redact_output
+    retrieved_documents: list[str] = field(default_factory=list)  # document ids the ground stage used
 
     @property
     def session_id(self):

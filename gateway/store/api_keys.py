@@ -30,12 +30,8 @@ def ensure_tenant(conn: psycopg.Connection, slug: str, name: str) -> str:
 
 
 def create_key(conn: psycopg.Connection, tenant_id: str, role: str, label: str = "") -> str:
-    key, prefix = new_key()
-    conn.execute(
-        "INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label) VALUES (%s, %s, %s, %s, %s)",
-        (tenant_id, prefix, hash_key(key), role, label),
-    )
-    return key
+    """A new key's secret (for `enclave up`'s dev key and tests; the CLI uses ``create_key_row``)."""
+    return create_key_row(conn, tenant_id, role, label)[0]
 
 
 def key_is_active(conn: psycopg.Connection, key: str) -> bool:
@@ -43,3 +39,49 @@ def key_is_active(conn: psycopg.Connection, key: str) -> bool:
         "SELECT 1 FROM api_keys WHERE key_sha256 = %s AND revoked_at IS NULL", (hash_key(key),)
     ).fetchone()
     return row is not None
+
+
+KEY_COLUMNS = "k.id, k.prefix, k.role, k.label, k.rate_limit_per_min, k.created_by, k.created_at, k.revoked_at, t.slug"
+
+
+def create_key_row(conn: psycopg.Connection, tenant_id: str, role: str, label: str = "",
+                   rate_limit_per_min: int | None = None, created_by: str = "") -> tuple[str, str]:
+    """(secret key, prefix), on a synchronous connection (the CLI and `enclave up`)."""
+    key, prefix = new_key()
+    conn.execute(
+        "INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, rate_limit_per_min, created_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min, created_by))
+    return key, prefix
+
+
+async def acreate_key(conn: psycopg.AsyncConnection, tenant_id: str, role: str, label: str,
+                      rate_limit_per_min: int | None, created_by: str) -> tuple[str, dict]:
+    key, prefix = new_key()
+    cur = await conn.execute(
+        "INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, rate_limit_per_min, created_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
+        (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min, created_by))
+    key_id, created_at = await cur.fetchone()
+    return key, {"id": str(key_id), "prefix": prefix, "role": role, "label": label,
+                 "rate_limit_per_min": rate_limit_per_min, "created_by": created_by,
+                 "created_at": created_at.isoformat(), "revoked_at": None}
+
+
+async def alist_keys(conn: psycopg.AsyncConnection, tenant_id: str) -> list[dict]:
+    cur = await conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                             "WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,))
+    return [key_out(r) for r in await cur.fetchall()]
+
+
+async def arevoke_key(conn: psycopg.AsyncConnection, tenant_id: str, prefix: str) -> bool:
+    cur = await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = %s AND prefix = %s "
+                             "AND revoked_at IS NULL", (tenant_id, prefix))
+    return cur.rowcount == 1
+
+
+def key_out(row: tuple) -> dict:
+    key_id, prefix, role, label, rate, created_by, created_at, revoked_at, slug = row
+    return {"id": str(key_id), "prefix": prefix, "role": role, "label": label, "rate_limit_per_min": rate,
+            "created_by": created_by, "tenant": slug, "created_at": created_at.isoformat(),
+            "revoked_at": revoked_at.isoformat() if revoked_at else None}

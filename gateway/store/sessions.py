@@ -26,43 +26,52 @@ def parse_session_id(value: str) -> uuid.UUID | None:
         return None
 
 
-async def create_session(conn: AsyncConnection, tenant_id: str, *, channel: str = "chat", title: str = "",
-                         system_prompt: str | None = None, metadata: dict | None = None,
-                         created_by: str = "") -> dict[str, Any]:
+async def create_session(conn: AsyncConnection, tenant_id: str, *, session_id: uuid.UUID | None = None,
+                         channel: str = "chat", title: str = "", system_prompt: str | None = None,
+                         metadata: dict | None = None, created_by: str = "") -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"INSERT INTO sessions (tenant_id, channel, title, system_prompt, metadata, created_by) "
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {SESSION_COLUMNS}",
-            (tenant_id, channel, title, system_prompt, Jsonb(metadata or {}), created_by),
+            f"INSERT INTO sessions (id, tenant_id, channel, title, system_prompt, metadata, created_by) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {SESSION_COLUMNS}",
+            (session_id or uuid.uuid4(), tenant_id, channel, title, system_prompt, Jsonb(metadata or {}), created_by),
         )
         return await cur.fetchone()
 
 
-async def get_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID) -> dict[str, Any] | None:
+# ``created_by``: when given, only that caller's sessions (the role rule for staff); tenant_id always.
+_OWNER = "AND (%(owner)s::text IS NULL OR created_by = %(owner)s)"
+
+
+async def get_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID,
+                      created_by: str | None = None) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s AND tenant_id = %s",
-                          (session_id, tenant_id))
+        await cur.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %(sid)s AND tenant_id = %(tid)s {_OWNER}",
+                          {"sid": session_id, "tid": tenant_id, "owner": created_by})
         return await cur.fetchone()
 
 
-async def list_sessions(conn: AsyncConnection, tenant_id: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+async def list_sessions(conn: AsyncConnection, tenant_id: str, limit: int = 50, offset: int = 0,
+                        created_by: str | None = None) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = %s ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
-            (tenant_id, limit, offset),
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = %(tid)s {_OWNER} "
+            "ORDER BY updated_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
+            {"tid": tenant_id, "owner": created_by, "limit": limit, "offset": offset},
         )
         return await cur.fetchall()
 
 
-async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID) -> bool:
-    cur = await conn.execute("DELETE FROM sessions WHERE id = %s AND tenant_id = %s", (session_id, tenant_id))
+async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID,
+                         created_by: str | None = None) -> bool:
+    cur = await conn.execute(f"DELETE FROM sessions WHERE id = %(sid)s AND tenant_id = %(tid)s {_OWNER}",
+                             {"sid": session_id, "tid": tenant_id, "owner": created_by})
     return cur.rowcount == 1
 
 
 async def list_turns(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, *, after_seq: int = 0) -> list[dict[str, Any]]:
     """Message rows of the turns after ``after_seq``, in order."""
     cols = ("turn_id, seq, position, role, content, tool_calls, tool_call_id, channel, model, tokens, status, ttft_ms, "
-            "total_ms, language, finish_reason, request_id, created_at")
+            "total_ms, language, finish_reason, request_id, created_at, purged_at")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {cols} FROM turns WHERE session_id = %s AND tenant_id = %s AND seq > %s "
                           "ORDER BY seq, position", (session_id, tenant_id, after_seq))
@@ -103,9 +112,11 @@ WITH created AS (
     SELECT seq FROM created UNION ALL SELECT seq FROM bumped
 ), inserted AS (
     INSERT INTO turns (session_id, tenant_id, turn_id, seq, position, role, content, tool_calls, tool_call_id,
-                       channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, request_id)
+                       channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, request_id,
+                       content_sha256)
     SELECT %(sid)s, %(tid)s, %(turn_id)s, turn.seq, r.position, r.role, r.content, r.tool_calls, r.tool_call_id,
-           %(channel)s, r.model, r.tokens, r.status, r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s
+           %(channel)s, r.model, r.tokens, r.status, r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s,
+           encode(sha256(convert_to(r.content, 'UTF8')), 'hex')
     FROM turn, jsonb_to_recordset(%(rows)s) AS r(position smallint, role text, content text, tool_calls jsonb,
                                                 tool_call_id text, model text, tokens int, status text,
                                                 ttft_ms real, total_ms real, language text, finish_reason text)

@@ -72,11 +72,12 @@ def test_the_session_history_reaches_the_llm(appliance: Appliance, proxied: Gate
             sent = proxy.chat_requests()[before:]
             assert len(sent) == 1
             # Exactly: the system prompt, every earlier turn as stored, then the new message.
+            # (The name is redacted before anything is sent or stored: the LLM only ever sees its placeholder.)
+            as_sent = ["My name is <PERSON_1>.", "I want to move money.", "How much can I send?"]
             expected = [{"role": "system", "content": "You are Enclave, a bank assistant."}]
             for j in range(i):
-                expected += [{"role": "user", "content": ["My name is Ada.", "I want to move money."][j]},
-                             {"role": "assistant", "content": replies[j]}]
-            expected.append({"role": "user", "content": text})
+                expected += [{"role": "user", "content": as_sent[j]}, {"role": "assistant", "content": replies[j]}]
+            expected.append({"role": "user", "content": as_sent[i]})
             assert sent[0]["messages"] == expected
             assert sent[0]["model"] == "tiny-qwen2" and sent[0]["max_tokens"] == 8 and sent[0]["stream"] is True
             assert sent[0]["_request_id"] == r.headers["x-request-id"]  # one id from gateway to upstream

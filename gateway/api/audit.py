@@ -1,0 +1,52 @@
+"""``/v1/audit``: auditors read their tenant's audit entries and verify the chain. Reading is audited too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from psycopg.rows import dict_row
+
+from gateway.api.deps import DbConn
+from gateway.api.sessions import require_session_id
+from gateway.auth import AuditorCaller
+from gateway.store import audit
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("")
+async def list_entries(identity: AuditorCaller, conn: DbConn,
+                       from_: Annotated[datetime | None, Query(alias="from")] = None,
+                       to: Annotated[datetime | None, Query()] = None,
+                       session_id: Annotated[str | None, Query()] = None,
+                       after_seq: Annotated[int, Query(ge=0)] = 0,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    sid = require_session_id(session_id) if session_id else None
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT {audit.ROW_COLUMNS} FROM audit_log WHERE tenant_id = %(tid)s AND seq > %(after)s "
+                "AND (%(from)s::timestamptz IS NULL OR ts >= %(from)s) AND (%(to)s::timestamptz IS NULL OR ts < %(to)s) "
+                "AND (%(sid)s::uuid IS NULL OR session_id = %(sid)s) ORDER BY seq LIMIT %(limit)s",
+                {"tid": identity.tenant_id, "after": after_seq, "from": from_, "to": to, "sid": sid, "limit": limit})
+            rows = await cur.fetchall()
+        await audit.append(conn, audit.AuditEvent(
+            "audit.read", identity.subject, identity.tenant_id, str(sid) if sid else None,
+            content={"from": from_.isoformat() if from_ else None, "to": to.isoformat() if to else None,
+                     "after_seq": after_seq, "returned": len(rows)}))
+    data = [audit.entry_out(r) for r in rows]
+    return {"object": "list", "data": data, "next_after_seq": data[-1]["seq"] if len(data) == limit else None}
+
+
+@router.post("/verify")
+async def verify(identity: AuditorCaller, conn: DbConn) -> dict:
+    """Walk the whole chain (every tenant's entries link into one chain) and name the first broken link."""
+    result = await audit.verify_async(conn)
+    await audit.append(conn, audit.AuditEvent(
+        "audit.verify", identity.subject, identity.tenant_id,
+        content={"ok": result.ok, "checked": result.checked, "broken_seq": result.broken_seq}))
+    return {"object": "audit.verification", "ok": result.ok, "checked": result.checked,
+            "tombstones": result.tombstones, "broken_seq": result.broken_seq, "reason": result.reason or None,
+            "message": result.describe()}

@@ -1,0 +1,134 @@
+"""OIDC bearer tokens, verified against a JWKS kept on the premises.
+
+The JWKS comes from a file (``ENCLAVE_OIDC_JWKS_FILE``) or an internal URL (``ENCLAVE_OIDC_JWKS_URL``):
+the URL's host must resolve to a loopback or private address, so a misconfiguration can never make the
+gateway fetch keys from the internet. Tokens must carry the configured issuer and audience, a tenant
+claim (a tenant's slug) and a roles claim (a string or a list of Enclave roles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+
+log = logging.getLogger("enclave.gateway.oidc")
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+REFRESH_MIN_INTERVAL_S = 60.0
+
+
+class OidcConfigError(RuntimeError):
+    pass
+
+
+class TokenRejected(Exception):
+    """Why a token is not accepted; the message is safe to show the caller."""
+
+
+def check_internal_url(url: str) -> None:
+    """Refuse a JWKS URL whose host is not loopback or private (nothing is fetched from outside)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL={url!r} is not an http(s) URL")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as e:
+        raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL: cannot resolve {parts.hostname} ({e})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not (address.is_private or address.is_loopback):
+            raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL: {parts.hostname} resolves to {address}, which is not an "
+                                  "internal address; Enclave only fetches keys from the premises")
+
+
+class OidcVerifier:
+    def __init__(self, *, jwks_file: Path | None, jwks_url: str | None, issuer: str | None, audience: str | None,
+                 tenant_claim: str = "tenant", roles_claim: str = "roles", leeway_s: float = 30.0) -> None:
+        if jwks_url:
+            check_internal_url(jwks_url)
+        self.jwks_file, self.jwks_url = jwks_file, jwks_url
+        self.issuer, self.audience = issuer, audience
+        self.tenant_claim, self.roles_claim, self.leeway_s = tenant_claim, roles_claim, leeway_s
+        self._keys: jwt.PyJWKSet | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.jwks_file or self.jwks_url)
+
+    async def load(self, client: httpx.AsyncClient | None = None) -> None:
+        if self.jwks_file:
+            data: dict[str, Any] = json.loads(self.jwks_file.read_text())
+        else:
+            async with httpx.AsyncClient(trust_env=False, timeout=5.0) if client is None else _noop(client) as c:
+                resp = await c.get(self.jwks_url)
+                resp.raise_for_status()
+                data = resp.json()
+        self._keys = jwt.PyJWKSet.from_dict(data)
+        self._loaded_at = time.monotonic()
+        log.info("OIDC keys loaded", extra={"keys": len(self._keys.keys), "source": str(self.jwks_file or self.jwks_url)})
+
+    async def _key_for(self, kid: str | None) -> jwt.PyJWK:
+        if self._keys is None:
+            async with self._lock:
+                if self._keys is None:
+                    await self.load()
+        assert self._keys is not None
+        keys = list(self._keys)
+        if kid is None and len(keys) == 1:
+            return keys[0]
+        try:
+            return self._keys[kid or ""]
+        except KeyError:
+            # A rotated key: reload, at most once a minute (a flood of bad kids must not hammer the IdP).
+            if time.monotonic() - self._loaded_at > REFRESH_MIN_INTERVAL_S:
+                async with self._lock:
+                    await self.load()
+                try:
+                    return self._keys[kid or ""]
+                except KeyError:
+                    pass
+            raise TokenRejected(f"the token's signing key (kid {kid!r}) is not in the configured JWKS") from None
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise TokenRejected(f"not a JWT ({e})") from None
+        key = await self._key_for(header.get("kid"))
+        try:
+            return jwt.decode(token, key.key, algorithms=[a for a in ALGORITHMS if a == header.get("alg")],
+                              audience=self.audience, issuer=self.issuer, leeway=self.leeway_s,
+                              options={"require": ["exp", "sub"] + (["aud"] if self.audience else [])
+                                       + (["iss"] if self.issuer else [])})
+        except jwt.PyJWTError as e:
+            raise TokenRejected(f"the token was refused: {e}") from None
+
+    def roles_of(self, claims: dict[str, Any]) -> list[str]:
+        value = claims.get(self.roles_claim)
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+class _noop:
+    """An async context manager around a client someone else owns."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,150 @@
+"""Redaction into typed placeholders and their restoration in replies.
+
+``<CARD_1>``, ``<EMAIL_2>``…: the same value gets the same placeholder for the whole session (recognised
+by its keyed fingerprint, without decrypting anything), so the model can still say "I sent it to
+<EMAIL_1>" and the conversation stays coherent. What the user sees back follows the echo policy per type:
+an echoable placeholder becomes the user's own value again, the others a mask (``•••• 4242``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.safety.pii import PiiDetector, PiiSpan
+from gateway.safety.vault import Sealed, VaultCipher
+
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d{1,4})>")
+_PARTIAL = re.compile(r"<[A-Z0-9_]{0,40}$")
+NEVER_ECHO_DEFAULT = frozenset({"CARD", "SSN"})
+
+
+@dataclass
+class VaultEntry:
+    placeholder: str
+    pii_type: str
+    fingerprint: str
+    nonce: bytes | None = None
+    ciphertext: bytes | None = None
+    value: str | None = None            # in memory only: known for this turn's new values, or once decrypted
+    sealed: Sealed | None = None        # set for entries this turn created: to be stored with the turn
+
+
+@dataclass
+class SessionVault:
+    """The placeholders of one session as this turn knows them: stored rows plus the ones it adds."""
+
+    tenant_id: str
+    session_id: str
+    entries: dict[str, VaultEntry] = field(default_factory=dict)      # by placeholder
+    by_fingerprint: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)              # detections this turn, by type
+
+    @classmethod
+    def from_rows(cls, tenant_id: str, session_id: str, rows: Iterable[tuple]) -> SessionVault:
+        vault = cls(tenant_id, session_id)
+        for placeholder, pii_type, fingerprint, nonce, ciphertext in rows:
+            vault._add(VaultEntry(placeholder, pii_type, fingerprint, nonce, ciphertext))
+        return vault
+
+    def _add(self, entry: VaultEntry) -> None:
+        self.entries[entry.placeholder] = entry
+        self.by_fingerprint[entry.fingerprint] = entry.placeholder
+
+    def next_placeholder(self, pii_type: str) -> str:
+        used = [int(m.group(2)) for p in self.entries if (m := PLACEHOLDER.fullmatch(p)) and m.group(1) == pii_type]
+        return f"<{pii_type}_{max(used, default=0) + 1}>"
+
+    @property
+    def new_entries(self) -> list[VaultEntry]:
+        return [e for e in self.entries.values() if e.sealed is not None]
+
+
+def mask(pii_type: str, value: str) -> str:
+    """What a never-echoed value looks like to its owner: enough to recognise it, not to use it."""
+    digits = re.sub(r"\D", "", value)
+    if pii_type == "CARD" and len(digits) >= 4:
+        return f"•••• {digits[-4:]}"
+    if pii_type == "SSN" and len(digits) >= 4:
+        return f"***-**-{digits[-4:]}"
+    if len(digits) >= 6:
+        return f"…{digits[-2:]}"
+    return f"[{pii_type.lower()} withheld]"
+
+
+class Redactor:
+    def __init__(self, detector: PiiDetector, cipher: VaultCipher, never_echo: Iterable[str] = NEVER_ECHO_DEFAULT) -> None:
+        self.detector, self.cipher = detector, cipher
+        self.never_echo = frozenset(never_echo)
+
+    def redact(self, text: str, vault: SessionVault) -> str:
+        """``text`` with every detected value replaced by its session placeholder (new ones are sealed)."""
+        if not text:
+            return text
+        spans = self.detector.detect(text)
+        if not spans:
+            return text
+        out, last = [], 0
+        for span in spans:
+            out.append(text[last:span.start])
+            out.append(self._placeholder(span, vault))
+            last = span.end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _placeholder(self, span: PiiSpan, vault: SessionVault) -> str:
+        vault.counts[span.type] = vault.counts.get(span.type, 0) + 1
+        fp = self.cipher.fingerprint(vault.tenant_id, span.type, span.canonical)
+        known = vault.by_fingerprint.get(fp)
+        if known is not None:
+            return known
+        placeholder = vault.next_placeholder(span.type)
+        sealed = self.cipher.seal(span.value, vault.tenant_id, vault.session_id, placeholder)
+        vault._add(VaultEntry(placeholder, span.type, fp, sealed.nonce, sealed.ciphertext, span.value, sealed))
+        return placeholder
+
+    def value_of(self, entry: VaultEntry, vault: SessionVault) -> str | None:
+        if entry.value is None and entry.ciphertext is not None and entry.nonce is not None:
+            entry.value = self.cipher.open(entry.nonce, entry.ciphertext, vault.tenant_id, vault.session_id,
+                                           entry.placeholder)
+        return entry.value
+
+    def render(self, placeholder: str, vault: SessionVault) -> str:
+        """What the owner sees for one placeholder in a reply."""
+        entry = vault.entries.get(placeholder)
+        if entry is None:
+            return placeholder       # not one of ours (the model invented it): leave it
+        value = self.value_of(entry, vault)
+        if value is None:
+            return f"[{entry.pii_type.lower()} purged]"
+        return mask(entry.pii_type, value) if entry.pii_type in self.never_echo else value
+
+    def restore(self, text: str, vault: SessionVault) -> str:
+        if "<" not in text or not vault.entries:
+            return text
+        return PLACEHOLDER.sub(lambda m: self.render(m.group(0), vault), text)
+
+
+class StreamingRestorer:
+    """Restores placeholders in a streamed reply. A placeholder may arrive split over chunks (``<CA`` +
+    ``RD_1>``): a tail that could still become one is held back until it completes or cannot."""
+
+    def __init__(self, redactor: Redactor, vault: SessionVault) -> None:
+        self.redactor, self.vault, self._held = redactor, vault, ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.vault.entries)
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        self._held = ""
+        cut = text.rfind("<")
+        if cut != -1 and _PARTIAL.match(text, cut):
+            text, self._held = text[:cut], text[cut:]
+        return self.redactor.restore(text, self.vault)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return self.redactor.restore(text, self.vault)

@@ -1,0 +1,96 @@
+"""Retention: each tenant's policy (days) for chat turns, voice/SIP transcripts and the PII vault.
+
+A purge deletes content, never rows: a turn keeps its metadata and ``content_sha256``; an audit entry
+keeps its hashed header (which holds the content's sha256), so ``enclave audit verify`` still walks the
+whole chain; a vault entry keeps its placeholder and fingerprint, not the ciphertext. It runs as the
+database owner (``enclave retention purge``, and hourly under ``enclave up``) because the gateway's role
+may not touch the audit log; the purge itself is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from gateway.store.audit import AuditEvent, append_sync
+
+CHAT_CHANNELS = ("chat", "api")
+TRANSCRIPT_CHANNELS = ("voice", "sip")
+
+
+@dataclass
+class TenantPurge:
+    tenant: str
+    turns: int = 0
+    transcripts: int = 0
+    audit_entries: int = 0
+    sessions: int = 0
+    vault_entries: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.turns + self.transcripts + self.audit_entries + self.sessions + self.vault_entries
+
+
+@dataclass
+class PurgeReport:
+    as_of: datetime
+    tenants: list[TenantPurge] = field(default_factory=list)
+
+
+def _purge_channels(conn: psycopg.Connection, tenant_id, channels: tuple[str, ...], cutoff: datetime,
+                    now: datetime) -> tuple[int, int, int]:
+    turns = conn.execute(
+        "UPDATE turns SET content = '', tool_calls = NULL, purged_at = %s "
+        "WHERE tenant_id = %s AND channel = ANY(%s) AND created_at < %s AND purged_at IS NULL",
+        (now, tenant_id, list(channels), cutoff)).rowcount
+    audited = conn.execute(
+        "UPDATE audit_log SET content = NULL, purged_at = %s WHERE tenant_id = %s AND ts < %s AND content IS NOT NULL "
+        "AND action = 'chat.turn' AND (entry::jsonb ->> 'channel') = ANY(%s)",
+        (now, tenant_id, cutoff, list(channels))).rowcount
+    # A session left with no live turn loses what was derived from them (summary, title).
+    sessions = conn.execute(
+        "UPDATE sessions s SET summary = NULL, summary_tokens = 0, title = '' WHERE s.tenant_id = %s "
+        "AND s.channel = ANY(%s) AND s.updated_at < %s AND (s.summary IS NOT NULL OR s.title <> '') "
+        "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.id AND t.purged_at IS NULL)",
+        (tenant_id, list(channels), cutoff)).rowcount
+    return turns, audited, sessions
+
+
+def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool = False) -> PurgeReport:
+    """Apply every tenant's policy as of ``as_of`` (default now). ``dry_run`` counts and rolls back."""
+    now = as_of or datetime.now(UTC)
+    report = PurgeReport(now)
+    policies = conn.execute(
+        "SELECT id, slug, retention_turns_days, retention_transcripts_days, retention_vault_days FROM tenants "
+        "WHERE coalesce(retention_turns_days, retention_transcripts_days, retention_vault_days) IS NOT NULL "
+        "ORDER BY slug").fetchall()
+    for tenant_id, slug, turns_days, transcripts_days, vault_days in policies:
+        done = TenantPurge(slug)
+        with conn.transaction():
+            if turns_days:
+                done.turns, a, s = _purge_channels(conn, tenant_id, CHAT_CHANNELS, now - timedelta(days=turns_days), now)
+                done.audit_entries += a
+                done.sessions += s
+            if transcripts_days:
+                done.transcripts, a, s = _purge_channels(conn, tenant_id, TRANSCRIPT_CHANNELS,
+                                                         now - timedelta(days=transcripts_days), now)
+                done.audit_entries += a
+                done.sessions += s
+            if vault_days:
+                done.vault_entries = conn.execute(
+                    "UPDATE pii_vault SET nonce = NULL, ciphertext = NULL, purged_at = %s "
+                    "WHERE tenant_id = %s AND created_at < %s AND ciphertext IS NOT NULL",
+                    (now, tenant_id, now - timedelta(days=vault_days))).rowcount
+            if done.total and not dry_run:
+                append_sync(conn, AuditEvent("retention.purge", "system", str(tenant_id), content={
+                    "as_of": now.isoformat(), "turns": done.turns, "transcripts": done.transcripts,
+                    "audit_entries": done.audit_entries, "sessions": done.sessions,
+                    "vault_entries": done.vault_entries,
+                    "policy_days": {"turns": turns_days, "transcripts": transcripts_days, "vault": vault_days}}))
+            if dry_run:
+                raise psycopg.Rollback()   # leaves the block without committing; the counts stay
+        report.tenants.append(done)
+    return report

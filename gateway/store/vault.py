@@ -1,0 +1,35 @@
+"""The PII vault table: sealed originals of the placeholders, per tenant and session."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+
+from gateway.safety.redact import VaultEntry
+
+
+async def load_session_entries(conn: AsyncConnection, tenant_id: str, session_id) -> list[tuple]:
+    cur = await conn.execute(
+        "SELECT placeholder, pii_type, fingerprint, nonce, ciphertext FROM pii_vault "
+        "WHERE tenant_id = %s AND session_id = %s", (tenant_id, session_id))
+    return await cur.fetchall()
+
+
+async def store_entries(conn: AsyncConnection, tenant_id: str, session_id, entries: list[VaultEntry]) -> int:
+    """Insert this turn's new entries. A concurrent turn of the same session that sealed the same value
+    first wins; the placeholder it chose is the one stored (both texts still name a sealed value)."""
+    if not entries:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO pii_vault (tenant_id, session_id, placeholder, pii_type, fingerprint, key_id, nonce, ciphertext) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(tenant_id, session_id, e.placeholder, e.pii_type, e.fingerprint, e.sealed.key_id, e.sealed.nonce,
+              e.sealed.ciphertext) for e in entries if e.sealed is not None])
+    return len(entries)
+
+
+async def find_entry(conn: AsyncConnection, tenant_id: str, session_id, placeholder: str) -> tuple | None:
+    cur = await conn.execute(
+        "SELECT pii_type, nonce, ciphertext, purged_at FROM pii_vault "
+        "WHERE tenant_id = %s AND session_id = %s AND placeholder = %s", (tenant_id, session_id, placeholder))
+    return await cur.fetchone()

@@ -1,0 +1,526 @@
+"""The trust layer through the real appliance: roles on every route, tenant isolation, rate limits, API keys
+(API and CLI), OIDC tokens, PII kept out of the LLM / database / logs / metrics, the audited vault reveal,
+the hash-chained audit log (tamper → `enclave audit verify` names the row) and retention tombstones."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import jwt
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.routing import APIRoute
+
+from gateway.auth import PUBLIC_ROUTES, ROLES, RequireRoles
+from gateway.store import api_keys
+from tests.integration.conftest import Appliance, GatewayProcess, start_gateway
+from tests.integration.upstream_proxy import RecordingProxy
+
+pytestmark = pytest.mark.timeout(600)
+SERVE_PORT = re.compile(r":(\d+)$")
+CHAT = {"user", "agent", "supervisor", "admin"}
+
+# Who may call what: the contract. The app's own declarations must equal it (test below), and the gateway
+# must enforce it over HTTP. A new route without a line here fails the suite.
+EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
+    ("GET", "/v1/models"): set(ROLES),
+    ("POST", "/v1/chat/completions"): CHAT,
+    ("POST", "/v1/sessions"): CHAT,
+    ("GET", "/v1/sessions"): CHAT,
+    ("GET", "/v1/sessions/{session_id}"): CHAT,
+    ("DELETE", "/v1/sessions/{session_id}"): CHAT,
+    ("POST", "/v1/admin/keys"): {"admin"},
+    ("GET", "/v1/admin/keys"): {"admin"},
+    ("DELETE", "/v1/admin/keys/{prefix}"): {"admin"},
+    ("GET", "/v1/admin/retention"): {"admin"},
+    ("PUT", "/v1/admin/retention"): {"admin"},
+    ("GET", "/v1/audit"): {"auditor"},
+    ("POST", "/v1/audit/verify"): {"auditor"},
+    ("POST", "/v1/vault/reveal"): {"auditor"},
+}
+# A harmless request per route (what an allowed caller gets is in the comment; none of them changes state
+# beyond an empty session).
+SAMPLE: dict[tuple[str, str], dict] = {
+    ("POST", "/v1/chat/completions"): {"json": {}},                       # 400
+    ("POST", "/v1/sessions"): {"json": {"title": "matrix"}},              # 201
+    ("POST", "/v1/admin/keys"): {"json": {}},                             # 400
+    ("PUT", "/v1/admin/retention"): {"json": {"turns_days": "never"}},    # 400
+    ("POST", "/v1/vault/reveal"): {"json": {}},                           # 400
+}
+
+PII = {  # what a customer types; none of it may be found anywhere but the vault (encrypted)
+    "card": "4111 1111 1111 1111",
+    "iban": "GB82 WEST 1234 5698 7654 32",
+    "ssn": "078-05-1120",
+    "email": "ada.lovelace@example.com",
+    "phone": "+44 20 7946 0958",
+    "name": "Ada Lovelace",
+}
+FORMS = {  # other spellings of the same values a careless sink might keep
+    "card digits": "4111111111111111", "iban compact": "GB82WEST12345698765432", "ssn digits": "078051120",
+    "phone digits": "442079460958",
+}
+
+
+# -- fixtures ----------------------------------------------------------------------------------------------
+
+def owner(appliance: Appliance) -> psycopg.Connection:
+    return psycopg.connect(appliance.database_url, autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def keys(appliance: Appliance) -> dict[tuple[str, str], str]:
+    """Two tenants with a key for every role, plus a second staff user in tenant a."""
+    out = {}
+    with owner(appliance) as conn:
+        for slug in ("trust-a", "trust-b"):
+            tenant = api_keys.ensure_tenant(conn, slug, slug)
+            for role in ROLES:
+                out[slug, role] = api_keys.create_key(conn, tenant, role, label=f"trust test {role}")
+        out["trust-a", "user2"] = api_keys.create_key(conn, api_keys.ensure_tenant(conn, "trust-a", "trust-a"), "user")
+    return out
+
+
+def client(url: str, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=120, trust_env=False)
+
+
+def enclave_cli(appliance: Appliance, *args: str) -> subprocess.CompletedProcess:
+    env = {**appliance.env, "ENCLAVE_DATABASE_URL": appliance.database_url}
+    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def chat(c: httpx.Client, text: str, session: str | None = None, stream: bool = False) -> httpx.Response:
+    headers = {"X-Session-Id": session} if session else {}
+    r = c.post("/v1/chat/completions", headers=headers, json={
+        "model": "enclave", "messages": [{"role": "user", "content": text}], "max_tokens": 6, "stream": stream})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def audit_rows(appliance: Appliance, sql: str = "TRUE", params: tuple = ()) -> list[dict]:
+    with owner(appliance) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f"SELECT seq, action, tenant_id, session_id, entry, content FROM audit_log WHERE {sql} ORDER BY seq",
+                    params)
+        return cur.fetchall()
+
+
+# -- roles on every route ----------------------------------------------------------------------------------
+
+def declared_roles(route: APIRoute) -> set[str] | None:
+    """The roles a route's RequireRoles dependency allows (None: it has none)."""
+    found: list[RequireRoles] = []
+
+    def walk(dependant) -> None:
+        for dep in dependant.dependencies:
+            if isinstance(dep.call, RequireRoles):
+                found.append(dep.call)
+            walk(dep)
+
+    walk(route.dependant)
+    return set(found[0].roles) if found else None
+
+
+def app_routes() -> list[tuple[str, str, set[str] | None]]:
+    from gateway.app import build_app
+    from gateway.config import Settings
+
+    app = build_app(Settings(vault_key=base64.b64encode(secrets.token_bytes(32)).decode()))
+    return [(m, r.path, declared_roles(r)) for r in app.routes if isinstance(r, APIRoute) for m in sorted(r.methods)]
+
+
+def test_every_route_declares_exactly_the_expected_roles() -> None:
+    routes = app_routes()
+    declared = {(m, p): roles for m, p, roles in routes if p not in PUBLIC_ROUTES}
+    assert all(roles is None for _m, p, roles in routes if p in PUBLIC_ROUTES), "a public route asks for a role"
+    undeclared = [k for k, v in declared.items() if v is None]
+    assert not undeclared, f"routes without a role dependency: {undeclared}"
+    assert declared == EXPECTED_ROLES
+
+
+def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) -> None:
+    refused, allowed = 0, 0
+    for (method, path), roles in EXPECTED_ROLES.items():
+        url = path.replace("{session_id}", str(uuid.uuid4())).replace("{prefix}", "enc_00000000")
+        sample = SAMPLE.get((method, path), {})
+        with client(appliance.gateway_url, None) as anonymous:
+            r = anonymous.request(method, url, **sample)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key", (method, path, r.text)
+        for role in ROLES:
+            with client(appliance.gateway_url, keys["trust-a", role]) as c:
+                r = c.request(method, url, **sample)
+            if role in roles:
+                assert r.status_code not in (401, 403), (method, path, role, r.text)
+                allowed += 1
+            else:
+                assert r.status_code == 403 and r.json()["error"]["code"] == "role_not_allowed", (method, path, role, r.text)
+                refused += 1
+    with client(appliance.gateway_url, "enc_deadbeef_not-a-real-key") as c:
+        assert c.get("/v1/models").json()["error"]["code"] == "invalid_api_key"
+    for path in PUBLIC_ROUTES:
+        assert httpx.get(appliance.gateway_url + path, trust_env=False).status_code in (200, 503)
+    assert refused > 30 and allowed > 20
+
+
+def test_a_key_over_its_rate_limit_gets_429_and_others_do_not(appliance: Appliance, keys: dict) -> None:
+    with owner(appliance) as conn:
+        tenant = api_keys.ensure_tenant(conn, "trust-a", "trust-a")
+        slow, _prefix = api_keys.create_key_row(conn, tenant, "user", "rate limited", rate_limit_per_min=3)
+    with client(appliance.gateway_url, slow) as c, client(appliance.gateway_url, keys["trust-a", "user"]) as other:
+        assert [c.get("/v1/models").status_code for _ in range(3)] == [200, 200, 200]
+        r = c.get("/v1/models")
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(r.headers["retry-after"]) <= 20
+        assert other.get("/v1/models").status_code == 200
+        assert "enclave_rate_limited_total" in other.get("/metrics").text
+
+
+# -- tenant isolation --------------------------------------------------------------------------------------
+
+def test_tenants_and_staff_never_see_each_others_sessions(appliance: Appliance, keys: dict) -> None:
+    gw = appliance.gateway_url
+    with client(gw, keys["trust-a", "user"]) as a_user:
+        sid = chat(a_user, "Where is my nearest branch?").headers["x-session-id"]
+        assert a_user.get(f"/v1/sessions/{sid}").status_code == 200
+    for role in CHAT:
+        with client(gw, keys["trust-b", role]) as b:
+            assert b.get(f"/v1/sessions/{sid}").json()["error"]["code"] == "session_not_found"
+            assert sid not in {s["id"] for s in b.get("/v1/sessions", params={"limit": 200}).json()["data"]}
+            r = b.post("/v1/chat/completions", headers={"X-Session-Id": sid},
+                       json={"model": "enclave", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+            assert r.status_code == 404
+            assert b.delete(f"/v1/sessions/{sid}").status_code == 404
+    with client(gw, keys["trust-b", "auditor"]) as b_auditor:
+        r = b_auditor.post("/v1/vault/reveal", json={"session_id": sid, "placeholder": "<CARD_1>",
+                                                     "reason": "cross-tenant attempt in a test"})
+        assert r.status_code == 404
+        assert b_auditor.get("/v1/audit", params={"session_id": sid}).json()["data"] == []
+        assert all(e["tenant_id"] != _tenant_id(appliance, "trust-a") for e in b_auditor.get("/v1/audit").json()["data"])
+    with client(gw, keys["trust-b", "admin"]) as b_admin:
+        a_prefix = "_".join(keys["trust-a", "user"].split("_")[:2])
+        assert b_admin.delete(f"/v1/admin/keys/{a_prefix}").status_code == 404
+        assert a_prefix not in {k["prefix"] for k in b_admin.get("/v1/admin/keys").json()["data"]}
+    # Within a tenant: another staff user cannot read it; a supervisor can.
+    with client(gw, keys["trust-a", "user2"]) as colleague, client(gw, keys["trust-a", "supervisor"]) as supervisor:
+        assert colleague.get(f"/v1/sessions/{sid}").status_code == 404
+        assert supervisor.get(f"/v1/sessions/{sid}").status_code == 200
+    with client(gw, keys["trust-a", "user"]) as a_user:  # and the owner still has it, untouched
+        assert len(a_user.get(f"/v1/sessions/{sid}").json()["turns"]) == 2
+
+
+def _tenant_id(appliance: Appliance, slug: str) -> str:
+    with owner(appliance) as conn:
+        return str(conn.execute("SELECT id FROM tenants WHERE slug = %s", (slug,)).fetchone()[0])
+
+
+# -- API keys: admin API and CLI ---------------------------------------------------------------------------
+
+def test_admin_api_creates_lists_and_revokes_keys_and_audits_it(appliance: Appliance, keys: dict) -> None:
+    with client(appliance.gateway_url, keys["trust-a", "admin"]) as admin:
+        r = admin.post("/v1/admin/keys", json={"role": "agent", "label": "night shift"})
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert created["key"].startswith(created["prefix"] + "_") and created["role"] == "agent"
+        listed = admin.get("/v1/admin/keys").json()["data"]
+        assert created["prefix"] in {k["prefix"] for k in listed}
+        assert created["key"] not in json.dumps(listed)                 # the secret is shown once, never listed
+        with client(appliance.gateway_url, created["key"]) as new:
+            assert new.get("/v1/sessions").status_code == 200
+            assert admin.delete(f"/v1/admin/keys/{created['prefix']}").status_code == 200
+            assert new.get("/v1/sessions").json()["error"]["code"] == "invalid_api_key"   # at once on this gateway
+        assert admin.post("/v1/admin/keys", json={"role": "root"}).json()["error"]["code"] == "invalid_parameter"
+    with owner(appliance) as conn:
+        stored = conn.execute("SELECT key_sha256 FROM api_keys WHERE prefix = %s", (created["prefix"],)).fetchone()[0]
+    assert stored != created["key"] and len(stored) == 64
+    actions = [(r["action"], json.loads(r["content"]).get("prefix")) for r in audit_rows(appliance, "action LIKE 'key.%%'")]
+    assert ("key.create", created["prefix"]) in actions and ("key.revoke", created["prefix"]) in actions
+
+
+def test_cli_creates_lists_and_revokes_keys(appliance: Appliance) -> None:
+    made = enclave_cli(appliance, "keys", "create", "--tenant", "trust-a", "--role", "supervisor", "--label", "cli test")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    prefix = "_".join(key.split("_")[:2])
+    listed = enclave_cli(appliance, "keys", "list", "--tenant", "trust-a")
+    assert prefix in listed.stdout and key not in listed.stdout
+    with client(appliance.gateway_url, key) as c:
+        assert c.get("/v1/sessions").status_code == 200
+        assert enclave_cli(appliance, "keys", "revoke", prefix).returncode == 0
+        deadline = time.monotonic() + 15   # other gateways drop a revoked key within the 10 s cache
+        while c.get("/v1/sessions").status_code != 401:
+            assert time.monotonic() < deadline, "the revoked key still works after 15 s"
+            time.sleep(0.5)
+    bad = enclave_cli(appliance, "keys", "create", "--tenant", "no-such-tenant", "--role", "user")
+    assert bad.returncode != 0 and "no tenant" in bad.stderr
+
+
+# -- OIDC ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def idp(appliance: Appliance) -> Iterator[tuple[GatewayProcess, rsa.RSAPrivateKey]]:
+    """A gateway that trusts a JWKS file written on the premises (what an internal IdP publishes)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    path = appliance.var_dir / "jwks.json"
+    path.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
+    gw = start_gateway(appliance, "oidc", oidc_jwks_file=str(path), oidc_issuer="https://idp.bank.internal",
+                       oidc_audience="enclave")
+    yield gw, key
+    gw.stop()
+
+
+def token(key, **claims) -> str:
+    now = int(time.time())
+    body = {"iss": "https://idp.bank.internal", "aud": "enclave", "sub": "alice", "tenant": "trust-a",
+            "roles": ["auditor"], "iat": now, "exp": now + 300, **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def test_oidc_tokens_give_their_roles_in_their_tenant(idp, appliance: Appliance) -> None:
+    gw, key = idp
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cases = [
+        (token(key), "/v1/audit", 200, None),
+        (token(key, roles="user"), "/v1/audit", 403, "role_not_allowed"),
+        (token(key, roles=["user"]), "/v1/sessions", 200, None),
+        (token(key, exp=int(time.time()) - 3600), "/v1/models", 401, "invalid_token"),
+        (token(key, aud="another-app"), "/v1/models", 401, "invalid_token"),
+        (token(key, iss="https://evil.example"), "/v1/models", 401, "invalid_token"),
+        (token(key, tenant="no-such-bank"), "/v1/models", 403, "unknown_tenant"),
+        (token(key, tenant=None), "/v1/models", 401, "invalid_token"),
+        (token(key, roles=["root"]), "/v1/models", 403, "role_not_allowed"),
+        (token(other_key), "/v1/models", 401, "invalid_token"),
+    ]
+    for tok, path, status, code in cases:
+        with client(gw.url, tok) as c:
+            r = c.get(path)
+        assert r.status_code == status, (path, status, r.text)
+        if code:
+            assert r.json()["error"]["code"] == code
+    with client(gw.url, token(key)) as auditor:   # what it sees is its tenant's, under its subject
+        entries = auditor.get("/v1/audit").json()["data"]
+        assert {e["tenant_id"] for e in entries} <= {_tenant_id(appliance, "trust-a")}
+    assert any(json.loads(r["entry"])["actor"] == "oidc:alice" for r in audit_rows(appliance, "action = 'audit.read'"))
+
+
+# -- PII: never in the LLM, the database, the logs or the metrics ------------------------------------------
+
+@pytest.fixture(scope="module")
+def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
+    p = RecordingProxy(int(SERVE_PORT.search(appliance.serving_url).group(1)))
+    p.start()
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def pii_session(appliance: Appliance, keys: dict, proxy: RecordingProxy) -> Iterator[dict]:
+    """A conversation full of personal data through a gateway whose LLM traffic is recorded."""
+    gw = start_gateway(appliance, "pii", llm_chain=[{"name": "primary", "url": proxy.url}])
+    before = len(proxy.chat_requests())
+    p = PII
+    try:
+        with client(gw.url, keys["trust-a", "user"]) as c:
+            sid = c.post("/v1/sessions", json={
+                "title": f"call from {p['phone']}",
+                "system_prompt": f"The customer on this line is {p['name']}, e-mail {p['email']}."}).json()["id"]
+            chat(c, f"Hello, my name is {p['name']}. My card {p['card']} was stolen, please block it.", sid, stream=True)
+            chat(c, f"Refund to my IBAN {p['iban']}; my SSN is {p['ssn']} and you can call me on {p['phone']}.", sid)
+            chat(c, f"Again, the card is {p['card'].replace(' ', '-')}. Mail me at {p['email']}.", sid, stream=True)
+            session = c.get(f"/v1/sessions/{sid}").json()
+        yield {"sid": sid, "session": session, "sent": proxy.chat_requests()[before:], "gateway": gw}
+    finally:
+        gw.stop()
+
+
+def raw_values() -> dict[str, str]:
+    return {**PII, **FORMS}
+
+
+def test_the_llm_sees_placeholders_consistent_within_the_session(pii_session: dict) -> None:
+    sent = pii_session["sent"]
+    assert len(sent) == 3
+    text = json.dumps(sent)
+    for what, value in raw_values().items():
+        assert value not in text, f"the LLM received the {what}"
+    last = sent[-1]["messages"]
+    assert last[0] == {"role": "system", "content": "The customer on this line is <PERSON_1>, e-mail <EMAIL_1>."}
+    assert last[1]["content"] == "Hello, my name is <PERSON_1>. My card <CARD_1> was stolen, please block it."
+    assert last[-1]["content"] == "Again, the card is <CARD_1>. Mail me at <EMAIL_1>."   # same value, same placeholder
+    assert "<IBAN_1>" in last[3]["content"] and "<SSN_1>" in last[3]["content"] and "<PHONE_1>" in last[3]["content"]
+
+
+def test_no_table_holds_a_raw_value(appliance: Appliance, pii_session: dict) -> None:
+    with owner(appliance) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename").fetchall()]
+        assert {"turns", "sessions", "audit_log", "pii_vault", "api_keys"} <= set(tables)
+        for table in tables:
+            dump = "\n".join(r[0] for r in conn.execute(f'SELECT t::text FROM "{table}" t').fetchall())
+            for what, value in raw_values().items():
+                assert value not in dump and value.replace(" ", "") not in dump, f"{table} holds the {what}"
+        n = conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND ciphertext IS NOT NULL",
+                         (pii_session["sid"],)).fetchone()[0]
+    assert n == 6   # one sealed row per distinct value: name, e-mail, phone, card, IBAN, SSN
+    session = pii_session["session"]
+    assert session["title"] == "call from <PHONE_1>"
+    assert session["turns"][0]["content"].startswith("Hello, my name is <PERSON_1>. My card <CARD_1>")
+
+
+def test_no_log_or_metric_holds_a_raw_value(appliance: Appliance, pii_session: dict) -> None:
+    logs = [p for p in sorted((appliance.var_dir / "log").glob("*.log")) + [appliance.log_path] if p.is_file()]
+    ray_logs = Path("/tmp/ray/session_latest/logs")
+    if ray_logs.is_dir():
+        logs += [p for p in ray_logs.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
+    assert any(p.name == "gateway-pii.log" for p in logs)
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for what, value in raw_values().items():
+            assert value not in text, f"{path} holds the {what}"
+    for url in (appliance.gateway_url, pii_session["gateway"].url):
+        metrics = httpx.get(f"{url}/metrics", trust_env=False).text
+        assert not any(v in metrics for v in raw_values().values())
+
+
+def test_a_vault_reveal_needs_an_auditor_and_a_reason_and_is_audited(appliance: Appliance, keys: dict,
+                                                                     pii_session: dict) -> None:
+    sid = pii_session["sid"]
+    body = {"session_id": sid, "placeholder": "<CARD_1>", "reason": "chargeback dispute #4471, customer consent on file"}
+    with client(appliance.gateway_url, keys["trust-a", "supervisor"]) as supervisor:
+        assert supervisor.post("/v1/vault/reveal", json=body).status_code == 403
+    with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+        assert auditor.post("/v1/vault/reveal", json={**body, "reason": "why"}).json()["error"]["code"] == "reason_required"
+        assert auditor.post("/v1/vault/reveal", json={**body, "placeholder": "<CARD_7>"}).status_code == 404
+        before = len(audit_rows(appliance, "action = 'vault.reveal'"))
+        r = auditor.post("/v1/vault/reveal", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["value"] == PII["card"] and r.json()["type"] == "CARD"
+    reveals = audit_rows(appliance, "action = 'vault.reveal'")
+    assert len(reveals) == before + 1
+    entry, content = json.loads(reveals[-1]["entry"]), json.loads(reveals[-1]["content"])
+    assert entry["actor"] == "_".join(keys["trust-a", "auditor"].split("_")[:2]) and entry["session_id"] == sid
+    assert content == {"placeholder": "<CARD_1>", "type": "CARD", "reason": body["reason"]}
+
+
+def test_turn_audit_entries_record_the_decision_redacted(appliance: Appliance, pii_session: dict) -> None:
+    turns = audit_rows(appliance, "action = 'chat.turn' AND session_id = %s", (pii_session["sid"],))
+    assert len(turns) == 3
+    content = json.loads(turns[0]["content"])
+    assert content["input"][0]["content"].startswith("Hello, my name is <PERSON_1>")
+    assert content["model"] == "tiny-qwen2" and content["model_revision"]
+    assert content["prompt_template_sha256"] and content["decisions"]["pii_redacted"]["CARD"] == 1
+    assert set(content["latency_ms"]) == {"ttft", "total"} and content["retrieved_documents"] == []
+
+
+# -- the audit chain -------------------------------------------------------------------------------------
+
+def test_the_gateway_role_cannot_change_the_audit_log(appliance: Appliance) -> None:
+    with owner(appliance) as conn:
+        users = {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity WHERE usename IS NOT NULL").fetchall()}
+    assert "enclave_gateway" in users, "the appliance's gateway should connect as its restricted role"
+    with owner(appliance) as conn:
+        conn.execute("SET ROLE enclave_gateway")
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] > 0     # it may read …
+        for statement in ("UPDATE audit_log SET action = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1",
+                          "TRUNCATE audit_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with owner(appliance) as conn:   # … and even the owner meets the append-only trigger
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("UPDATE audit_log SET action = 'x' WHERE seq = 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("DELETE FROM audit_log WHERE seq = 1")
+
+
+@pytest.mark.parametrize("column,change", [
+    ("content", "replace(content, '\"status\":\"complete\"', '\"status\":\"failed\"')"),
+    ("entry", "replace(entry, '\"action\":\"chat.turn\"', '\"action\":\"chat.tune\"')"),
+    ("hash", "md5(hash) || md5(hash)"),
+])
+def test_changing_an_audit_row_makes_verify_fail_at_that_row(appliance: Appliance, keys: dict, pii_session: dict,
+                                                             column: str, change: str) -> None:
+    seq = audit_rows(appliance, "action = 'chat.turn' AND session_id = %s", (pii_session["sid"],))[1]["seq"]
+    assert enclave_cli(appliance, "audit", "verify").returncode == 0
+    with owner(appliance) as conn:
+        original = conn.execute(f"SELECT {column} FROM audit_log WHERE seq = %s", (seq,)).fetchone()[0]
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")   # what an attacker with the owner's rights does
+        try:
+            conn.execute(f"UPDATE audit_log SET {column} = {change} WHERE seq = %s", (seq,))
+            assert conn.execute(f"SELECT {column} FROM audit_log WHERE seq = %s", (seq,)).fetchone()[0] != original
+            result = enclave_cli(appliance, "audit", "verify")
+            assert result.returncode == 1 and f"broken at seq {seq}" in result.stderr, result.stderr + result.stdout
+            with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+                api = auditor.post("/v1/audit/verify").json()
+            assert api["ok"] is False and api["broken_seq"] == seq
+        finally:
+            conn.execute(f"UPDATE audit_log SET {column} = %s WHERE seq = %s", (original, seq))
+            conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+    result = enclave_cli(appliance, "audit", "verify")
+    assert result.returncode == 0 and "intact" in result.stdout
+
+
+def test_export_writes_the_tenants_entries_as_jsonl(appliance: Appliance, tmp_path: Path) -> None:
+    out = tmp_path / "audit.jsonl"
+    today = datetime.now(UTC).date()
+    r = enclave_cli(appliance, "audit", "export", "--from", str(today), "--to", str(today + timedelta(days=1)),
+                    "--tenant", "trust-a", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = len(audit_rows(appliance, "tenant_id = %s", (_tenant_id(appliance, "trust-a"),)))
+    assert len(lines) == expected > 0
+    assert all({"seq", "hash", "prev_hash", "action", "actor", "content"} <= set(e) for e in lines)
+    assert [e["seq"] for e in lines] == sorted(e["seq"] for e in lines)
+    assert enclave_cli(appliance, "audit", "export", "--from", "yesterday").returncode == 2
+
+
+# -- retention -------------------------------------------------------------------------------------------
+
+def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appliance) -> None:
+    with owner(appliance) as conn:
+        tenant = api_keys.ensure_tenant(conn, "trust-r", "retention test")
+        admin_key = api_keys.create_key(conn, tenant, "admin")
+        auditor_key = api_keys.create_key(conn, tenant, "auditor")
+    with client(appliance.gateway_url, admin_key) as admin:
+        sid = chat(admin, f"My card {PII['card']} is lost.").headers["x-session-id"]
+        r = admin.put("/v1/admin/retention", json={"turns_days": 30, "vault_days": 30})
+        assert r.status_code == 200 and admin.get("/v1/admin/retention").json()["turns_days"] == 30
+    later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
+    dry = enclave_cli(appliance, "retention", "purge", "--as-of", later, "--dry-run")
+    assert dry.returncode == 0 and "dry run" in dry.stdout
+    with owner(appliance) as conn:
+        assert conn.execute("SELECT count(*) FROM turns WHERE session_id = %s AND purged_at IS NULL",
+                            (sid,)).fetchone()[0] == 2
+    done = enclave_cli(appliance, "retention", "purge", "--as-of", later)
+    assert done.returncode == 0 and "trust-r" in done.stdout, done.stdout + done.stderr
+    with owner(appliance) as conn:
+        turns = conn.execute("SELECT content, content_sha256, purged_at FROM turns WHERE session_id = %s",
+                             (sid,)).fetchall()
+        assert len(turns) == 2 and all(c == "" and h and p for c, h, p in turns)
+        assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND ciphertext IS NOT NULL",
+                            (sid,)).fetchone()[0] == 0
+    audited = audit_rows(appliance, "session_id = %s AND action = 'chat.turn'", (sid,))
+    assert audited and all(r["content"] is None for r in audited)
+    assert audit_rows(appliance, "action = 'retention.purge' AND tenant_id = %s", (tenant,))
+    assert enclave_cli(appliance, "audit", "verify").returncode == 0
+    with client(appliance.gateway_url, auditor_key) as auditor:
+        r = auditor.post("/v1/vault/reveal", json={"session_id": sid, "placeholder": "<CARD_1>",
+                                                   "reason": "checking the purge in a test"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "value_purged"
+    with client(appliance.gateway_url, admin_key) as admin:
+        assert all(t["purged_at"] for t in admin.get(f"/v1/sessions/{sid}").json()["turns"])
+        chat(admin, "Is my card blocked now?", sid)   # the session goes on without the purged history
+

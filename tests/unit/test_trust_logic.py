@@ -1,0 +1,186 @@
+"""Pure logic of the trust layer: the audit chain and its verifier, the vault cipher and key loading,
+placeholder restoration (streamed too), the echo policy, the rate limiter and the OIDC URL guard."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from gateway.auth import RateLimiter
+from gateway.errors import RateLimited
+from gateway.oidc import OidcConfigError, check_internal_url
+from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
+from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask
+from gateway.safety.vault import StaticKey, VaultCipher, VaultKeyError, load_key_provider, write_new_key
+from gateway.store.audit import GENESIS_HASH, AuditEvent, _next_row, verify_rows
+
+TENANT, SESSION = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+CARD = "4111 1111 1111 1111"
+
+
+# -- audit chain ------------------------------------------------------------------------------------------
+
+def chain(n: int) -> list[dict]:
+    """n rows as the database would hold them, built by the same code the gateway appends with."""
+    rows, seq, prev = [], 0, GENESIS_HASH
+    for i in range(n):
+        event = AuditEvent("chat.turn", "enc_test", TENANT, SESSION, f"turn-{i}", "chat", {"input": f"<CARD_1> #{i}"})
+        seq_, ts, tenant, action, session, entry, content, prev_hash, digest, _s, _h = _next_row(seq, prev, event)
+        rows.append({"seq": seq_, "ts": ts, "tenant_id": tenant, "action": action, "session_id": session,
+                     "entry": entry, "content": content, "prev_hash": prev_hash, "hash": digest, "purged_at": None})
+        seq, prev = seq_, digest
+    return rows
+
+
+def test_an_intact_chain_verifies() -> None:
+    rows = chain(5)
+    result = verify_rows(rows, head=(5, rows[-1]["hash"]))
+    assert result.ok and result.checked == 5, result.describe()
+
+
+@pytest.mark.parametrize("column,value", [
+    ("content", json.dumps({"input": "changed"})),
+    ("entry", None),  # filled in below: the hashed header edited
+    ("hash", "f" * 64),
+    ("prev_hash", "e" * 64),
+    ("action", "key.create"),
+    ("tenant_id", "33333333-3333-3333-3333-333333333333"),
+    ("session_id", None),
+    ("ts", datetime(2020, 1, 1, tzinfo=UTC)),
+])
+def test_changing_any_column_of_a_row_breaks_the_chain_at_that_row(column: str, value: object) -> None:
+    rows = chain(6)
+    if column == "entry":
+        value = rows[3]["entry"].replace('"actor":"enc_test"', '"actor":"someone"')
+    rows[3][column] = value
+    result = verify_rows(rows, head=(6, rows[-1]["hash"]))
+    assert not result.ok and result.broken_seq == 4 and result.checked == 3, result.describe()
+    assert "seq 4" in result.describe()
+
+
+def test_a_removed_row_and_a_cut_tail_are_named() -> None:
+    rows = chain(6)
+    gap = verify_rows(rows[:2] + rows[3:], head=(6, rows[-1]["hash"]))
+    assert not gap.ok and gap.broken_seq == 4 and "missing" in gap.reason
+    cut = verify_rows(rows[:4], head=(6, rows[-1]["hash"]))
+    assert not cut.ok and cut.broken_seq == 5 and "removed from the end" in cut.reason
+
+
+def test_a_purged_tombstone_still_verifies_but_content_dropped_without_a_purge_does_not() -> None:
+    rows = chain(4)
+    rows[1].update(content=None, purged_at=datetime.now(UTC))
+    result = verify_rows(rows, head=(4, rows[-1]["hash"]))
+    assert result.ok and result.tombstones == 1
+    rows[2]["content"] = None
+    assert verify_rows(rows).broken_seq == 3
+
+
+# -- vault cipher and keys ---------------------------------------------------------------------------------
+
+def cipher(byte: int = 7) -> VaultCipher:
+    return VaultCipher(StaticKey(bytes([byte]) * 32))
+
+
+def test_sealed_values_open_only_with_their_key_and_their_row() -> None:
+    c = cipher()
+    sealed = c.seal(CARD, TENANT, SESSION, "<CARD_1>")
+    assert CARD.encode() not in sealed.ciphertext
+    assert c.open(sealed.nonce, sealed.ciphertext, TENANT, SESSION, "<CARD_1>") == CARD
+    with pytest.raises(InvalidTag):  # copied onto another placeholder, session or tenant: refused
+        c.open(sealed.nonce, sealed.ciphertext, TENANT, SESSION, "<CARD_2>")
+    with pytest.raises(InvalidTag):
+        cipher(8).open(sealed.nonce, sealed.ciphertext, TENANT, SESSION, "<CARD_1>")
+
+
+def test_fingerprints_are_keyed_and_tenant_scoped() -> None:
+    assert cipher().fingerprint(TENANT, "CARD", "4111") == cipher().fingerprint(TENANT, "CARD", "4111")
+    assert cipher().fingerprint(TENANT, "CARD", "4111") != cipher(8).fingerprint(TENANT, "CARD", "4111")
+    assert cipher().fingerprint(TENANT, "CARD", "4111") != cipher().fingerprint(SESSION, "CARD", "4111")
+
+
+def test_key_loading_refuses_missing_and_malformed_keys(tmp_path) -> None:
+    with pytest.raises(VaultKeyError, match="no vault key"):
+        load_key_provider(None, tmp_path / "absent.key", None)
+    with pytest.raises(VaultKeyError, match="32 bytes"):
+        load_key_provider(base64.b64encode(b"short").decode(), None, None)
+    with pytest.raises(VaultKeyError, match="not base64"):
+        load_key_provider("not base64 !!", None, None)
+    with pytest.raises(VaultKeyError, match="cannot load"):
+        load_key_provider(None, None, "no_such_module:factory")
+    path = write_new_key(tmp_path / "vault.key")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert len(load_key_provider(None, path, None).data_key()) == 32
+    with pytest.raises(FileExistsError):  # never overwritten: losing the key loses the vault
+        write_new_key(path)
+
+
+# -- redaction, restoration and the echo policy ------------------------------------------------------------
+
+@pytest.fixture()
+def redactor() -> Redactor:
+    return Redactor(PiiDetector(DEFAULT_PATTERNS), cipher(), never_echo={"CARD", "SSN"})
+
+
+def test_the_same_value_keeps_its_placeholder_within_a_session(redactor: Redactor) -> None:
+    vault = SessionVault(TENANT, SESSION)
+    first = redactor.redact(f"my card is {CARD} and my mail is ada@example.com", vault)
+    second = redactor.redact("card 4111-1111-1111-1111 again, mail ada@example.com", vault)
+    assert first == "my card is <CARD_1> and my mail is <EMAIL_1>"
+    assert second == "card <CARD_1> again, mail <EMAIL_1>"
+    assert len(vault.new_entries) == 2
+    other = SessionVault(TENANT, "33333333-3333-3333-3333-333333333333")
+    assert redactor.redact("bob@example.com then ada@example.com", other) == "<EMAIL_1> then <EMAIL_2>"
+
+
+def test_restoration_follows_the_echo_policy(redactor: Redactor) -> None:
+    vault = SessionVault(TENANT, SESSION)
+    redactor.redact(f"card {CARD}, mail ada@example.com", vault)
+    reply = "I have blocked <CARD_1> and will write to <EMAIL_1>; <CARD_9> is not ours."
+    assert redactor.restore(reply, vault) == "I have blocked •••• 1111 and will write to ada@example.com; <CARD_9> is not ours."
+    # Entries loaded from the database are decrypted on demand.
+    stored = SessionVault.from_rows(TENANT, SESSION, [(e.placeholder, e.pii_type, e.fingerprint, e.nonce, e.ciphertext)
+                                                       for e in vault.entries.values()])
+    assert redactor.restore("to <EMAIL_1>", stored) == "to ada@example.com"
+    assert mask("SSN", "123-45-6789") == "***-**-6789"
+
+
+def test_streamed_restoration_holds_a_placeholder_split_over_chunks(redactor: Redactor) -> None:
+    vault = SessionVault(TENANT, SESSION)
+    redactor.redact("mail ada@example.com", vault)
+    restorer = StreamingRestorer(redactor, vault)
+    chunks = ["Writing to <EM", "AIL", "_1>", " now. a < b", " and <", "not a tag"]
+    out = "".join(restorer.feed(c) for c in chunks) + restorer.flush()
+    assert out == "Writing to ada@example.com now. a < b and <not a tag"
+
+
+# -- rate limit and OIDC URL guard ------------------------------------------------------------------------
+
+def test_rate_limit_is_a_token_bucket_per_key() -> None:
+    now = [0.0]
+    limiter = RateLimiter(default_per_min=600, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("enc_a", 3)
+    with pytest.raises(RateLimited) as refused:
+        limiter.check("enc_a", 3)
+    assert refused.value.status == 429 and 0 < refused.value.retry_after_s <= 20
+    limiter.check("enc_b", 3)      # another key is not affected
+    now[0] = 20.0                  # 3 a minute: one more after 20 s
+    limiter.check("enc_a", 3)
+    with pytest.raises(RateLimited):
+        limiter.check("enc_a", 3)
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("http://127.0.0.1:8080/jwks.json", True), ("https://10.1.2.3/keys", True), ("http://[::1]/jwks", True),
+    ("https://8.8.8.8/jwks", False), ("ftp://10.0.0.1/jwks", False), ("jwks.json", False),
+])
+def test_jwks_urls_must_stay_on_the_premises(url: str, ok: bool) -> None:
+    if ok:
+        check_internal_url(url)
+    else:
+        with pytest.raises(OidcConfigError):
+            check_internal_url(url)
