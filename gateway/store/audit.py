@@ -56,34 +56,54 @@ def build_entry(seq: int, ts: datetime, event: AuditEvent, content_text: str) ->
     })
 
 
-_LOCK_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
-_INSERT = ("WITH appended AS (INSERT INTO audit_log (seq, ts, tenant_id, action, session_id, entry, content, prev_hash, "
-           "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)) UPDATE audit_head SET seq = %s, hash = %s")
-
-
-def _next_row(prev_seq: int, prev_hash: str, event: AuditEvent) -> tuple:
-    seq, ts = prev_seq + 1, datetime.now(UTC)
+def next_row(prev_seq: int, prev_hash: str, event: AuditEvent, ts: datetime | None = None) -> dict[str, Any]:
+    """The row that follows (prev_seq, prev_hash), computed here; the database computes the same in ``_APPEND``."""
+    seq, ts = prev_seq + 1, ts or datetime.now(UTC)
     content = canonical_json(event.content)
     entry = build_entry(seq, ts, event, content)
-    digest = chain_hash(prev_hash, entry)
-    return (seq, ts, event.tenant_id, event.action, event.session_id, entry, content, prev_hash, digest, seq, digest)
+    return {"seq": seq, "ts": ts, "tenant_id": event.tenant_id, "action": event.action, "session_id": event.session_id,
+            "entry": entry, "content": content, "prev_hash": prev_hash, "hash": chain_hash(prev_hash, entry),
+            "purged_at": None}
+
+
+# One statement: lock the head, build the entry around the next seq, insert it with its hash, move the head.
+# The head's row lock is then held only until the surrounding transaction commits (one round trip fewer
+# than select-then-insert, which is what bounds appends/s: they are serialised by design).
+_APPEND = """
+WITH head AS (SELECT seq + 1 AS seq, hash AS prev FROM audit_head FOR UPDATE),
+     next AS (SELECT seq, prev, %(before)s || seq::text || %(after)s AS entry FROM head),
+     appended AS (
+        INSERT INTO audit_log (seq, ts, tenant_id, action, session_id, entry, content, prev_hash, hash)
+        SELECT seq, %(ts)s, %(tenant_id)s, %(action)s, %(session_id)s, entry, %(content)s, prev,
+               encode(sha256(convert_to(prev || entry, 'UTF8')), 'hex') FROM next
+        RETURNING seq, hash)
+UPDATE audit_head SET seq = appended.seq, hash = appended.hash FROM appended RETURNING appended.seq"""
+_SEQ_MARK = '"seq":0,'
+
+
+def _append_params(event: AuditEvent) -> dict[str, Any]:
+    """The entry is canonical JSON with seq in the middle (keys are sorted): it is cut around seq's value so
+    the database can put the seq it assigns under the lock there. A value can never contain the bare mark:
+    quotes inside JSON strings are escaped."""
+    ts = datetime.now(UTC)
+    content = canonical_json(event.content)
+    before, mark, after = build_entry(0, ts, event, content).partition(_SEQ_MARK)
+    assert mark, "the entry has no seq key"
+    return {"before": before + '"seq":', "after": "," + after, "ts": ts, "tenant_id": event.tenant_id,
+            "action": event.action, "session_id": event.session_id, "content": content}
 
 
 async def append(conn: AsyncConnection, event: AuditEvent) -> int:
     """Append one entry; call inside the transaction that does what it records (so both or neither land).
     The head row's lock serialises appends until that transaction commits — keep it the last statement."""
-    cur = await conn.execute(_LOCK_HEAD)
-    params = _next_row(*(await cur.fetchone()), event)
-    await conn.execute(_INSERT, params)
-    return params[0]
+    cur = await conn.execute(_APPEND, _append_params(event))
+    return (await cur.fetchone())[0]
 
 
 def append_sync(conn, event: AuditEvent) -> int:
     """The same, for the CLI and the retention job (a psycopg Connection, inside a transaction)."""
-    row = conn.execute(_LOCK_HEAD).fetchone()
-    params = _next_row(*(row.values() if isinstance(row, dict) else row), event)
-    conn.execute(_INSERT, params)
-    return params[0]
+    row = conn.execute(_APPEND, _append_params(event)).fetchone()
+    return row["seq"] if isinstance(row, dict) else row[0]
 
 
 async def append_alone(pool, event: AuditEvent) -> int:

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.common import pct, write_results  # noqa: E402
+from tests.unit.pii_corpus import DECOYS, EXAMPLES, HELD_OUT  # noqa: E402
 
 SHORT = "Hi, I lost my card yesterday, can you block it?"
 WITH_PII = ("Hello, this is Ada Lovelace. My card 4111 1111 1111 1111 was stolen; reach me at ada.lovelace@example.com "
@@ -68,6 +69,18 @@ def bench_redaction(seconds: float) -> list[dict]:
         return redactor.redact(text, SessionVault(tenant, "22222222-2222-2222-2222-222222222222"))
 
     rows = []
+    corpus = [text for text, _ in EXAMPLES] + DECOYS   # every labelled text, one after the other
+    for path, fn in (("detect", detector.detect), ("redact", redact_fresh)):
+        samples: list[float] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for text in corpus:
+                t0 = time.perf_counter()
+                fn(text)
+                samples.append(time.perf_counter() - t0)
+        rows.append({"shape": f"corpus ({len(corpus)} texts)", "chars": round(statistics.fmean(map(len, corpus))),
+                     "path": path, "n": len(samples), "messages_per_s": len(samples) / sum(samples),
+                     "p50_us": pct(samples, 50) * 1e6, "p95_us": pct(samples, 95) * 1e6, "found": None})
     for shape, text in SHAPES.items():
         for path, fn in (("detect", detector.detect), ("redact", redact_fresh)):
             samples = time_per_call(fn, text, seconds)
@@ -95,11 +108,12 @@ def audit_event(i: int):
 
 async def append_plain(conn, event) -> None:
     """The reference: the same row shape, no chain (no head lock, no previous hash)."""
-    from gateway.store.audit import _next_row
+    from gateway.store.audit import next_row
 
-    row = _next_row(0, "0" * 64, event)
+    row = next_row(0, "0" * 64, event)
     await conn.execute("INSERT INTO bench_plain_log (ts, tenant_id, action, session_id, entry, content, prev_hash, hash) "
-                       "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row[1:9])
+                       "VALUES (%(ts)s, %(tenant_id)s, %(action)s, %(session_id)s, %(entry)s, %(content)s, %(prev_hash)s, "
+                       "%(hash)s)", row)
 
 
 async def run_level(pool, path: str, concurrency: int, seconds: float) -> dict:
@@ -167,16 +181,36 @@ async def bench_audit(database_url: str, levels: list[int], seconds: float, roun
 
 # -- output -----------------------------------------------------------------------------------------------
 
-def print_tables(redaction: list[dict], audit_rows: list[dict]) -> None:
+def detection_quality() -> dict:
+    """Recall and precision per type on the labelled corpus (all of it, and the held-out part)."""
+    from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
+    from gateway.safety.pii_eval import STRUCTURED, decoy_leaks, evaluate, micro_average
+
+    detector = PiiDetector(DEFAULT_PATTERNS)
+    per_type = evaluate(detector, EXAMPLES)
+    held_out = evaluate(detector, HELD_OUT)
+    return {"per_type": per_type, "structured": micro_average(per_type, STRUCTURED),
+            "all": micro_average(per_type, per_type), "held_out_all": micro_average(held_out, held_out),
+            "decoys": len(DECOYS), "decoys_leaked": len(decoy_leaks(detector, DECOYS))}
+
+
+def print_tables(redaction: list[dict], audit_rows: list[dict], quality: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))   # wide enough that the tables do not wrap
+    t = Table("type", "tp", "fp", "fn", "recall", "precision", title="PII detection on the labelled corpus")
+    rows = list(quality["per_type"].items()) + [("structured", quality["structured"]), ("all", quality["all"]),
+                                                ("held-out", quality["held_out_all"])]
+    for name, m in rows:
+        t.add_row(name, str(m["tp"]), str(m["fp"]), str(m["fn"]), f"{m['recall']:.3f}", f"{m['precision']:.3f}")
+    console.print(t)
+    console.print(f"decoys left alone: {quality['decoys'] - quality['decoys_leaked']}/{quality['decoys']}")
     t = Table("message", "chars", "path", "msgs/s (1 core)", "p50 µs", "p95 µs", "values found",
               title="PII redaction, one core")
     for r in redaction:
         t.add_row(r["shape"], str(r["chars"]), r["path"], f"{r['messages_per_s']:,.0f}", f"{r['p50_us']:.0f}",
-                  f"{r['p95_us']:.0f}", str(r["found"]))
+                  f"{r['p95_us']:.0f}", "" if r["found"] is None else str(r["found"]))
     console.print(t)
     t = Table("concurrency", "path", "appends/s", "p50 ms", "p95 ms", "errors", "chained ÷ plain",
               title="audit appends (each its own transaction)")
@@ -199,6 +233,7 @@ def main() -> int:
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
+    quality = detection_quality()
     redaction = bench_redaction(args.seconds)
     scratch = None
     db = None
@@ -218,8 +253,8 @@ def main() -> int:
             db.stop()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    print_tables(redaction, audit_rows)
-    path = write_results("trust", {"redaction": redaction, "audit": audit_rows,
+    print_tables(redaction, audit_rows, quality)
+    path = write_results("trust", {"detection": quality, "redaction": redaction, "audit": audit_rows,
                                    "settings": {"seconds": args.seconds, "rounds": args.rounds, "levels": levels}})
     print(f"results: {path}")
     return 0

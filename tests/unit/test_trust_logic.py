@@ -16,7 +16,7 @@ from gateway.oidc import OidcConfigError, check_internal_url
 from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
 from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask
 from gateway.safety.vault import StaticKey, VaultCipher, VaultKeyError, load_key_provider, write_new_key
-from gateway.store.audit import GENESIS_HASH, AuditEvent, _next_row, verify_rows
+from gateway.store.audit import GENESIS_HASH, AuditEvent, _append_params, chain_hash, next_row, verify_rows
 
 TENANT, SESSION = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
 CARD = "4111 1111 1111 1111"
@@ -28,12 +28,21 @@ def chain(n: int) -> list[dict]:
     """n rows as the database would hold them, built by the same code the gateway appends with."""
     rows, seq, prev = [], 0, GENESIS_HASH
     for i in range(n):
-        event = AuditEvent("chat.turn", "enc_test", TENANT, SESSION, f"turn-{i}", "chat", {"input": f"<CARD_1> #{i}"})
-        seq_, ts, tenant, action, session, entry, content, prev_hash, digest, _s, _h = _next_row(seq, prev, event)
-        rows.append({"seq": seq_, "ts": ts, "tenant_id": tenant, "action": action, "session_id": session,
-                     "entry": entry, "content": content, "prev_hash": prev_hash, "hash": digest, "purged_at": None})
-        seq, prev = seq_, digest
+        rows.append(next_row(seq, prev, AuditEvent("chat.turn", "enc_test", TENANT, SESSION, f"turn-{i}", "chat",
+                                                   {"input": f"<CARD_1> #{i}"})))
+        seq, prev = rows[-1]["seq"], rows[-1]["hash"]
     return rows
+
+
+def test_the_entry_split_around_seq_is_the_canonical_entry() -> None:
+    """What the database assembles (before || seq || after) equals the entry computed here, even when a
+    value holds text that looks like the seq key."""
+    event = AuditEvent("vault.reveal", 'actor "seq":0,', TENANT, SESSION, content={"reason": '"seq":0, tricky'})
+    params = _append_params(event)
+    assembled = params["before"] + "41" + params["after"]
+    assert json.loads(assembled)["seq"] == 41 and json.loads(assembled)["actor"] == 'actor "seq":0,'
+    row = next_row(40, "a" * 64, event, ts=params["ts"])
+    assert row["entry"] == assembled and row["hash"] == chain_hash("a" * 64, assembled)
 
 
 def test_an_intact_chain_verifies() -> None:

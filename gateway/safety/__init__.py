@@ -1,0 +1,1 @@
+"""Trust-layer safety: PII detection, placeholders, the vault cipher, the guard stages."""
