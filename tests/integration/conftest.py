@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from deploy.background import REPO, ApplianceStartError, BackgroundAppliance, free_port, stop_process
 from deploy.up import start_gateway as start_gateway_process
 from gateway.config import Settings
+from tests.integration.upstream_proxy import RecordingProxy
 
 __all__ = ["REPO", "Appliance", "GatewayProcess", "free_port", "start_gateway"]
 
@@ -64,6 +66,15 @@ def gateway(appliance: Appliance) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {appliance.api_key}"}
     with httpx.Client(base_url=appliance.gateway_url, headers=headers, timeout=120, trust_env=False) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
+    """A recording forwarder in front of the real Serve endpoint (see upstream_proxy.py), per test module."""
+    p = RecordingProxy(int(urlsplit(appliance.serving_url).port))
+    p.start()
+    yield p
+    p.close()
 
 
 @dataclass

@@ -7,7 +7,6 @@ requests still reach the real Serve LLM, but the test can read them and switch t
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,6 @@ from tests.integration.conftest import Appliance, GatewayProcess, free_port, sta
 from tests.integration.upstream_proxy import RecordingProxy
 
 pytestmark = pytest.mark.timeout(300)
-SERVE_PORT = re.compile(r":(\d+)$")
-
-
-@pytest.fixture(scope="module")
-def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
-    p = RecordingProxy(int(SERVE_PORT.search(appliance.serving_url).group(1)))
-    p.start()
-    yield p
-    p.close()
 
 
 @pytest.fixture(scope="module")

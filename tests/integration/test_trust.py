@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from tests.integration.conftest import Appliance, GatewayProcess, start_gateway
 from tests.integration.upstream_proxy import RecordingProxy
 
 pytestmark = pytest.mark.timeout(600)
-SERVE_PORT = re.compile(r":(\d+)$")
 CHAT = {"user", "agent", "supervisor", "admin"}
 
 # Who may call what: the contract. The app's own declarations must equal it (test below), and the gateway
@@ -318,14 +316,6 @@ def test_oidc_tokens_give_their_roles_in_their_tenant(idp, appliance: Appliance)
 
 
 # -- PII: never in the LLM, the database, the logs or the metrics ------------------------------------------
-
-@pytest.fixture(scope="module")
-def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
-    p = RecordingProxy(int(SERVE_PORT.search(appliance.serving_url).group(1)))
-    p.start()
-    yield p
-    p.close()
-
 
 @pytest.fixture(scope="module")
 def pii_session(appliance: Appliance, keys: dict, proxy: RecordingProxy) -> Iterator[dict]:
