@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-trust lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -33,6 +33,9 @@ bench-gateway: install
 
 bench-trust: install
 	$(PY) scripts/bench/trust.py
+
+bench-retrieval: install
+	$(PY) scripts/bench/retrieval.py
 
 lint:
 	$(VENV)/bin/ruff check gateway serving models deploy tests scripts

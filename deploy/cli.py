@@ -229,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         ts.add_argument(f"--retention-{what}-days", type=int, help=f"days to keep {what} content (0 = for ever)")
     ts.set_defaults(func=cmd_tenants_set)
 
-    from deploy import cli_trust
+    from deploy import cli_knowledge, cli_trust
 
     cli_trust.add_commands(sub)
+    cli_knowledge.add_commands(sub)
     return p
 
 

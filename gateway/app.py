@@ -8,15 +8,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.api import admin, audit, chat, health, models, sessions, vault
+from gateway.api import admin, audit, chat, health, knowledge, models, sessions, vault
 from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
+from gateway.clients.embed import Embedder
 from gateway.clients.llm import Timeouts, build_chain
 from gateway.config import Settings, get_settings
 from gateway.dialogue.context import BuildContext, ContextPolicy
@@ -25,6 +27,9 @@ from gateway.dialogue.preprocess import Preprocess
 from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter, tokenizer_for
 from gateway.errors import install_error_handlers
+from gateway.knowledge.ground import Ground
+from gateway.knowledge.ingest import Ingestor
+from gateway.knowledge.retrieve import Retriever
 from gateway.observability import Metrics, RequestContextMiddleware, configure_logging
 from gateway.oidc import OidcVerifier
 from gateway.safety.guard import Guard, RedactOutput
@@ -50,6 +55,38 @@ def _profile_llm(settings: Settings) -> tuple[str, int | None, dict[str, str]]:
     return model.id, model.engine.get("max_model_len"), {model.id: revision}
 
 
+def _profile_embed(settings: Settings) -> tuple[str, int, float]:
+    """(embedding model id, its dimensions, the relevance threshold) for the configured profile."""
+    from models.catalog import load_catalog
+
+    catalog = load_catalog()
+    model = catalog.model(catalog.profile(settings.model_profile).roles["embed"].model)
+    threshold = settings.knowledge_min_similarity
+    if threshold is None:
+        threshold = float(model.engine.get("relevance_threshold", 0.4))
+    return model.id, int(model.engine.get("dimensions", 384)), threshold
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    retriever: Retriever
+    ingestor: Ingestor
+    relevance_threshold: float
+
+
+def build_knowledge(settings: Settings, pool: AsyncConnectionPool, serving: httpx.AsyncClient,
+                    detector: PiiDetector) -> Knowledge:
+    """Retrieval and ingest share one embedder; chunks are sized with the embedding model's own tokenizer."""
+    model_id, dims, threshold = _profile_embed(settings)
+    embedder = Embedder(serving, model_id, dims)
+    count = TokenCounter(tokenizer_for(settings.model_store_dir, model_id)).count
+    retriever = Retriever(pool, embedder, candidates=settings.knowledge_candidates, ef_search=settings.knowledge_ef_search)
+    ingestor = Ingestor(pool, embedder, count, max_tokens=settings.knowledge_chunk_tokens,
+                        overlap_tokens=settings.knowledge_chunk_overlap_tokens,
+                        max_bytes=settings.knowledge_max_upload_bytes, detector=detector)
+    return Knowledge(retriever, ingestor, threshold)
+
+
 def build_redactor(settings: Settings) -> Redactor:
     patterns = ([CustomPattern(p["type"], p["pattern"], tuple(p.get("context", ()))) for p in settings.pii_patterns]
                 if settings.pii_patterns is not None else DEFAULT_PATTERNS)
@@ -58,7 +95,7 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metrics, background: set[asyncio.Task],
-                   redactor: Redactor) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
+                   redactor: Redactor, knowledge: Knowledge) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
     model_id, max_len, revisions = _profile_llm(settings)
     timeouts = Timeouts(settings.connect_timeout_s, settings.first_token_timeout_s, settings.total_timeout_s,
                         settings.upstream_retries, settings.retry_backoff_s)
@@ -74,7 +111,9 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
                 Guard(pool, redactor),
                 PassThrough("understand", "dialogue: intent and entities"),
                 PassThrough("decide", "dialogue: flows, tools, handoff"),
-                PassThrough("ground", "knowledge: retrieval and citations"),
+                Ground(knowledge.retriever, counter, top_k=settings.knowledge_top_k,
+                       voice_top_k=settings.knowledge_voice_top_k, min_similarity=knowledge.relevance_threshold,
+                       max_reference_tokens=settings.knowledge_max_reference_tokens),
                 BuildContext(pool, counter, policy)],
         chain=chain,
         after=[Postprocess(counter), RedactOutput(redactor),
@@ -112,12 +151,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                                 issuer=settings.oidc_issuer, audience=settings.oidc_audience,
                                 tenant_claim=settings.oidc_tenant_claim, roles_claim=settings.oidc_roles_claim)
             await oidc.load()
-        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background, redactor)
+        knowledge_parts = build_knowledge(settings, pool, serving, redactor.detector)
+        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background, redactor, knowledge_parts)
         state = app.state
         state.settings, state.db, state.serving, state.metrics = settings, pool, serving, metrics
         state.pipeline, state.chain, state.counter = pipeline, pipeline.chain, counter
         state.key_cache, state.background = KeyCache(), background
         state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
+        state.knowledge = knowledge_parts
         log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
                                            "tokenizer": counter.source, "stages": pipeline.stage_names})
         try:
@@ -134,7 +175,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for module in (health, models, chat, sessions, admin, audit, vault):
+    for module in (health, models, chat, sessions, admin, audit, vault, knowledge):
         app.include_router(module.router)
     return app
 

@@ -194,3 +194,4 @@ AnyCaller = Annotated[Identity, Depends(RequireRoles(*ROLES))]
 ChatCaller = Annotated[Identity, Depends(RequireRoles(*CHAT_ROLES))]
 AuditorCaller = Annotated[Identity, Depends(RequireRoles("auditor"))]
 AdminCaller = Annotated[Identity, Depends(RequireRoles("admin"))]
+CuratorCaller = Annotated[Identity, Depends(RequireRoles("supervisor", "admin"))]   # manages the knowledge base

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     pii_patterns: list[dict] | None = Field(default=None, description="JSON list of {type, pattern, context}; "
                                             "replaces the default PASSPORT and ACCOUNT patterns.")
     reveal_reason_min_chars: int = 10
+    # Knowledge base: chunking (tokens of the embedding model), retrieval and grounding.
+    knowledge_chunk_tokens: int = Field(default=200, ge=32, le=2000)
+    knowledge_chunk_overlap_tokens: int = Field(default=40, ge=0, le=500)
+    knowledge_max_upload_bytes: int = Field(default=20 << 20, ge=1024)
+    knowledge_top_k: int = Field(default=4, ge=1, le=20)
+    knowledge_voice_top_k: int = Field(default=2, ge=1, le=20)
+    knowledge_min_similarity: float | None = Field(default=None, ge=-1, le=1, description=(
+        "Below this cosine similarity nothing counts as relevant; default: the embedding model's "
+        "relevance_threshold in the catalog."))
+    knowledge_max_reference_tokens: int = Field(default=1200, ge=64)
+    knowledge_candidates: int = Field(default=40, ge=1, le=1000)
+    knowledge_ef_search: int = Field(default=100, ge=1, le=1000)
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
 
     @property

@@ -28,6 +28,7 @@ from gateway.auth import ChatCaller, Identity
 from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks
 from gateway.dialogue.turn import Turn
 from gateway.errors import InvalidRequest, NotFound, StorageUnavailable, error_body
+from gateway.knowledge.ground import KnowledgeSpec
 from gateway.observability import request_id_var, turn_id_var
 from gateway.safety.redact import StreamingRestorer
 
@@ -99,6 +100,9 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = Field(default=None, max_length=256)
+    # Enclave's own: ground the answer in the knowledge base (true, or {collections, tags, effective_from,
+    # effective_to, top_k}); the session's metadata.knowledge is the default.
+    knowledge: bool | dict[str, Any] | None = None
 
     FORWARDED: ClassVar[tuple[str, ...]] = ("temperature", "top_p", "top_k", "min_tokens", "stop", "seed", "presence_penalty",
                  "frequency_penalty", "repetition_penalty", "ignore_eos", "response_format", "tools", "tool_choice",
@@ -160,7 +164,12 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
         session = {"id": uuid.uuid4(), "channel": "api", "system_prompt": system, "summary": None,
                    "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject}
         is_new, extra = True, [m.upstream() for m in earlier if m.role not in ("system", "developer")]
+    if body.knowledge is not None:
+        knowledge = KnowledgeSpec.parse(body.knowledge)
+    else:
+        knowledge = KnowledgeSpec.parse((session.get("metadata") or {}).get("knowledge"), "metadata.knowledge")
     return Turn(
+        knowledge=knowledge,
         request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
         channel=session["channel"], raw_text=last.text() if last.role == "user" else "",
         input_messages=[m.upstream() for m in new], extra_messages=extra, params=body.params(),
@@ -247,6 +256,7 @@ def completion_body(turn: Turn) -> dict[str, Any]:
                                           "logprobs": None}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "session_id": str(turn.session_id),
+        **({"citations": turn.citations} if turn.citations else {}),
     }
 
 
@@ -264,6 +274,8 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         nonlocal finished
         streams.inc()
         try:
+            if turn.citations:  # where the answer comes from, before its first word (clients ignore unknown fields)
+                await write(b"data: " + citations_chunk(turn) + b"\n\n")
             async for batch in opened.batches():
                 out, texts = [], []
                 for ev in batch:
@@ -317,6 +329,13 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         task.add_done_callback(state.background.discard)
 
     return SSEResponse(body, on_disconnect, headers, state.settings.sse_keepalive_s)
+
+
+def citations_chunk(turn: Turn) -> bytes:
+    body = {"id": turn.completion_id or f"chatcmpl-{turn.request_id}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": turn.model,
+            "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}], "citations": turn.citations}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def with_content(ev: ChunkEvent, text: str) -> bytes:

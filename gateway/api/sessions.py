@@ -42,11 +42,16 @@ def turn_out(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def require_id(value: str, param: str, noun: str) -> uuid.UUID:
+    """A UUID path/body parameter, or 400 ``invalid_<param>`` naming what was expected."""
+    parsed = repo.parse_session_id(value)
+    if parsed is None:
+        raise InvalidRequest(f"invalid_{param}", f"'{value[:80]}' is not a {noun} (a UUID)", param)
+    return parsed
+
+
 def require_session_id(value: str) -> uuid.UUID:
-    sid = repo.parse_session_id(value)
-    if sid is None:
-        raise InvalidRequest("invalid_session_id", f"'{value[:80]}' is not a session id (a UUID)", "session_id")
-    return sid
+    return require_id(value, "session_id", "session id")
 
 
 def _owner_filter(identity: Identity) -> str | None:

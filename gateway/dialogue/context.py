@@ -70,6 +70,8 @@ class BuildContext:
             history = history_messages(rows)
         head: list[dict] = []
         system = system_message(session)
+        if turn.reference:  # retrieved knowledge: one system message (some chat templates allow only one, first)
+            system = f"{system}\n\n{turn.reference}" if system else turn.reference
         if system:
             head.append({"role": "system", "content": system})
         budget = self.policy.window_tokens - turn.max_output_tokens

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.clients.llm import LLMChain, OpenedStream
+from gateway.clients.llm import LLMChain, OpenedStream, canned_chunks
 from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn, message_text
@@ -145,7 +145,7 @@ class Record:
                 "model": turn.model, "model_revision": self.model_revisions.get(turn.model or ""),
                 "upstream": turn.upstream, "fallback": turn.fallback,
                 "prompt_template_sha256": audit.sha256_hex(system) if isinstance(system, str) else None,
-                "retrieved_documents": turn.retrieved_documents,
+                "retrieved_documents": turn.retrieved_documents, "citations": turn.citations, "grounding": turn.grounding,
                 "decisions": {"status": turn.status, "finish_reason": turn.finish_reason,
                               "pii_redacted": turn.pii_found, "pii_in_reply": turn.pii_in_reply,
                               "history_turns": turn.history_turns, "history_trimmed": turn.history_trimmed},
@@ -181,6 +181,11 @@ class TurnPipeline:
             await stage(turn)
 
     async def open(self, turn: Turn) -> OpenedStream:
+        if turn.canned_reply is not None:   # a stage answered already (e.g. nothing relevant in the knowledge base)
+            turn.model, turn.upstream, turn.fallback = "enclave", "enclave", False
+            turn.ttft_s = time.perf_counter() - turn.started
+            events = canned_chunks(turn.canned_reply, "enclave", f"chatcmpl-{turn.request_id}")
+            return OpenedStream("enclave", "enclave", False, False, events, None)
         params = {k: v for k, v in turn.params.items() if v is not None}
         params["max_tokens"] = turn.max_output_tokens
         opened = await self.chain.open({**params, "messages": turn.messages})

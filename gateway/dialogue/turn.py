@@ -64,6 +64,12 @@ class Turn:
     pii_in_reply: dict[str, int] = field(default_factory=dict)  # … from the reply
     stored_reply: str | None = None     # the reply as stored and audited (placeholders), from redact_output
     retrieved_documents: list[str] = field(default_factory=list)  # document ids the ground stage used
+    # Knowledge
+    knowledge: Any = None               # what this turn may draw on (gateway.knowledge.ground.KnowledgeSpec), or None
+    reference: str | None = None        # the fenced reference block the context builder adds to the system message
+    citations: list[dict] = field(default_factory=list)
+    grounding: dict[str, Any] = field(default_factory=dict)      # retrieval figures and the decision, for the audit log
+    canned_reply: str | None = None     # set by a stage that answers without the LLM (e.g. "I don't know")
 
     @property
     def session_id(self):

@@ -47,6 +47,12 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit"): {"auditor"},
     ("POST", "/v1/audit/verify"): {"auditor"},
     ("POST", "/v1/vault/reveal"): {"auditor"},
+    ("POST", "/v1/knowledge/documents"): {"supervisor", "admin"},
+    ("GET", "/v1/knowledge/documents"): CHAT,
+    ("GET", "/v1/knowledge/documents/{document_id}"): CHAT,
+    ("DELETE", "/v1/knowledge/documents/{document_id}"): {"supervisor", "admin"},
+    ("GET", "/v1/knowledge/collections"): CHAT,
+    ("GET", "/v1/knowledge/search"): CHAT,
 }
 # A harmless request per route (what an allowed caller gets is in the comment; none of them changes state
 # beyond an empty session).
@@ -56,6 +62,8 @@ SAMPLE: dict[tuple[str, str], dict] = {
     ("POST", "/v1/admin/keys"): {"json": {}},                             # 400
     ("PUT", "/v1/admin/retention"): {"json": {"turns_days": "never"}},    # 400
     ("POST", "/v1/vault/reveal"): {"json": {}},                           # 400
+    ("POST", "/v1/knowledge/documents"): {"data": {"collection": "x"}},   # 400: no file
+    ("GET", "/v1/knowledge/search"): {},                                  # 400: no q
 }
 
 PII = {  # what a customer types; none of it may be found anywhere but the vault (encrypted)
@@ -153,7 +161,8 @@ def test_every_route_declares_exactly_the_expected_roles() -> None:
 def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) -> None:
     refused, allowed = 0, 0
     for (method, path), roles in EXPECTED_ROLES.items():
-        url = path.replace("{session_id}", str(uuid.uuid4())).replace("{prefix}", "enc_00000000")
+        url = (path.replace("{session_id}", str(uuid.uuid4())).replace("{document_id}", str(uuid.uuid4()))
+               .replace("{prefix}", "enc_00000000"))
         sample = SAMPLE.get((method, path), {})
         with client(appliance.gateway_url, None) as anonymous:
             r = anonymous.request(method, url, **sample)

@@ -1,0 +1,96 @@
+"""Ingest one document: parse → chunk → embed → one transaction (document, chunks, audit entry).
+
+* The same bytes are stored once per collection: a file already there under its name is ``unchanged``;
+  the same bytes under another name are a ``duplicate`` (the existing document is returned).
+* A changed file under a name already there *replaces* it: same document id, version + 1, old chunks
+  deleted and new ones inserted in the same transaction, so readers see one version or the other.
+* Embedding happens before the transaction opens (it is the slow part); a failure anywhere leaves nothing
+  behind. A batch ingest is resumable for the same reason: re-running skips what is already in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.clients.embed import Embedder
+from gateway.knowledge.chunk import Chunk, chunk_document
+from gateway.knowledge.parse import DocumentError, parse_document
+from gateway.safety.pii import PiiDetector
+from gateway.store import knowledge as repo
+from gateway.store.audit import AuditEvent, append
+
+COLLECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SECTION_PREFIX_CHARS = 160   # title + section path put before a chunk's text for embedding, at most this long
+
+
+@dataclass
+class IngestResult:
+    status: Literal["created", "replaced", "unchanged", "duplicate"]
+    document: dict
+    chunks: int = 0
+    pii_values: int = 0          # personal data seen in the text: reported so an operator can check the source
+    warnings: list[str] = field(default_factory=list)
+
+
+def embedding_input(title: str, chunk: Chunk) -> str:
+    """What is embedded for a chunk: where it sits (title, section) and what it says."""
+    where = f"{title} — {chunk.section}" if chunk.section else title
+    return f"{where[:SECTION_PREFIX_CHARS]}\n{chunk.text}"
+
+
+class Ingestor:
+    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, count_tokens: Callable[[str], int], *,
+                 max_tokens: int, overlap_tokens: int, max_bytes: int, detector: PiiDetector | None = None) -> None:
+        self.pool, self.embedder, self.count_tokens = pool, embedder, count_tokens
+        self.max_tokens, self.overlap_tokens, self.max_bytes = max_tokens, overlap_tokens, max_bytes
+        self.detector = detector
+
+    async def ingest(self, tenant_id: str, collection: str, filename: str, data: bytes, *, actor: str,
+                     tags: Sequence[str] = (), effective_date: date | None = None, title: str | None = None,
+                     content_type: str | None = None, on_progress: Callable[[str, int, int], None] | None = None) -> IngestResult:
+        """``on_progress(stage, done, total)`` is called while embedding (the CLI's progress bar)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        async with self.pool.connection() as conn:
+            existing = await repo.find_by_source(conn, tenant_id, collection, filename)
+            if existing is not None and existing["content_sha256"] == sha256:
+                return IngestResult("unchanged", existing, existing["chunk_count"])
+            same = await repo.find_by_hash(conn, tenant_id, collection, sha256)
+            if same is not None:
+                return IngestResult("duplicate", same, same["chunk_count"])
+        # Parsing and chunking are CPU work (seconds for a large PDF): off the event loop.
+        parsed = await asyncio.to_thread(parse_document, data, filename, content_type, self.max_bytes)
+        doc_title = (title or parsed.title).strip()[:300] or filename
+        chunks = await asyncio.to_thread(chunk_document, parsed, self.count_tokens, self.max_tokens, self.overlap_tokens)
+        if not chunks:
+            raise DocumentError("empty_document", f"{filename}: no text to index")
+        inputs = [embedding_input(doc_title, c) for c in chunks]
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress("embed", done, len(inputs))
+
+        vectors = await self.embedder.embed(inputs, on_batch=progress)
+        pii = sum(len(self.detector.detect(c.text)) for c in chunks) if self.detector is not None else 0
+        async with self.pool.connection() as conn, conn.transaction():
+            collection_id = await repo.ensure_collection(conn, tenant_id, collection)
+            replacing = await repo.find_by_source(conn, tenant_id, collection, filename)
+            doc = await repo.write_document(
+                conn, tenant_id, collection_id, replacing, source_name=filename, title=doc_title, fmt=parsed.format,
+                sha256=sha256, size=len(data), tags=sorted(set(tags)), effective_date=effective_date,
+                embed_model=self.embedder.model, created_by=actor, chunks=chunks, vectors=vectors)
+            status = "replaced" if replacing is not None else "created"
+            await append(conn, AuditEvent("knowledge.ingest", actor, tenant_id, content={
+                "document_id": str(doc["id"]), "collection": collection, "source_name": filename, "title": doc_title,
+                "sha256": sha256, "version": doc["version"], "chunks": len(chunks), "status": status}))
+        warnings = [f"{pii} personal-data values found in the text (stored as written; check the source)"] if pii else []
+        return IngestResult(status, doc, len(chunks), pii, warnings)
