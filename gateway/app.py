@@ -80,7 +80,8 @@ def build_knowledge(settings: Settings, pool: AsyncConnectionPool, serving: http
     model_id, dims, threshold = _profile_embed(settings)
     embedder = Embedder(serving, model_id, dims)
     count = TokenCounter(tokenizer_for(settings.model_store_dir, model_id)).count
-    retriever = Retriever(pool, embedder, candidates=settings.knowledge_candidates, ef_search=settings.knowledge_ef_search)
+    retriever = Retriever(pool, embedder, candidates=settings.knowledge_candidates, ef_search=settings.knowledge_ef_search,
+                          text_terms=settings.knowledge_text_terms, text_max_matches=settings.knowledge_text_max_matches)
     ingestor = Ingestor(pool, embedder, count, max_tokens=settings.knowledge_chunk_tokens,
                         overlap_tokens=settings.knowledge_chunk_overlap_tokens,
                         max_bytes=settings.knowledge_max_upload_bytes, detector=detector)

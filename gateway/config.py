@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     knowledge_max_reference_tokens: int = Field(default=1200, ge=64)
     knowledge_candidates: int = Field(default=40, ge=1, le=1000)
     knowledge_ef_search: int = Field(default=100, ge=1, le=1000)
+    knowledge_text_terms: int = Field(default=6, ge=1, le=32, description="Rarest question words the text side uses.")
+    knowledge_text_max_matches: int = Field(default=1000, ge=1, description="Most chunks the text side ranks.")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
 
     @property

@@ -3,8 +3,11 @@ reciprocal rank fusion (RRF, k=60) in one SQL statement.
 
 * Vector side: the partial HNSW index for the model's dimensions, with pgvector's iterative scan so tenant
   and collection filters still return enough candidates; ``ef_search`` trades recall for speed.
-* Text side: the question's lexemes OR-ed (``plainto_tsquery`` ANDs every word, which a question rarely
-  satisfies), ranked by ``ts_rank_cd``.
+* Text side: the question's rarest words in the tenant's corpus (at most ``text_terms`` of them, and only
+  while their chunk counts add up to ``text_max_matches`` — ``kb_lexicon`` keeps the counts), OR-ed and
+  ranked by ``ts_rank_cd``, so the rows ranked stay bounded however large the corpus. All of a
+  question's words AND-ed rarely match anything; all of them OR-ed match most of a large corpus, which then
+  has to be ranked row by row. The rare words are the ones that carry meaning anyway (the idea behind IDF).
 * Each chunk scores ``1/(60 + vector rank) + 1/(60 + text rank)``; the cosine similarity of the vector side
   is returned too, because relevance ("does the corpus say anything about this?") is a threshold on it,
   not on a rank.
@@ -76,13 +79,19 @@ def _sql(dims: int, mode: str) -> str:
     vector_side = (f"SELECT id, row_number() OVER (ORDER BY dist) AS r, 1 - dist AS sim FROM ("
                    f"SELECT id, {vec} <=> %(q)s::halfvec({dims}) AS dist FROM kb_chunks WHERE dims = {dims} AND {where} "
                    f"ORDER BY {vec} <=> %(q)s::halfvec({dims}) LIMIT %(n)s) v")
+    # The question's rarest words in this tenant's corpus (document frequency from kb_lexicon), OR-ed, while
+    # their frequencies add up to at most max_matches: that bounds how many chunks are ranked.
+    rare_terms = ("SELECT (string_agg(quote_literal(lexeme), ' | '))::tsquery AS query FROM ("
+                  "SELECT lexeme FROM (SELECT lexeme, sum(chunks) OVER (ORDER BY chunks, lexeme) AS running FROM kb_lexicon "
+                  "WHERE tenant_id = %(t)s AND chunks > 0 AND lexeme = ANY(tsvector_to_array(to_tsvector('english', %(text)s)))) f "
+                  "WHERE running <= %(max_matches)s ORDER BY running LIMIT %(max_terms)s) rare")
     text_side = ("SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ("
-                 "SELECT id, ts_rank_cd(tsv, query) AS rank FROM kb_chunks, "
-                 "(SELECT nullif(replace(plainto_tsquery('english', %(text)s)::text, '&', '|'), '')::tsquery AS query) qq "
+                 f"SELECT id, ts_rank_cd(tsv, query) AS rank FROM kb_chunks, ({rare_terms}) terms "
                  f"WHERE query IS NOT NULL AND tsv @@ query AND {where} ORDER BY rank DESC LIMIT %(n)s) f")
-    empty = "SELECT NULL::bigint AS id, NULL::bigint AS r, NULL::float8 AS sim WHERE false"
-    return (f"WITH vec AS ({vector_side if mode != 'text' else empty}), "
-            f"fts AS ({text_side if mode != 'vector' else empty.replace(', NULL::float8 AS sim', '')}) "
+    no_vector = "SELECT NULL::bigint AS id, NULL::bigint AS r, NULL::float8 AS sim WHERE false"
+    no_text = "SELECT NULL::bigint AS id, NULL::bigint AS r WHERE false"
+    return (f"WITH vec AS ({vector_side if mode != 'text' else no_vector}), "
+            f"fts AS ({text_side if mode != 'vector' else no_text}) "
             "SELECT c.id AS chunk_id, d.id AS document_id, d.title, col.name AS collection, c.section, c.ord, c.page, c.text, "
             "c.effective_date, coalesce(1.0 / (%(k)s + vec.r), 0) + coalesce(1.0 / (%(k)s + fts.r), 0) AS score, "
             "vec.sim AS similarity, vec.r AS vector_rank, fts.r AS text_rank "
@@ -92,9 +101,11 @@ def _sql(dims: int, mode: str) -> str:
 
 
 class Retriever:
-    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, *, candidates: int = 40, ef_search: int = 100) -> None:
+    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, *, candidates: int = 40, ef_search: int = 100,
+                 text_terms: int = 6, text_max_matches: int = 1000) -> None:
         self.pool, self.embedder = pool, embedder
         self.candidates, self.ef_search = candidates, ef_search
+        self.text_terms, self.text_max_matches = text_terms, text_max_matches
 
     async def search(self, tenant_id: str, query: str, top_k: int, filters: SearchFilter = SearchFilter(),
                      mode: str = "hybrid") -> SearchResult:
@@ -121,7 +132,8 @@ class Retriever:
                 await cur.execute(_sql(len(vector), mode), {
                     "t": tenant_id, "q": vector_text(vector), "text": query, "n": max(self.candidates, top_k),
                     "colls": collection_ids, "tags": list(filters.tags) or None, "from": filters.effective_from,
-                    "to": filters.effective_to, "k": RRF_K, "k_out": top_k})
+                    "to": filters.effective_to, "k": RRF_K, "k_out": top_k, "max_terms": self.text_terms,
+                    "max_matches": self.text_max_matches})
                 rows = await cur.fetchall()
         return [Hit(chunk_id=r["chunk_id"], document_id=str(r["document_id"]), title=r["title"], collection=r["collection"],
                     section=r["section"], ord=r["ord"], page=r["page"], text=r["text"],
