@@ -139,6 +139,7 @@ async def measure(url: str, tenant: str, queries: np.ndarray, query_texts: list[
                 await retriever.search_vector(tenant, text, q, k, mode=mode)
         lat: dict[str, list[float]] = {"vector": [], "hybrid": []}
         ids: list[list[int]] = []
+        dists: list[list[float]] = []
         for i, (q, text) in enumerate(zip(queries, query_texts, strict=True)):
             for mode in (("vector", "hybrid") if i % 2 == 0 else ("hybrid", "vector")):   # side by side, interleaved
                 t0 = time.perf_counter()
@@ -146,22 +147,29 @@ async def measure(url: str, tenant: str, queries: np.ndarray, query_texts: list[
                 lat[mode].append((time.perf_counter() - t0) * 1000)
                 if mode == "vector":
                     ids.append([h.chunk_id for h in hits])
+                    dists.append([1.0 - h.similarity for h in hits])
         for mode, values in lat.items():
             out[mode] = {"p50_ms": pct(values, 50), "p95_ms": pct(values, 95)}
-        exact_lat, recalls = [], []
+        exact_lat, recalls, tie_recalls = [], [], []
         async with pool.connection() as conn:
             await conn.execute("SET enable_indexscan = off")
-            for q, got in zip(queries, ids, strict=True):
+            for q, got, got_dist in zip(queries, ids, dists, strict=True):
+                vec = "[" + ",".join(f"{x:.6g}" for x in q) + "]"
                 t0 = time.perf_counter()
                 cur = await conn.execute(
-                    "SELECT id FROM kb_chunks WHERE tenant_id = %s AND dims = 384 ORDER BY embedding::halfvec(384) <=> "
-                    "%s::halfvec(384) LIMIT %s", (tenant, "[" + ",".join(f"{x:.6g}" for x in q) + "]", k), prepare=False)
-                truth = [r[0] for r in await cur.fetchall()]
+                    "SELECT id, embedding::halfvec(384) <=> %s::halfvec(384) FROM kb_chunks WHERE tenant_id = %s AND dims = 384 "
+                    "ORDER BY embedding::halfvec(384) <=> %s::halfvec(384) LIMIT %s", (vec, tenant, vec, k), prepare=False)
+                truth = await cur.fetchall()
                 exact_lat.append((time.perf_counter() - t0) * 1000)
-                recalls.append(len(set(truth) & set(got)) / k)
+                recalls.append(len({r[0] for r in truth} & set(got)) / k)
+                # ann-benchmarks' rule: a result is right when it is no farther than the k-th true neighbour + 1e-3
+                # (near-ties are common among blended vectors stored at half precision).
+                bar = truth[-1][1] + 1e-3
+                tie_recalls.append(sum(d <= bar for d in got_dist[:k]) / k)
             await conn.execute("RESET enable_indexscan")
         out["exact"] = {"p50_ms": pct(exact_lat, 50), "p95_ms": pct(exact_lat, 95)}
         out["recall_at_10"] = float(np.mean(recalls))
+        out["recall_at_10_ties"] = float(np.mean(tie_recalls))
         return out
 
 
@@ -203,7 +211,8 @@ def main() -> int:
                 rows.append({"chunks": size, "m": args.m, "ef_construction": args.ef_construction,
                              **{k: v for k, v in loaded.items() if k != "tenant"}, **m})
                 print(f"  ef_search {ef}: hybrid p95 {m['hybrid']['p95_ms']:.1f} ms, vector p95 {m['vector']['p95_ms']:.1f} ms, "
-                      f"exact p95 {m['exact']['p95_ms']:.1f} ms, recall@10 {m['recall_at_10']:.3f}", flush=True)
+                      f"exact p95 {m['exact']['p95_ms']:.1f} ms, recall@10 {m['recall_at_10']:.3f} "
+                      f"(ties within 1e-3 counted: {m['recall_at_10_ties']:.3f})", flush=True)
         finally:
             db.stop()
             shutil.rmtree(scratch, ignore_errors=True)
@@ -217,12 +226,13 @@ def print_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("chunks", "ef_search", "hybrid p50 / p95 ms", "vector p50 / p95 ms", "exact p50 / p95 ms", "recall@10",
+    t = Table("chunks", "ef_search", "hybrid p50 / p95 ms", "vector p50 / p95 ms", "exact p50 / p95 ms", "recall@10 (ties)",
               "hybrid p95 ÷ exact p95", "ingest chunks/s", "HNSW build s", title="retrieval (one tenant, top 10)")
     for r in rows:
         t.add_row(f"{r['chunks']:,}", str(r["ef_search"]), f"{r['hybrid']['p50_ms']:.1f} / {r['hybrid']['p95_ms']:.1f}",
                   f"{r['vector']['p50_ms']:.1f} / {r['vector']['p95_ms']:.1f}",
-                  f"{r['exact']['p50_ms']:.1f} / {r['exact']['p95_ms']:.1f}", f"{r['recall_at_10']:.3f}",
+                  f"{r['exact']['p50_ms']:.1f} / {r['exact']['p95_ms']:.1f}",
+                  f"{r['recall_at_10']:.3f} ({r['recall_at_10_ties']:.3f})",
                   f"{r['hybrid']['p95_ms'] / r['exact']['p95_ms']:.2f}", f"{r['ingest_chunks_per_s']:,.0f}",
                   f"{r['index_build_s']:.1f}")
     Console(width=200).print(t)
