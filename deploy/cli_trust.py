@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROLES = ("user", "agent", "supervisor", "auditor", "admin")
+from gateway.store.api_keys import ROLES
 
 
 def _cli():

@@ -40,15 +40,20 @@ from gateway.safety.vault import VaultCipher, load_key_provider
 log = logging.getLogger("enclave.gateway")
 
 
+def _profile_model(settings: Settings, role: str):
+    """The catalog entry serving ``role`` in the configured profile."""
+    from models.catalog import load_catalog
+
+    catalog = load_catalog()
+    return catalog.model(catalog.profile(settings.model_profile).roles[role].model)
+
+
 def _profile_llm(settings: Settings) -> tuple[str, int | None, dict[str, str]]:
     """(served model id, its context length, {model id: revision}) for the configured profile. The revision
     the audit log records is the store manifest's hash (the exact files served) or the catalog source."""
     import hashlib
 
-    from models.catalog import load_catalog
-
-    catalog = load_catalog()
-    model = catalog.model(catalog.profile(settings.model_profile).roles["llm"].model)
+    model = _profile_model(settings, "llm")
     manifest = settings.model_store_dir / model.id / ".enclave-manifest.json"
     revision = (f"manifest-sha256:{hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]}" if manifest.is_file()
                 else model.describe_source())
@@ -57,10 +62,7 @@ def _profile_llm(settings: Settings) -> tuple[str, int | None, dict[str, str]]:
 
 def _profile_embed(settings: Settings) -> tuple[str, int, float]:
     """(embedding model id, its dimensions, the relevance threshold) for the configured profile."""
-    from models.catalog import load_catalog
-
-    catalog = load_catalog()
-    model = catalog.model(catalog.profile(settings.model_profile).roles["embed"].model)
+    model = _profile_model(settings, "embed")
     threshold = settings.knowledge_min_similarity
     if threshold is None:
         threshold = float(model.engine.get("relevance_threshold", 0.4))

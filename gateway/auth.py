@@ -20,10 +20,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.oidc import OidcVerifier, TokenRejected
-from gateway.store.api_keys import KEY_PREFIX, hash_key
+from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
 
 AUTH_CACHE_TTL_S = 10.0
-ROLES = ("user", "agent", "supervisor", "auditor", "admin")
 PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})   # probes and scraping: no identity
 
 

@@ -66,11 +66,11 @@ class OidcVerifier:
     def configured(self) -> bool:
         return bool(self.jwks_file or self.jwks_url)
 
-    async def load(self, client: httpx.AsyncClient | None = None) -> None:
+    async def load(self) -> None:
         if self.jwks_file:
             data: dict[str, Any] = json.loads(self.jwks_file.read_text())
         else:
-            async with httpx.AsyncClient(trust_env=False, timeout=5.0) if client is None else _noop(client) as c:
+            async with httpx.AsyncClient(trust_env=False, timeout=5.0) as c:
                 resp = await c.get(self.jwks_url)
                 resp.raise_for_status()
                 data = resp.json()
@@ -120,15 +120,3 @@ class OidcVerifier:
             return value.replace(",", " ").split()
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
-
-class _noop:
-    """An async context manager around a client someone else owns."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self.client
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None

@@ -25,7 +25,7 @@ from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
 from gateway.api.sse import DONE, SSEResponse
 from gateway.auth import ChatCaller, Identity
-from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks
+from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks, chunk_event
 from gateway.dialogue.turn import Turn
 from gateway.errors import InvalidRequest, NotFound, StorageUnavailable, error_body
 from gateway.knowledge.ground import KnowledgeSpec
@@ -332,10 +332,8 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
 
 
 def citations_chunk(turn: Turn) -> bytes:
-    body = {"id": turn.completion_id or f"chatcmpl-{turn.request_id}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": turn.model,
-            "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}], "citations": turn.citations}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return chunk_event(turn.completion_id or f"chatcmpl-{turn.request_id}", turn.model, {"role": "assistant"}, None,
+                       citations=turn.citations).raw
 
 
 def with_content(ev: ChunkEvent, text: str) -> bytes:

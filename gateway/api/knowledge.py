@@ -19,6 +19,7 @@ from gateway.errors import EnclaveError, InvalidRequest, NotFound, PayloadTooLar
 from gateway.knowledge.ground import KnowledgeSpec
 from gateway.knowledge.ingest import COLLECTION_NAME
 from gateway.knowledge.parse import DocumentError
+from gateway.safety.redact import SessionVault
 from gateway.store import knowledge as repo
 from gateway.store.audit import AuditEvent, append
 
@@ -109,8 +110,6 @@ async def search(request: Request, identity: ChatCaller,
                  mode: Literal["hybrid", "vector", "text"] = "hybrid") -> dict:
     """Chunks with their scores, for the UI and for debugging retrieval. The query is redacted first, like any text."""
     state = request.app.state
-    from gateway.safety.redact import SessionVault
-
     query = state.redactor.redact(" ".join(q.split()), SessionVault(identity.tenant_id, "search"))
     spec = KnowledgeSpec.parse({k: v for k, v in {"collections": collection, "tags": tag,
                                                   "effective_from": effective_from and effective_from.isoformat(),

@@ -158,17 +158,18 @@ class OpenedStream:
             await self._close()
 
 
+def chunk_event(completion_id: str, model: str | None, delta: dict, finish: str | None, **extra: Any) -> ChunkEvent:
+    """One chunk the gateway writes itself, shaped like the upstream's (``extra``: top-level fields)."""
+    body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    return ChunkEvent(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), delta.get("content", ""),
+                      finish, id=completion_id)
+
+
 def canned_chunks(text: str, model: str, completion_id: str) -> list[ChunkEvent]:
     """A well-formed two-chunk stream carrying ``text`` (used for the apology link)."""
-    created = int(time.time())
-
-    def chunk(delta: dict, finish: str | None) -> ChunkEvent:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return ChunkEvent(json.dumps(body, separators=(",", ":")).encode(), delta.get("content", ""), finish,
-                          id=completion_id)
-
-    return [chunk({"role": "assistant", "content": text}, None), chunk({}, "stop")]
+    return [chunk_event(completion_id, model, {"role": "assistant", "content": text}, None),
+            chunk_event(completion_id, model, {}, "stop")]
 
 
 class LLMChain:

@@ -8,6 +8,7 @@ import secrets
 import psycopg
 
 KEY_PREFIX = "enc_"
+ROLES = ("user", "agent", "supervisor", "auditor", "admin")   # least to most privileged; the column's CHECK
 
 
 def hash_key(key: str) -> str:
