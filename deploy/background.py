@@ -53,17 +53,19 @@ class BackgroundAppliance:
     serving_url: str
     proc: subprocess.Popen | None = None
     database_url: str = ""              # from the ready file, once started
+    bank_url: str = ""                  # the example bank service, from the ready file
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, models_dir: Path, profile: str, log_path: Path | None = None,
                       **extra_env: str) -> BackgroundAppliance:
-        gateway_port, serve_port = free_port(), free_port()
+        gateway_port, serve_port, bank_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
         env.update({
             "ENCLAVE_VAR_DIR": str(var_dir),
             "ENCLAVE_MODELS_DIR": str(models_dir),
             "ENCLAVE_GATEWAY_PORT": str(gateway_port),
             "ENCLAVE_SERVE_PORT": str(serve_port),
+            "ENCLAVE_BANK_PORT": str(bank_port),
             "ENCLAVE_MODEL_PROFILE": profile,
             "RAY_USAGE_STATS_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",
@@ -101,7 +103,8 @@ class BackgroundAppliance:
                 self.stop()
                 raise ApplianceStartError(f"enclave up not ready in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
             time.sleep(1)
-        self.database_url = json.loads(ready.read_text())["database_url"]
+        info = json.loads(ready.read_text())
+        self.database_url, self.bank_url = info["database_url"], info.get("bank_url", "")
 
     def stop(self, timeout_s: float = 120) -> int:
         """Ctrl-C, as an operator would; returns the exit code."""

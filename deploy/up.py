@@ -45,6 +45,7 @@ class Running:
     ray_started_at: float = 0.0
     app_names: tuple[str, ...] = ()
     gateway: subprocess.Popen | None = None
+    bank: subprocess.Popen | None = None
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -103,6 +104,50 @@ def ensure_vault_key(settings: Settings) -> Path | None:
     if settings.vault_key or settings.vault_key_provider or settings.vault_key_path.is_file():
         return None
     return write_new_key(settings.vault_key_path)
+
+
+EXAMPLE_PACK = Path(__file__).resolve().parent.parent / "packs" / "retail-bank"
+
+
+def ensure_webhook_secret(settings: Settings) -> Path:
+    """First start: the HMAC secret that signs long-running actions' callbacks (var/webhook.key, 0600)."""
+    import secrets
+
+    path = settings.webhook_secret_path
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    return path
+
+
+def start_example_bank(settings: Settings, db_url: str, gw_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """The example bank service the example pack's tools call, on loopback, with its tenant."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        api_keys.ensure_tenant(conn, "demo-bank", "Northbank (example pack)")
+    port = settings.bank_port
+    if not _port_free("127.0.0.1", port):
+        raise UpError(f"example bank port 127.0.0.1:{port} is in use; set ENCLAVE_BANK_PORT or ENCLAVE_EXAMPLE_BANK=false")
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.example_bank", "--host", "127.0.0.1", "--port", str(port),
+         "--webhook-url", f"{gw_url}/v1/actions/webhook", "--webhook-secret-file", str(settings.webhook_secret_path)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UpError(f"the example bank service exited with code {proc.returncode}; see {log_path}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise UpError(f"the example bank service did not start; see {log_path}")
 
 
 def gateway_database_url(owner_url: str, role: str) -> str | None:
@@ -209,12 +254,13 @@ def _wait_ready(url: str, gateway: subprocess.Popen, timeout_s: float, log_path:
 
 def shutdown(running: Running) -> None:
     """Stop everything we started, newest first; every step runs even if an earlier one fails."""
-    if running.gateway is not None and running.gateway.poll() is None:
-        running.gateway.send_signal(signal.SIGTERM)
-        try:
-            running.gateway.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            running.gateway.kill()
+    for proc in (running.gateway, running.bank):
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     if running.ray_started_at:
         try:
             ray_runtime.stop_serving(list(running.app_names), running.owns_ray, running.ray_started_at)
@@ -273,8 +319,18 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         console.print("[green]✓[/] serving: " + ", ".join(f"{a.role}={a.model_id}" for a in apps))
 
         gw_log = var_dir / "log" / "gateway.log"
-        running.gateway = start_gateway(settings, running.db.url, chosen, gw_log, gateway_db_url=gw_db_url)
         gw_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        ensure_webhook_secret(settings)
+        gw_env = dict(os.environ)
+        bank_url = ""
+        if settings.example_bank:
+            running.bank, bank_url = start_example_bank(settings, running.db.url, gw_url, var_dir / "log" / "bank.log")
+            packs = [str(p) for p in settings.packs]
+            if str(EXAMPLE_PACK) not in packs:
+                packs.append(str(EXAMPLE_PACK))
+            gw_env.update({"ENCLAVE_BANK_URL": bank_url, "ENCLAVE_PACKS": json.dumps(packs)})
+            console.print(f"[green]✓[/] example bank service on {bank_url} (pack retail-bank, tenant demo-bank)")
+        running.gateway = start_gateway(settings, running.db.url, chosen, gw_log, base_env=gw_env, gateway_db_url=gw_db_url)
         _wait_ready(gw_url, running.gateway, 60, gw_log)
         console.print(Panel.fit(
             f"Enclave is up ({chosen} profile)\n"
@@ -285,7 +341,8 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         ))
         if ready_file:  # for scripts and tests: where everything is (the file is private to the operator)
             ready_file.write_text(json.dumps({"gateway_url": gw_url, "serving_url": settings.serving_base_url,
-                                              "database_url": running.db.url, "profile": chosen}))
+                                              "database_url": running.db.url, "profile": chosen,
+                                              "bank_url": bank_url}))
             ready_file.chmod(0o600)
         while not stop.wait(1.0):
             if running.gateway.poll() is not None:

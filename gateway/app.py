@@ -15,15 +15,19 @@ import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.api import admin, audit, chat, health, knowledge, models, sessions, vault
+from gateway.api import admin, audit, chat, dialogue, health, knowledge, models, sessions, vault
 from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
 from gateway.clients.llm import Timeouts, build_chain
 from gateway.config import Settings, get_settings
+from gateway.dialogue.actions import Actions, ToolExecutor
 from gateway.dialogue.context import BuildContext, ContextPolicy
-from gateway.dialogue.pipeline import CheckInput, PassThrough, Postprocess, Record, TurnPipeline
+from gateway.dialogue.decide import Decide, LoadDialogue, Understand
+from gateway.dialogue.handoff import Relay
+from gateway.dialogue.pipeline import CheckInput, Postprocess, Record, TurnPipeline
 from gateway.dialogue.preprocess import Preprocess
+from gateway.dialogue.registry import PackRegistry
 from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter, tokenizer_for
 from gateway.errors import install_error_handlers
@@ -74,6 +78,15 @@ class Knowledge:
     retriever: Retriever
     ingestor: Ingestor
     relevance_threshold: float
+    embedder: Embedder
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    registry: PackRegistry
+    actions: Actions
+    tools_client: httpx.AsyncClient
+    webhook_secret: bytes | None
 
 
 def build_knowledge(settings: Settings, pool: AsyncConnectionPool, serving: httpx.AsyncClient,
@@ -87,7 +100,18 @@ def build_knowledge(settings: Settings, pool: AsyncConnectionPool, serving: http
     ingestor = Ingestor(pool, embedder, count, max_tokens=settings.knowledge_chunk_tokens,
                         overlap_tokens=settings.knowledge_chunk_overlap_tokens,
                         max_bytes=settings.knowledge_max_upload_bytes, detector=detector)
-    return Knowledge(retriever, ingestor, threshold)
+    return Knowledge(retriever, ingestor, threshold, embedder)
+
+
+def build_dialogue(settings: Settings, pool: AsyncConnectionPool, knowledge: Knowledge, redactor: Redactor) -> Dialogue:
+    """Domain packs (validated now: a broken pack stops the start with its file and line) and the actions
+    service whose tool calls go to endpoints on the premises."""
+    registry = PackRegistry(list(settings.packs), pool, knowledge.embedder, settings.var_dir / "cache" / "intents")
+    tools_client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0), trust_env=False)
+    actions = Actions(pool, ToolExecutor(tools_client), redactor, registry, lease_s=settings.actions_lease_s)
+    secret_path = settings.webhook_secret_path
+    secret = secret_path.read_bytes().strip() if secret_path.is_file() else None
+    return Dialogue(registry, actions, tools_client, secret or None)
 
 
 def build_redactor(settings: Settings) -> Redactor:
@@ -98,7 +122,8 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metrics, background: set[asyncio.Task],
-                   redactor: Redactor, knowledge: Knowledge) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
+                   redactor: Redactor, knowledge: Knowledge,
+                   dialogue: Dialogue) -> tuple[TurnPipeline, list[aiohttp.ClientSession], TokenCounter]:
     model_id, max_len, revisions = _profile_llm(settings)
     timeouts = Timeouts(settings.connect_timeout_s, settings.first_token_timeout_s, settings.total_timeout_s,
                         settings.upstream_retries, settings.retry_backoff_s)
@@ -109,18 +134,21 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
     policy = ContextPolicy(settings.context_window_tokens or max_len or 4096, settings.context_recent_turns,
                            settings.summary_threshold_tokens, settings.summary_keep_turns, settings.summary_max_tokens)
     summarizer = RollingSummarizer(pool, chain, counter, policy, metrics)
+    record = Record(pool, counter, metrics, summarizer, background, revisions, redactor)
+    llm_timeout = settings.dialogue_llm_timeout_s
     pipeline = TurnPipeline(
         before=[Preprocess(), CheckInput(counter),
-                Guard(pool, redactor),
-                PassThrough("understand", "dialogue: intent and entities"),
-                PassThrough("decide", "dialogue: flows, tools, handoff"),
+                LoadDialogue(dialogue.registry, pool),
+                Guard(pool, redactor, settings.injection_block_at, settings.injection_fence_at),
+                Understand(chain, redactor, llm_timeout),
+                Decide(dialogue.actions, chain, redactor, pool, llm_timeout_s=llm_timeout),
                 Ground(knowledge.retriever, counter, top_k=settings.knowledge_top_k,
                        voice_top_k=settings.knowledge_voice_top_k, min_similarity=knowledge.relevance_threshold,
                        max_reference_tokens=settings.knowledge_max_reference_tokens),
                 BuildContext(pool, counter, policy)],
         chain=chain,
-        after=[Postprocess(counter), RedactOutput(redactor),
-               Record(pool, counter, metrics, summarizer, background, revisions)],
+        after=[Postprocess(counter), RedactOutput(redactor), record],
+        relay=Relay(pool, record, redactor, settings.handoff_wait_s),
     )
     return pipeline, clients, counter
 
@@ -155,13 +183,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                                 tenant_claim=settings.oidc_tenant_claim, roles_claim=settings.oidc_roles_claim)
             await oidc.load()
         knowledge_parts = build_knowledge(settings, pool, serving, redactor.detector)
-        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background, redactor, knowledge_parts)
+        dialogue_parts = build_dialogue(settings, pool, knowledge_parts, redactor)
+        pipeline, llm_clients, counter = build_pipeline(settings, pool, metrics, background, redactor, knowledge_parts,
+                                                        dialogue_parts)
         state = app.state
         state.settings, state.db, state.serving, state.metrics = settings, pool, serving, metrics
         state.pipeline, state.chain, state.counter = pipeline, pipeline.chain, counter
         state.key_cache, state.background = KeyCache(), background
         state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
-        state.knowledge = knowledge_parts
+        state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
+        if settings.actions_runner and dialogue_parts.registry.loaded:
+            runner = asyncio.create_task(dialogue_parts.actions.runner())
+            background.add(runner)
+            runner.add_done_callback(background.discard)
         log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
                                            "tokenizer": counter.source, "stages": pipeline.stage_names})
         try:
@@ -171,6 +205,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await serving.aclose()
+            await dialogue_parts.tools_client.aclose()
             for session in llm_clients:
                 await session.close()
             await pool.close()
@@ -178,7 +213,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for module in (health, models, chat, sessions, admin, audit, vault, knowledge):
+    for module in (health, models, chat, sessions, admin, audit, vault, knowledge, dialogue):
         app.include_router(module.router)
     return app
 

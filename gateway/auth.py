@@ -23,7 +23,8 @@ from gateway.oidc import OidcVerifier, TokenRejected
 from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
 
 AUTH_CACHE_TTL_S = 10.0
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})   # probes and scraping: no identity
+# Probes and scraping need no identity; the actions webhook is authenticated by its HMAC signature instead.
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/actions/webhook"})
 
 
 @dataclass(frozen=True)
@@ -194,3 +195,6 @@ ChatCaller = Annotated[Identity, Depends(RequireRoles(*CHAT_ROLES))]
 AuditorCaller = Annotated[Identity, Depends(RequireRoles("auditor"))]
 AdminCaller = Annotated[Identity, Depends(RequireRoles("admin"))]
 CuratorCaller = Annotated[Identity, Depends(RequireRoles("supervisor", "admin"))]   # manages the knowledge base
+ReviewerCaller = Annotated[Identity, Depends(RequireRoles("supervisor", "admin"))]  # approves actions, clears flags
+ReviewReader = Annotated[Identity, Depends(RequireRoles("supervisor", "auditor", "admin"))]
+AgentCaller = Annotated[Identity, Depends(RequireRoles("agent", "supervisor", "admin"))]  # takes hand-offs

@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     knowledge_text_terms: int = Field(default=6, ge=1, le=32, description="Rarest question words the text side uses.")
     knowledge_text_max_matches: int = Field(default=1000, ge=1, description="Most chunks the text side ranks.")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
+    # Dialogue: domain packs, actions, hand-offs, the injection guard
+    packs: list[Path] = Field(default_factory=list, description=(
+        "Domain pack folders (JSON list); each names the tenant it serves. `enclave up` adds the example pack."))
+    injection_block_at: float = Field(default=0.75, gt=0, le=1, description="Guard: block a message scoring this.")
+    injection_fence_at: float = Field(default=0.4, gt=0, le=1, description="Guard: fence one scoring this.")
+    actions_runner: bool = Field(default=True, description="Execute approved actions in this gateway.")
+    actions_lease_s: float = Field(default=30.0, gt=0, description="An executing action is retried after this.")
+    action_webhook_secret_file: Path | None = Field(default=None, description=(
+        "HMAC secret that signs long-running actions' callbacks; default var/webhook.key."))
+    handoff_wait_s: float = Field(default=25.0, ge=0, le=300, description=(
+        "In a hand-off, how long a user's request waits for the agent's reply before it ends."))
+    example_bank: bool = Field(default=True, description=(
+        "`enclave up` starts the example bank service and serves its pack (tenant demo-bank)."))
+    bank_port: int = Field(default=8090, description="Port of the example bank service (loopback).")
+    dialogue_llm_timeout_s: float = Field(default=15.0, gt=0, description="Structured LLM calls of the dialogue.")
 
     @property
     def model_store_dir(self) -> Path:
@@ -102,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def vault_key_path(self) -> Path:
         return self.vault_key_file or self.var_dir / "vault.key"
+
+    @property
+    def webhook_secret_path(self) -> Path:
+        return self.action_webhook_secret_file or self.var_dir / "webhook.key"
 
     @property
     def serving_base_url(self) -> str:

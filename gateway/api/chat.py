@@ -25,7 +25,7 @@ from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
 from gateway.api.sse import DONE, SSEResponse
 from gateway.auth import ChatCaller, Identity
-from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks, chunk_event
+from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks, chunk_event, merge_tool_calls
 from gateway.dialogue.turn import Turn
 from gateway.errors import InvalidRequest, NotFound, StorageUnavailable, error_body
 from gateway.knowledge.ground import KnowledgeSpec
@@ -213,22 +213,6 @@ def _absorb(turn: Turn, ev) -> None:
         merge_tool_calls(turn.tool_calls, ev.tool_calls)
 
 
-def merge_tool_calls(acc: list[dict], deltas: list[dict]) -> None:
-    """Fold streamed tool-call fragments (by index) into whole calls."""
-    for d in deltas:
-        i = d.get("index", 0)
-        while len(acc) <= i:
-            acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        call = acc[i]
-        if d.get("id"):
-            call["id"] = d["id"]
-        fn = d.get("function") or {}
-        if fn.get("name"):
-            call["function"]["name"] += fn["name"]
-        if fn.get("arguments"):
-            call["function"]["arguments"] += fn["arguments"]
-
-
 async def collect(opened: OpenedStream, turn: Turn) -> None:
     try:
         async for ev in opened:
@@ -257,7 +241,27 @@ def completion_body(turn: Turn) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "session_id": str(turn.session_id),
         **({"citations": turn.citations} if turn.citations else {}),
+        **({"dialogue": dialogue_public(turn)} if turn.pack is not None else {}),
     }
+
+
+def dialogue_public(turn: Turn) -> dict[str, Any]:
+    """What a client (the chat UI, a test) may know of the assistant's decision: no internal ids beyond the
+    action's own, no redacted values."""
+    u = turn.dialogue.get("understood") or {}
+    out: dict[str, Any] = {"mode": "human" if turn.relay else "bot", "intent": u.get("intent"),
+                           "confidence": u.get("confidence"), "source": u.get("source"),
+                           "decision": turn.dialogue.get("decision"), "flow": turn.dialogue.get("flow"),
+                           "awaiting": turn.dialogue.get("awaiting"),
+                           "actions": [{"tool": a["tool"], "state": a["state"], "duplicate": a.get("duplicate", False)}
+                                       for a in turn.dialogue.get("actions", [])]}
+    if turn.injection:
+        out["guard"] = turn.injection["action"]
+    if turn.dialogue.get("llm_args"):
+        out["llm_args"] = turn.dialogue["llm_args"]
+    if turn.handoff:
+        out["handoff"] = {"reason": turn.handoff["reason"], **({"id": str(turn.handoff["id"])} if turn.handoff.get("id") else {})}
+    return out
 
 
 def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, headers: dict[str, str]) -> SSEResponse:
@@ -274,7 +278,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         nonlocal finished
         streams.inc()
         try:
-            if turn.citations:  # where the answer comes from, before its first word (clients ignore unknown fields)
+            if turn.citations or turn.pack is not None:  # sources and the assistant's decision, before the first word
                 await write(b"data: " + citations_chunk(turn) + b"\n\n")
             async for batch in opened.batches():
                 out, texts = [], []
@@ -332,8 +336,11 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
 
 
 def citations_chunk(turn: Turn) -> bytes:
+    extra: dict[str, Any] = {"citations": turn.citations} if turn.citations else {}
+    if turn.pack is not None:
+        extra["dialogue"] = dialogue_public(turn)
     return chunk_event(turn.completion_id or f"chatcmpl-{turn.request_id}", turn.model, {"role": "assistant"}, None,
-                       citations=turn.citations).raw
+                       **extra).raw
 
 
 def with_content(ev: ChunkEvent, text: str) -> bytes:

@@ -172,6 +172,22 @@ def canned_chunks(text: str, model: str, completion_id: str) -> list[ChunkEvent]
             chunk_event(completion_id, model, {}, "stop")]
 
 
+def merge_tool_calls(acc: list[dict], deltas: list[dict]) -> None:
+    """Fold streamed tool-call fragments (by index) into whole calls."""
+    for d in deltas:
+        i = d.get("index", 0)
+        while len(acc) <= i:
+            acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        call = acc[i]
+        if d.get("id"):
+            call["id"] = d["id"]
+        fn = d.get("function") or {}
+        if fn.get("name"):
+            call["function"]["name"] += fn["name"]
+        if fn.get("arguments"):
+            call["function"]["arguments"] += fn["arguments"]
+
+
 class LLMChain:
     def __init__(self, upstreams: list[Upstream], timeouts: Timeouts, metrics: Metrics, role: str = "llm") -> None:
         if not upstreams:

@@ -90,5 +90,9 @@ class BuildContext:
             sizes.pop(0)
         turn.history_turns = len(history)
         turn.history_trimmed = session.get("turn_count", 0) - session.get("summary_upto_seq", 0) > len(history)
-        turn.messages = head + [m for t in history for m in t] + turn.extra_messages + turn.input_messages
+        new = turn.input_messages
+        if turn.fence_input and new and new[-1].get("role") == "user":   # the guard found it suspicious
+            from gateway.safety.injection import fence
+            new = [*new[:-1], {**new[-1], "content": fence(str(new[-1].get("content") or ""))}]
+        turn.messages = head + [m for t in history for m in t] + turn.extra_messages + new
         turn.prompt_tokens = fixed + sum(sizes)

@@ -18,13 +18,14 @@ from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.clients.llm import LLMChain, OpenedStream, canned_chunks
+from gateway.clients.llm import LLMChain, OpenedStream, canned_chunks, chunk_event
 from gateway.dialogue.summary import RollingSummarizer
 from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
 from gateway.store import audit
+from gateway.store import dialogue as dialogue_repo
 from gateway.store import sessions as repo
 from gateway.store import vault as vault_repo
 from gateway.store.audit import AuditEvent
@@ -91,18 +92,24 @@ class Record:
 
     def __init__(self, pool: AsyncConnectionPool, counter: TokenCounter, metrics: Metrics,
                  summarizer: RollingSummarizer, background: set[asyncio.Task],
-                 model_revisions: dict[str, str] | None = None) -> None:
+                 model_revisions: dict[str, str] | None = None, redactor=None) -> None:
         self.pool, self.counter, self.metrics, self.summarizer, self.background = pool, counter, metrics, summarizer, background
         self.model_revisions = model_revisions or {}
+        self.redactor = redactor
 
     async def __call__(self, turn: Turn) -> None:
         reply = turn.stored_reply if turn.stored_reply is not None else turn.reply_text
         completion_tokens = turn.completion_tokens or 0
         prompt_tokens = turn.upstream_prompt_tokens or turn.prompt_tokens
         rows = [input_row(m, turn) for m in turn.input_messages]
-        rows.append(repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
-                                 ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s), finish_reason=turn.finish_reason,
-                                 tool_calls=turn.tool_calls or None))
+        if not turn.relay:   # a relayed message's reply is the agent's own turn
+            rows.append(repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
+                                     ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s),
+                                     finish_reason=turn.finish_reason, tool_calls=turn.tool_calls or None))
+        state = None
+        if turn.dialogue_state is not None and self.redactor is not None and turn.vault is not None:
+            from gateway.dialogue.actions import redact_json
+            state = redact_json(turn.dialogue_state.to_json(), self.redactor, turn.vault)
         t0 = time.perf_counter()
         async with self.pool.connection() as conn, conn.transaction():
             turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
@@ -110,6 +117,20 @@ class Record:
                                               new_session=turn.session if turn.session_is_new else None)
             if turn.vault is not None:
                 await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
+            if state is not None:
+                await dialogue_repo.save_state(conn, turn.tenant_id, turn.session_id, state)
+            for item in turn.review:
+                await dialogue_repo.add_review_item(conn, turn.tenant_id, item["kind"], item["reason"],
+                                                    session_id=turn.session_id, detail={**item.get("detail", {}),
+                                                                                        "turn_id": turn.id})
+            if turn.handoff is not None:
+                h = turn.handoff
+                h["id"] = await dialogue_repo.open_handoff(conn, turn.tenant_id, turn.session_id, h["reason"], h["intent"],
+                                                           self._redacted(h["entities"], turn),
+                                                           self._redacted(h["summary"], turn), h["summary_by"])
+                await dialogue_repo.set_mode(conn, turn.tenant_id, turn.session_id, "human")
+                if turn.vault is not None:   # values first seen in the summary
+                    await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
             await audit.append(conn, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
         model = turn.model or "none"
         m = self.metrics
@@ -133,6 +154,12 @@ class Record:
             self.background.add(task)
             task.add_done_callback(self.background.discard)
 
+    def _redacted(self, value, turn: Turn):
+        if self.redactor is None or turn.vault is None:
+            return value
+        from gateway.dialogue.actions import redact_json
+        return redact_json(value, self.redactor, turn.vault)
+
     def audit_event(self, turn: Turn, rows: list[repo.TurnRow], prompt_tokens: int, completion_tokens: int) -> AuditEvent:
         """What the audit log keeps of a turn: all of it redacted, enough to reconstruct the decision."""
         system = next((m.get("content") for m in turn.messages if m.get("role") == "system"), None)
@@ -146,6 +173,10 @@ class Record:
                 "upstream": turn.upstream, "fallback": turn.fallback,
                 "prompt_template_sha256": audit.sha256_hex(system) if isinstance(system, str) else None,
                 "retrieved_documents": turn.retrieved_documents, "citations": turn.citations, "grounding": turn.grounding,
+                **({"dialogue": self._redacted(turn.dialogue, turn)} if turn.dialogue else {}),
+                **({"injection": turn.injection} if turn.injection else {}),
+                **({"handoff": {k: str(v) for k, v in turn.handoff.items() if k in ("id", "reason", "intent", "summary_by")}}
+                   if turn.handoff else {}),
                 "decisions": {"status": turn.status, "finish_reason": turn.finish_reason,
                               "pii_redacted": turn.pii_found, "pii_in_reply": turn.pii_in_reply,
                               "history_turns": turn.history_turns, "history_trimmed": turn.history_trimmed},
@@ -167,9 +198,34 @@ def _ms(s: float | None) -> float | None:
     return None if s is None else round(s * 1000.0, 2)
 
 
+def framed(opened: OpenedStream, prefix: str | None, suffix: str | None, completion_id: str) -> OpenedStream:
+    """The LLM's stream with the flow's own words around it: ``prefix`` first, ``suffix`` just before the
+    finishing chunk (a stream that breaks off never gets the suffix)."""
+    model = opened.model
+
+    async def rest():
+        pending = suffix
+        async for batch in opened.batches():
+            if pending:
+                out = []
+                for ev in batch:
+                    if ev.finish_reason is not None and pending:
+                        out.append(chunk_event(ev.id or completion_id, model, {"content": pending}, None))
+                        pending = None
+                    out.append(ev)
+                batch = out
+            yield batch
+        result.failed_midway = opened.failed_midway
+
+    head = [chunk_event(completion_id, model, {"role": "assistant", "content": prefix}, None)] if prefix else []
+    result = OpenedStream(opened.upstream, model, opened.fallback, opened.canned, head, rest(), opened.aclose, opened.ttft_s)
+    return result
+
+
 class TurnPipeline:
-    def __init__(self, before: list[Stage], chain: LLMChain, after: list[Stage]) -> None:
+    def __init__(self, before: list[Stage], chain: LLMChain, after: list[Stage], relay=None) -> None:
         self.before, self.chain, self.after = before, chain, after
+        self.relay = relay   # async (turn) -> OpenedStream, for sessions a colleague took over
 
     @property
     def stage_names(self) -> list[str]:
@@ -181,7 +237,10 @@ class TurnPipeline:
             await stage(turn)
 
     async def open(self, turn: Turn) -> OpenedStream:
-        if turn.canned_reply is not None:   # a stage answered already (e.g. nothing relevant in the knowledge base)
+        if turn.relay and self.relay is not None:   # a colleague answers: record the message, wait for them
+            turn.model, turn.upstream, turn.fallback = "agent", "agent", False
+            return await self.relay(turn)
+        if turn.canned_reply is not None:   # a stage answered already (a flow, "I don't know", a block)
             turn.model, turn.upstream, turn.fallback = "enclave", "enclave", False
             turn.ttft_s = time.perf_counter() - turn.started
             events = canned_chunks(turn.canned_reply, "enclave", f"chatcmpl-{turn.request_id}")
@@ -193,8 +252,12 @@ class TurnPipeline:
         if opened.canned:
             turn.status = "failed"
         turn.ttft_s = None if opened.canned else time.perf_counter() - turn.started
+        if turn.reply_prefix or turn.reply_suffix:
+            return framed(opened, turn.reply_prefix, turn.reply_suffix, f"chatcmpl-{turn.request_id}")
         return opened
 
     async def finish(self, turn: Turn) -> None:
         for stage in self.after:
+            if turn.recorded and stage.name == "record":
+                continue
             await stage(turn)

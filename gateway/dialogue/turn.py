@@ -70,6 +70,21 @@ class Turn:
     citations: list[dict] = field(default_factory=list)
     grounding: dict[str, Any] = field(default_factory=dict)      # retrieval figures and the decision, for the audit log
     canned_reply: str | None = None     # set by a stage that answers without the LLM (e.g. "I don't know")
+    # Dialogue (a tenant with a domain pack)
+    pack: Any = None                    # gateway.dialogue.registry.LoadedPack, or None: plain chat
+    mode: str = "bot"                   # bot | human (a colleague took the session over)
+    dialogue_state: Any = None          # gateway.dialogue.decide.DialogueState, stored with the turn
+    understood: Any = None              # gateway.dialogue.decide.Understood
+    dialogue: dict[str, Any] = field(default_factory=dict)       # the decision, for the reply and the audit log
+    handoff: dict[str, Any] | None = None                        # opened with the turn
+    recorded: bool = False              # stored before generation (a relayed message)
+    relay: bool = False                 # human mode: the message goes to the agent, the reply comes from them
+    reply_prefix: str | None = None     # the flow's words before an LLM answer
+    reply_suffix: str | None = None     # … and after it (back to the flow after a digression)
+    # Guard
+    injection: dict[str, Any] | None = None   # the injection verdict when not a clean pass
+    fence_input: bool = False           # the LLM sees the user's text fenced as untrusted data
+    review: list[dict[str, Any]] = field(default_factory=list)   # review items stored with the turn
 
     @property
     def session_id(self):

@@ -98,7 +98,7 @@ class Ground:
 
     async def __call__(self, turn: Turn) -> None:
         spec = turn.knowledge
-        if spec is None or turn.is_tool_result or not turn.text:
+        if spec is None or turn.is_tool_result or not turn.text or turn.canned_reply is not None or turn.relay:
             return
         default_k = self.voice_top_k if turn.channel in ("voice", "sip") else self.top_k
         result = await self.retriever.search(turn.tenant_id, turn.text, spec.top_k or default_k, spec.filters)
@@ -107,7 +107,7 @@ class Ground:
                           "query_ms": round(result.query_ms, 1),
                           "best_similarity": max((h.similarity or 0.0 for h in result.hits), default=None)}
         if not relevant:
-            turn.canned_reply = DONT_KNOW
+            turn.canned_reply = f"{turn.reply_prefix or ''}{DONT_KNOW}{turn.reply_suffix or ''}"
             turn.grounding["answer"] = "dont_know"
             return
         hits = [h for h in result.hits if h.similarity is None or h.similarity >= self.min_similarity / 2]

@@ -13,6 +13,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.dialogue.turn import Turn
+from gateway.safety.injection import InjectionScorer, sanitize
 from gateway.safety.redact import Redactor, SessionVault
 from gateway.store import vault as vault_repo
 
@@ -28,13 +29,51 @@ def redact_message(message: dict[str, Any], redactor: Redactor, vault: SessionVa
     return message
 
 
+BLOCKED_DEFAULT = "I can't help with that request. If you need something else, just ask."
+
+
 class Guard:
+    """Injection check, then redaction. The injection score is taken on the text as the user sent it
+    (control tokens count against it), then those tokens are stripped. A block answers with a safe reply
+    and queues the exchange for review; a fence lets it through, marked as untrusted data for the model."""
+
     name = "guard"
 
-    def __init__(self, pool: AsyncConnectionPool, redactor: Redactor) -> None:
+    def __init__(self, pool: AsyncConnectionPool, redactor: Redactor, block_at: float = 0.75, fence_at: float = 0.4) -> None:
         self.pool, self.redactor = pool, redactor
+        self.default_scorer = InjectionScorer(block_at=block_at, fence_at=fence_at)
+        self._scorers: dict[tuple[float, float], InjectionScorer] = {}
+
+    def scorer(self, turn: Turn) -> InjectionScorer:
+        if turn.pack is None:
+            return self.default_scorer
+        g = turn.pack.pack.guard
+        key = (g.block_at, g.fence_at)
+        if key not in self._scorers:
+            self._scorers[key] = InjectionScorer(block_at=g.block_at, fence_at=g.fence_at)
+        return self._scorers[key]
+
+    def check_injection(self, turn: Turn) -> None:
+        if turn.is_tool_result or not turn.text:
+            return
+        verdict = self.scorer(turn).score(turn.text)
+        clean = sanitize(turn.text)
+        if clean != turn.text:
+            turn.text = clean
+            if turn.input_messages and turn.input_messages[-1].get("role") == "user":
+                turn.input_messages[-1] = {**turn.input_messages[-1], "content": clean}
+        if verdict.action == "pass":
+            return
+        turn.injection = {"score": round(verdict.score, 3), "reasons": list(verdict.reasons), "action": verdict.action}
+        turn.review.append({"kind": "injection", "reason": f"{verdict.action}: {', '.join(verdict.reasons) or 'score'}",
+                            "detail": turn.injection})
+        if verdict.action == "block":
+            turn.canned_reply = turn.pack.pack.canned.blocked if turn.pack is not None else BLOCKED_DEFAULT
+        else:
+            turn.fence_input = True
 
     async def __call__(self, turn: Turn) -> None:
+        self.check_injection(turn)
         rows: list[tuple] = []
         if not turn.session_is_new:
             async with self.pool.connection() as conn:

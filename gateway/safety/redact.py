@@ -120,6 +120,18 @@ class Redactor:
             return f"[{entry.pii_type.lower()} purged]"
         return mask(entry.pii_type, value) if entry.pii_type in self.never_echo else value
 
+    def originals(self, text: str, vault: SessionVault) -> str:
+        """Every placeholder back to its value, masks or not: only for work done in memory on the owner's
+        behalf (entity extraction, a tool's arguments), never for anything shown, stored or logged."""
+        if "<" not in text or not vault.entries:
+            return text
+
+        def value(m: re.Match) -> str:
+            entry = vault.entries.get(m.group(0))
+            return (self.value_of(entry, vault) or m.group(0)) if entry is not None else m.group(0)
+
+        return PLACEHOLDER.sub(value, text)
+
     def restore(self, text: str, vault: SessionVault) -> str:
         if "<" not in text or not vault.entries:
             return text

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 SESSION_COLUMNS = ("id, channel, title, system_prompt, summary, summary_upto_seq, summary_tokens, turn_count, "
-                   "metadata, created_by, created_at, updated_at")
+                   "metadata, created_by, created_at, updated_at, mode")
 
 
 def storable(text: str) -> str:

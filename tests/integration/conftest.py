@@ -40,6 +40,7 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
         # code as it is now, in front of it. Tests that stop the appliance skip themselves.
         info = json.loads(Path(attach).read_text())
         app.var_dir, app.serving_url, app.database_url = Path(attach).parent, info["serving_url"], info["database_url"]
+        app.bank_url = info.get("bank_url", "")
         app.env["ENCLAVE_VAR_DIR"] = str(app.var_dir)
         fresh = start_gateway(app, "attached")
         app.gateway_url = fresh.url

@@ -29,6 +29,7 @@ from tests.integration.upstream_proxy import RecordingProxy
 
 pytestmark = pytest.mark.timeout(600)
 CHAT = {"user", "agent", "supervisor", "admin"}
+AGENTS = {"agent", "supervisor", "admin"}
 
 # Who may call what: the contract. The app's own declarations must equal it (test below), and the gateway
 # must enforce it over HTTP. A new route without a line here fails the suite.
@@ -53,6 +54,16 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/v1/knowledge/documents/{document_id}"): {"supervisor", "admin"},
     ("GET", "/v1/knowledge/collections"): CHAT,
     ("GET", "/v1/knowledge/search"): CHAT,
+    ("GET", "/v1/review"): {"supervisor", "auditor", "admin"},
+    ("POST", "/v1/review/{item_id}/approve"): {"supervisor", "admin"},
+    ("POST", "/v1/review/{item_id}/reject"): {"supervisor", "admin"},
+    ("POST", "/v1/review/{item_id}/dismiss"): {"supervisor", "admin"},
+    ("GET", "/v1/handoffs"): AGENTS,
+    ("GET", "/v1/handoffs/{handoff_id}"): AGENTS,
+    ("POST", "/v1/handoffs/{handoff_id}/accept"): AGENTS,
+    ("POST", "/v1/handoffs/{handoff_id}/messages"): AGENTS,
+    ("POST", "/v1/handoffs/{handoff_id}/close"): AGENTS,
+    ("GET", "/v1/sessions/{session_id}/actions"): CHAT,
 }
 # A harmless request per route (what an allowed caller gets is in the comment; none of them changes state
 # beyond an empty session).
@@ -64,6 +75,7 @@ SAMPLE: dict[tuple[str, str], dict] = {
     ("POST", "/v1/vault/reveal"): {"json": {}},                           # 400
     ("POST", "/v1/knowledge/documents"): {"data": {"collection": "x"}},   # 400: no file
     ("GET", "/v1/knowledge/search"): {},                                  # 400: no q
+    ("POST", "/v1/handoffs/{handoff_id}/messages"): {"json": {}},         # 400: no content
 }
 
 PII = {  # what a customer types; none of it may be found anywhere but the vault (encrypted)
@@ -162,6 +174,7 @@ def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) 
     refused, allowed = 0, 0
     for (method, path), roles in EXPECTED_ROLES.items():
         url = (path.replace("{session_id}", str(uuid.uuid4())).replace("{document_id}", str(uuid.uuid4()))
+               .replace("{item_id}", str(uuid.uuid4())).replace("{handoff_id}", str(uuid.uuid4()))
                .replace("{prefix}", "enc_00000000"))
         sample = SAMPLE.get((method, path), {})
         with client(appliance.gateway_url, None) as anonymous:
@@ -178,8 +191,11 @@ def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) 
                 refused += 1
     with client(appliance.gateway_url, "enc_deadbeef_not-a-real-key") as c:
         assert c.get("/v1/models").json()["error"]["code"] == "invalid_api_key"
-    for path in PUBLIC_ROUTES:
+    for path in PUBLIC_ROUTES - {"/v1/actions/webhook"}:
         assert httpx.get(appliance.gateway_url + path, trust_env=False).status_code in (200, 503)
+    # The actions webhook takes no key: its HMAC signature is the credential.
+    unsigned = httpx.post(appliance.gateway_url + "/v1/actions/webhook", json={}, trust_env=False)
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "signature_missing"
     assert refused > 30 and allowed > 20
 
 

@@ -1,0 +1,347 @@
+"""Act: tool calls with side effects that never run twice.
+
+A side-effecting call is first written to the ``actions`` table under an idempotency key derived from
+the session, the flow instance and the step; only the caller whose conditional UPDATE moves it from
+``approved`` to ``executing`` calls the tool, and it sends the same key as ``Idempotency-Key`` so the
+service on the other side deduplicates too. Hence a duplicate request finds the row, a retry reuses the
+key, and a restart between approval and execution leaves an ``approved`` row that the runner picks up
+once. High-risk calls wait as ``awaiting_approval`` with a review item; long-running ones (HTTP 202) stay
+``running`` until a signed webhook reports their outcome. Outcomes that happen outside a turn are told
+to the session as an assistant message.
+
+Tool errors never reach a user raw: the flow maps a tool's error code to its own wording, and anything
+else becomes the pack's plain ``tool_failed`` reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from jsonschema import Draft202012Validator
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.dialogue.packs import Pack, Tool
+from gateway.dialogue.render import render
+from gateway.safety.redact import Redactor, SessionVault
+from gateway.store import audit
+from gateway.store import dialogue as repo
+from gateway.store import sessions as sessions_repo
+from gateway.store import vault as vault_repo
+from gateway.store.audit import AuditEvent
+
+log = logging.getLogger("enclave.gateway.actions")
+
+ActionState = Literal["executed", "failed", "running", "awaiting_approval", "rejected", "executing"]
+
+
+class ToolUnavailable(Exception):
+    """The tool could not be reached or broke (5xx, timeout): worth retrying with the same key."""
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    state: ActionState
+    output: dict[str, Any] | None = None
+    error_code: str | None = None
+    action_id: str | None = None
+    duplicate: bool = False
+
+
+def idempotency_key(tenant_id: str, session_id: Any, instance: str, step: int, tool: str) -> str:
+    return hashlib.sha256(f"{tenant_id}|{session_id}|{instance}|{step}|{tool}".encode()).hexdigest()[:40]
+
+
+def schema_errors(tool: Tool, args: dict[str, Any]) -> list[str]:
+    return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.message}" for e in Draft202012Validator(tool.parameters).iter_errors(args)]
+
+
+def redact_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
+    """Every string in a JSON value redacted: what the actions table, the review queue and the audit keep."""
+    if isinstance(value, str):
+        return redactor.redact(value, vault)
+    if isinstance(value, dict):
+        return {k: redact_json(v, redactor, vault) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, redactor, vault) for v in value]
+    return value
+
+
+def originals_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
+    if isinstance(value, str):
+        return redactor.originals(value, vault)
+    if isinstance(value, dict):
+        return {k: originals_json(v, redactor, vault) for k, v in value.items()}
+    if isinstance(value, list):
+        return [originals_json(v, redactor, vault) for v in value]
+    return value
+
+
+class ToolExecutor:
+    """Calls one tool: an HTTP endpoint on the premises or a Python callable."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def execute(self, tool: Tool, args: dict[str, Any], key: str | None) -> tuple[ActionState, dict | None, str | None]:
+        if tool.python is not None:
+            module, _, name = tool.python.partition(":")
+            fn = getattr(importlib.import_module(module), name)
+            try:
+                result = fn(dict(args))
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as e:
+                log.warning("python tool failed", extra={"tool": tool.python, "error": type(e).__name__})
+                return "failed", None, getattr(e, "code", "tool_error")
+            return "executed", result if isinstance(result, dict) else {"value": result}, None
+        assert tool.http is not None
+        headers = {"Idempotency-Key": key} if key else {}
+        try:
+            if tool.http.method == "GET":
+                r = await self.client.get(tool.http.url, params=args, headers=headers, timeout=tool.http.timeout_s)
+            else:
+                r = await self.client.post(tool.http.url, json=args, headers=headers, timeout=tool.http.timeout_s)
+        except httpx.HTTPError as e:
+            raise ToolUnavailable(f"{type(e).__name__} calling {urlsplit(tool.http.url).path}") from e
+        if r.status_code >= 500 or r.status_code in (408, 429):
+            raise ToolUnavailable(f"HTTP {r.status_code}")
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if r.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            return "failed", None, str(code or f"http_{r.status_code}")
+        body = body if isinstance(body, dict) else {"value": body}
+        return ("running" if r.status_code == 202 else "executed"), body, None
+
+
+class Actions:
+    def __init__(self, pool: AsyncConnectionPool, executor: ToolExecutor, redactor: Redactor, packs, *,
+                 lease_s: float = 30.0, retries: int = 2, backoff_s: float = 0.3) -> None:
+        self.pool, self.executor, self.redactor, self.packs = pool, executor, redactor, packs
+        self.lease_s, self.retries, self.backoff_s = lease_s, retries, backoff_s
+
+    # -- from a turn ------------------------------------------------------------------------------------------
+
+    async def request(self, *, pack: Pack, tool_name: str, args: dict[str, Any], tenant_id: str, session_id: Any,
+                      vault: SessionVault, instance: str, step: int, flow: str, actor: str,
+                      report: dict[str, Any]) -> ToolOutcome:
+        """Run a flow's tool call (``args`` hold the owner's real values, in memory only)."""
+        tool = pack.tools[tool_name]
+        if tool.side_effect == "read":   # nothing to protect from running twice
+            return await self._execute_read(tool, args)
+        key = idempotency_key(tenant_id, session_id, instance, step, tool_name)
+        reason = tool.approval.reason(args)
+        stored_args = redact_json(args, self.redactor, vault)
+        report = redact_json(report, self.redactor, vault)
+        async with self.pool.connection() as conn, conn.transaction():
+            if vault.new_entries:   # values first seen in these args: seal them so the runner can restore them
+                await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+            row, created = await repo.insert_action(
+                conn, tenant_id, session_id, key, tool_name, tool.side_effect, stored_args,
+                "awaiting_approval" if reason else "approved", risk_reason=reason, flow=flow, step=step,
+                report={**report, "pack": pack.tenant})
+            if created:
+                await audit.append(conn, AuditEvent("action.requested", actor, tenant_id, str(session_id), content={
+                    "action_id": str(row["id"]), "tool": tool_name, "args": stored_args, "state": row["state"],
+                    "risk_reason": reason, "idempotency_key": key}))
+            if created and reason:
+                await repo.add_review_item(conn, tenant_id, "approval", reason, session_id=session_id,
+                                           action_id=row["id"], detail={"tool": tool_name, "args": stored_args})
+        if not created:
+            log.info("duplicate action request", extra={"action_id": str(row["id"]), "state": row["state"]})
+            return await self._settled(row, duplicate=True)
+        if reason:
+            return ToolOutcome("awaiting_approval", action_id=str(row["id"]))
+        return await self.run(row["id"], args)
+
+    async def _execute_read(self, tool: Tool, args: dict[str, Any]) -> ToolOutcome:
+        for attempt in range(self.retries + 1):
+            try:
+                state, output, code = await self.executor.execute(tool, args, None)
+                return ToolOutcome(state, output, code)
+            except ToolUnavailable as e:
+                log.warning("read tool unavailable", extra={"attempt": attempt + 1, "error": str(e)})
+                await asyncio.sleep(self.backoff_s * (attempt + 1))
+        return ToolOutcome("failed", None, "tool_unavailable")
+
+    async def _settled(self, row: dict[str, Any], duplicate: bool = False, wait_s: float = 10.0) -> ToolOutcome:
+        """What a duplicate request answers: the first request's outcome (waiting briefly while it runs)."""
+        deadline = time.monotonic() + wait_s
+        while row["state"] == "executing" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            async with self.pool.connection() as conn:
+                row = await repo.get_action(conn, None, row["id"]) or row
+        if row["state"] == "approved":
+            return await self.run(row["id"], None)
+        output = (row.get("result") or {}).get("output")
+        state = row["state"] if row["state"] != "pending" else "executing"
+        return ToolOutcome(state, output, row.get("error_code"), str(row["id"]), duplicate)
+
+    # -- execution (a turn, the runner after approval or restart) ---------------------------------------------
+
+    async def run(self, action_id: Any, args: dict[str, Any] | None) -> ToolOutcome:
+        """Claim and execute one approved action. Whoever loses the claim gets the winner's outcome."""
+        async with self.pool.connection() as conn:
+            row = await repo.claim(conn, action_id, self.lease_s)
+            if row is None:
+                current = await repo.get_action(conn, None, action_id)
+        if row is None:
+            return await self._settled(current, duplicate=True) if current else ToolOutcome("failed", None, "unknown_action")
+        pack = self.packs.for_tenant_id(str(row["tenant_id"]))
+        tool = pack.tools.get(row["tool"]) if pack else None
+        if tool is None:
+            return await self._finish(row, "failed", None, "tool_not_configured")
+        if args is None:   # restore the owner's values from the vault
+            async with self.pool.connection() as conn:
+                rows = await vault_repo.load_session_entries(conn, str(row["tenant_id"]), row["session_id"])
+            vault = SessionVault.from_rows(str(row["tenant_id"]), str(row["session_id"]), rows)
+            args = originals_json(row["args"], self.redactor, vault)
+        for attempt in range(self.retries + 1):
+            try:
+                state, output, code = await self.executor.execute(tool, args, row["idempotency_key"])
+                break
+            except ToolUnavailable as e:
+                log.warning("tool unavailable", extra={"action_id": str(action_id), "attempt": attempt + 1, "error": str(e)})
+                await asyncio.sleep(self.backoff_s * (attempt + 1))
+        else:
+            state, output, code = "failed", None, "tool_unavailable"
+        return await self._finish(row, state, output, code)
+
+    async def _finish(self, row: dict, state: str, output: dict | None, code: str | None) -> ToolOutcome:
+        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
+            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
+            stored = redact_json(output, self.redactor, vault) if output is not None else None
+            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+            await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code)
+            await audit.append(conn, AuditEvent(f"action.{state}", "system", tenant_id, str(session_id), content={
+                "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code,
+                "attempt": row["attempts"], "idempotency_key": row["idempotency_key"]}))
+        log.info("action finished", extra={"action_id": str(row["id"]), "tool": row["tool"], "state": state, "code": code})
+        return ToolOutcome(state, output, code, str(row["id"]))
+
+    # -- outside a turn: approvals, the runner, webhooks ------------------------------------------------------
+
+    async def decide(self, tenant_id: str, action_id: Any, approve: bool, who: str, note: str | None) -> dict | None:
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await repo.decide(conn, tenant_id, action_id, approve, who)
+            if row is None:
+                return None
+            await audit.append(conn, AuditEvent("action.approved" if approve else "action.rejected", who, tenant_id,
+                                                str(row["session_id"]), content={"action_id": str(action_id), "note": note}))
+        if not approve:
+            await self.report(row)
+        return row
+
+    async def run_pending(self) -> int:
+        """One pass of the runner: approved actions (and executing ones whose executor died)."""
+        tenant_ids = await self.packs.tenant_ids()
+        if not tenant_ids:
+            return 0
+        async with self.pool.connection() as conn:
+            ids = await repo.runnable(conn, tenant_ids)
+        for action_id in ids:
+            outcome = await self.run(action_id, None)
+            if outcome.state in ("executed", "failed") and not outcome.duplicate:
+                async with self.pool.connection() as conn:
+                    row = await repo.get_action(conn, None, action_id)
+                if row is not None:
+                    await self.report(row)
+        return len(ids)
+
+    async def runner(self, interval_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.run_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("action runner pass failed")
+            await asyncio.sleep(interval_s)
+
+    async def webhook(self, payload: dict[str, Any]) -> dict | None:
+        """A long-running action's outcome (the signature was checked by the API). Idempotent: a repeated
+        callback finds the action already settled."""
+        key = payload.get("idempotency_key")
+        if not isinstance(key, str):
+            return None
+        async with self.pool.connection() as conn:
+            row = await repo.find_action_by_key(conn, key)
+        if row is None:
+            return None
+        state = "executed" if payload.get("status") == "executed" else "failed"
+        output = payload.get("result") if isinstance(payload.get("result"), dict) else {}
+        code = None if state == "executed" else str((payload.get("error") or {}).get("code", "tool_failed")
+                                                     if isinstance(payload.get("error"), dict) else "tool_failed")
+        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
+            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
+            stored = redact_json(output, self.redactor, vault)
+            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+            done = await repo.finish(conn, row["id"], state, {"output": stored}, code, from_states=("running", "executing"))
+            if done is not None:
+                await audit.append(conn, AuditEvent(f"action.{state}", "webhook", tenant_id, str(session_id), content={
+                    "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code}))
+        if done is not None:
+            await self.report(done)
+        return done or row
+
+    async def report(self, row: dict[str, Any]) -> bool:
+        """Tell the session how an action that finished outside a turn ended (once)."""
+        pack = self.packs.for_tenant_id(str(row["tenant_id"]))
+        if pack is None:
+            return False
+        report = (row.get("result") or {}).get("report") or {}
+        output = (row.get("result") or {}).get("output") or {}
+        slots = report.get("slots") or {}
+        if row["state"] == "executed":
+            text = render(report.get("say") or pack.canned.approved_done, slots, output)
+        elif row["state"] == "rejected":
+            text = pack.canned.rejected
+        else:
+            template = (report.get("errors") or {}).get(row.get("error_code") or "")
+            text = render(template, slots, output) if template else pack.canned.tool_failed
+        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            if not await repo.mark_reported(conn, row["id"]):
+                return False
+            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
+            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
+            stored = self.redactor.redact(text, vault)
+            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+            turn_id = hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()
+            turn_uuid = f"{turn_id[:8]}-{turn_id[8:12]}-{turn_id[12:16]}-{turn_id[16:20]}-{turn_id[20:32]}"
+            await sessions_repo.record_turn(conn, tenant_id, session_id, turn_uuid, report.get("channel", "chat"),
+                                            f"action-{row['id']}", [sessions_repo.TurnRow("assistant", stored, 0, "complete",
+                                                                                          model="enclave")])
+        log.info("action outcome reported", extra={"action_id": str(row["id"]), "state": row["state"]})
+        return True
+
+
+def describe(row: dict[str, Any]) -> dict[str, Any]:
+    """An action as the API shows it (redacted args and output; the report template stays internal)."""
+    result = row.get("result") or {}
+    return {"id": str(row["id"]), "session_id": str(row["session_id"]), "tool": row["tool"],
+            "side_effect": row["side_effect"], "state": row["state"], "args": row["args"],
+            "output": result.get("output"), "error_code": row.get("error_code"), "risk_reason": row.get("risk_reason"),
+            "attempts": row["attempts"], "decided_by": row.get("decided_by"),
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,122 @@
+"""Which tenant runs which domain pack, and each pack's trained intent classifier.
+
+Packs are read at start (a broken pack stops the gateway with the file, line and field at fault) and
+re-read when their files change (checked at most every few seconds). A changed pack is validated before
+it replaces the running one — a bad edit is logged and the last good pack keeps serving — and its
+classifier is retrained (or taken from the cache when those examples were trained before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.clients.embed import Embedder
+from gateway.dialogue.intents import IntentClassifier, train
+from gateway.dialogue.packs import Pack, PackError, load_pack
+
+log = logging.getLogger("enclave.gateway.packs")
+
+
+@dataclass
+class LoadedPack:
+    pack: Pack
+    folder: Path
+    mtime: float
+    tenant_id: str | None = None
+    classifier: IntentClassifier | None = None
+
+
+def _mtime(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.glob("*.y*ml")), default=0.0)
+
+
+class PackRegistry:
+    def __init__(self, folders: list[Path], pool: AsyncConnectionPool, embedder: Embedder | None,
+                 cache_dir: Path | None, check_every_s: float = 3.0) -> None:
+        self.pool, self.embedder, self.cache_dir, self.check_every_s = pool, embedder, cache_dir, check_every_s
+        self.loaded: dict[str, LoadedPack] = {}          # by tenant slug
+        self._by_tenant_id: dict[str, str] = {}          # tenant id → slug
+        self._last_check = 0.0
+        self._lock = asyncio.Lock()
+        for folder in folders:
+            pack = load_pack(folder)   # PackError stops the gateway: an operator must see it at start
+            if pack.tenant in self.loaded:
+                raise PackError(str(folder), [f"pack.yaml: tenant: '{pack.tenant}' already has a pack"])
+            self.loaded[pack.tenant] = LoadedPack(pack, Path(folder), _mtime(Path(folder)))
+            log.info("domain pack loaded", extra={"pack": pack.id, "tenant": pack.tenant, "sha256": pack.sha256[:12],
+                                                  "intents": len(pack.intents), "flows": len(pack.flows)})
+
+    def for_tenant_id(self, tenant_id: str) -> Pack | None:
+        slug = self._by_tenant_id.get(tenant_id)
+        return self.loaded[slug].pack if slug in self.loaded else None
+
+    async def resolve(self, tenant_id: str) -> LoadedPack | None:
+        """The tenant's pack, ready to use (reloaded if its files changed, classifier trained)."""
+        if not self.loaded:
+            return None
+        if not self._by_tenant_id:
+            await self._map_tenants()
+        slug = self._by_tenant_id.get(tenant_id)
+        if slug is None:
+            return None
+        await self._maybe_reload()
+        lp = self.loaded[slug]
+        if lp.classifier is None:
+            async with self._lock:
+                if lp.classifier is None:
+                    lp.classifier = await self._train(lp.pack)
+        return lp
+
+    async def _map_tenants(self) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT slug, id FROM tenants WHERE slug = ANY(%s)", (list(self.loaded),))
+            for slug, tid in await cur.fetchall():
+                self._by_tenant_id[str(tid)] = slug
+                self.loaded[slug].tenant_id = str(tid)
+
+    async def tenant_ids(self) -> list[str]:
+        """Ids of the tenants this gateway has packs for (looked up once they exist)."""
+        if len(self._by_tenant_id) < len(self.loaded):
+            await self.refresh_tenants()
+        return list(self._by_tenant_id)
+
+    async def refresh_tenants(self) -> None:
+        self._by_tenant_id.clear()
+        await self._map_tenants()
+
+    async def _train(self, pack: Pack) -> IntentClassifier:
+        if self.embedder is None:
+            raise RuntimeError("no embedding model configured: intents cannot be classified")
+        examples = {name: list(i.examples) for name, i in pack.intents.items()}
+        model = await train(examples, self.embedder.embed, self.embedder.model, self.cache_dir)
+        return IntentClassifier(model, self.embedder.embed)
+
+    async def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self.check_every_s:
+            return
+        self._last_check = now
+        for slug, lp in list(self.loaded.items()):
+            mtime = _mtime(lp.folder)
+            if mtime == lp.mtime:
+                continue
+            try:
+                pack = load_pack(lp.folder)
+            except PackError as e:
+                lp.mtime = mtime   # don't re-log every check; the last good pack keeps serving
+                log.error("changed domain pack is invalid; keeping the previous one", extra={"problems": e.problems})
+                continue
+            if pack.tenant != slug:
+                log.error("a pack may not change its tenant at run time; restart the gateway",
+                          extra={"pack": pack.id, "tenant": pack.tenant})
+                lp.mtime = mtime
+                continue
+            classifier = await self._train(pack) if pack.sha256 != lp.pack.sha256 else lp.classifier
+            self.loaded[slug] = LoadedPack(pack, lp.folder, mtime, lp.tenant_id, classifier)
+            log.info("domain pack reloaded", extra={"pack": pack.id, "sha256": pack.sha256[:12]})

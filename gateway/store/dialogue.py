@@ -1,0 +1,210 @@
+"""Postgres for the dialogue layer: per-session state, idempotent actions, the review queue, hand-offs.
+
+Every query takes the tenant. An action's state only moves forward through conditional UPDATEs
+(``WHERE state = …``), so two gateways, a retry or a restart can race and still execute a call once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+ACTION_COLUMNS = ("id, tenant_id, session_id, idempotency_key, tool, side_effect, args, state, risk_reason, result, "
+                  "error_code, attempts, flow, step, reported, decided_by, created_at, updated_at")
+
+
+# -- dialogue state -------------------------------------------------------------------------------------------
+
+async def load_state(conn: AsyncConnection, tenant_id: str, session_id) -> dict[str, Any] | None:
+    cur = await conn.execute("SELECT state FROM dialogue_states WHERE tenant_id = %s AND session_id = %s",
+                             (tenant_id, session_id))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def save_state(conn: AsyncConnection, tenant_id: str, session_id, state: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO dialogue_states (session_id, tenant_id, state) VALUES (%s, %s, %s) "
+        "ON CONFLICT (session_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now() "
+        "WHERE dialogue_states.tenant_id = EXCLUDED.tenant_id", (session_id, tenant_id, Jsonb(state)))
+
+
+async def set_mode(conn: AsyncConnection, tenant_id: str, session_id, mode: str) -> bool:
+    cur = await conn.execute("UPDATE sessions SET mode = %s, updated_at = now() WHERE tenant_id = %s AND id = %s",
+                             (mode, tenant_id, session_id))
+    return cur.rowcount == 1
+
+
+# -- actions --------------------------------------------------------------------------------------------------
+
+async def insert_action(conn: AsyncConnection, tenant_id: str, session_id, key: str, tool: str, side_effect: str,
+                        args: dict, state: str, *, risk_reason: str | None, flow: str | None, step: int | None,
+                        report: dict | None = None) -> tuple[dict[str, Any], bool]:
+    """(the action, created now?). A second request with the same key gets the first one's row."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"INSERT INTO actions (tenant_id, session_id, idempotency_key, tool, side_effect, args, state, risk_reason, "
+            f"flow, step, result) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {ACTION_COLUMNS}",
+            (tenant_id, session_id, key, tool, side_effect, Jsonb(args), state, risk_reason, flow, step,
+             Jsonb({"report": report}) if report else None))
+        row = await cur.fetchone()
+        if row is not None:
+            return row, True
+        await cur.execute(f"SELECT {ACTION_COLUMNS} FROM actions WHERE tenant_id = %s AND idempotency_key = %s",
+                          (tenant_id, key))
+        return await cur.fetchone(), False
+
+
+async def get_action(conn: AsyncConnection, tenant_id: str | None, action_id) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if tenant_id is None:
+            await cur.execute(f"SELECT {ACTION_COLUMNS} FROM actions WHERE id = %s", (action_id,))
+        else:
+            await cur.execute(f"SELECT {ACTION_COLUMNS} FROM actions WHERE tenant_id = %s AND id = %s",
+                              (tenant_id, action_id))
+        return await cur.fetchone()
+
+
+async def find_action_by_key(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {ACTION_COLUMNS} FROM actions WHERE idempotency_key = %s", (key,))
+        return await cur.fetchone()
+
+
+async def list_actions(conn: AsyncConnection, tenant_id: str, session_id) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {ACTION_COLUMNS} FROM actions WHERE tenant_id = %s AND session_id = %s "
+                          "ORDER BY created_at", (tenant_id, session_id))
+        return await cur.fetchall()
+
+
+async def claim(conn: AsyncConnection, action_id, lease_s: float) -> dict[str, Any] | None:
+    """approved → executing (or an executing row whose lease ran out: its executor died). Only one caller
+    gets the row back; everyone else gets None."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"UPDATE actions SET state = 'executing', attempts = attempts + 1, updated_at = now(), "
+            f"lease_until = now() + make_interval(secs => %s) WHERE id = %s AND (state = 'approved' OR "
+            f"(state = 'executing' AND lease_until < now())) RETURNING {ACTION_COLUMNS}", (lease_s, action_id))
+        return await cur.fetchone()
+
+
+async def runnable(conn: AsyncConnection, tenant_ids: list[str], limit: int = 20) -> list[uuid.UUID]:
+    """Approved actions nobody executes, and executing ones whose executor's lease ran out — of the tenants
+    whose packs (and so tools) this gateway has."""
+    cur = await conn.execute(
+        "SELECT id FROM actions WHERE tenant_id = ANY(%s::uuid[]) AND (state = 'approved' OR "
+        "(state = 'executing' AND lease_until < now())) ORDER BY updated_at LIMIT %s", (tenant_ids, limit))
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def finish(conn: AsyncConnection, action_id, state: str, result: dict | None, error_code: str | None,
+                 *, from_states: tuple[str, ...] = ("executing",)) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"UPDATE actions SET state = %s, result = COALESCE(result, '{{}}'::jsonb) || %s, error_code = %s, "
+            f"updated_at = now(), lease_until = NULL WHERE id = %s AND state = ANY(%s) RETURNING {ACTION_COLUMNS}",
+            (state, Jsonb(result or {}), error_code, action_id, list(from_states)))
+        return await cur.fetchone()
+
+
+async def decide(conn: AsyncConnection, tenant_id: str, action_id, approve: bool, who: str) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"UPDATE actions SET state = %s, decided_by = %s, updated_at = now() WHERE tenant_id = %s AND id = %s "
+            f"AND state = 'awaiting_approval' RETURNING {ACTION_COLUMNS}",
+            ("approved" if approve else "rejected", who, tenant_id, action_id))
+        return await cur.fetchone()
+
+
+async def mark_reported(conn: AsyncConnection, action_id) -> bool:
+    cur = await conn.execute("UPDATE actions SET reported = true WHERE id = %s AND NOT reported", (action_id,))
+    return cur.rowcount == 1
+
+
+# -- review queue ---------------------------------------------------------------------------------------------
+
+async def add_review_item(conn: AsyncConnection, tenant_id: str, kind: str, reason: str, *, session_id=None,
+                          action_id=None, detail: dict | None = None) -> uuid.UUID:
+    cur = await conn.execute(
+        "INSERT INTO review_items (tenant_id, kind, session_id, action_id, reason, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (tenant_id, kind, session_id, action_id, reason, Jsonb(detail or {})))
+    return (await cur.fetchone())[0]
+
+
+async def list_review_items(conn: AsyncConnection, tenant_id: str, state: str | None, kind: str | None,
+                            limit: int, offset: int) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT r.id, r.kind, r.session_id, r.action_id, r.reason, r.detail, r.state, r.decided_by, r.decided_at, "
+            "r.note, r.created_at, a.tool, a.args, a.state AS action_state FROM review_items r "
+            "LEFT JOIN actions a ON a.id = r.action_id WHERE r.tenant_id = %s AND (%s::text IS NULL OR r.state = %s) "
+            "AND (%s::text IS NULL OR r.kind = %s) ORDER BY r.created_at LIMIT %s OFFSET %s",
+            (tenant_id, state, state, kind, kind, limit, offset))
+        return await cur.fetchall()
+
+
+async def get_review_item(conn: AsyncConnection, tenant_id: str, item_id) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM review_items WHERE tenant_id = %s AND id = %s", (tenant_id, item_id))
+        return await cur.fetchone()
+
+
+async def close_review_item(conn: AsyncConnection, tenant_id: str, item_id, state: str, who: str,
+                            note: str | None) -> bool:
+    cur = await conn.execute(
+        "UPDATE review_items SET state = %s, decided_by = %s, decided_at = now(), note = %s "
+        "WHERE tenant_id = %s AND id = %s AND state = 'open'", (state, who, note, tenant_id, item_id))
+    return cur.rowcount == 1
+
+
+# -- hand-offs ------------------------------------------------------------------------------------------------
+
+HANDOFF_COLUMNS = ("id, session_id, reason, intent, entities, summary, summary_by, state, agent, created_at, "
+                   "accepted_at, closed_at")
+
+
+async def open_handoff(conn: AsyncConnection, tenant_id: str, session_id, reason: str, intent: str | None,
+                       entities: dict, summary: str, summary_by: str) -> uuid.UUID | None:
+    """None when the session already has an open hand-off (one at a time)."""
+    cur = await conn.execute(
+        "INSERT INTO handoffs (tenant_id, session_id, reason, intent, entities, summary, summary_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+        (tenant_id, session_id, reason, intent, Jsonb(entities), summary, summary_by))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def list_handoffs(conn: AsyncConnection, tenant_id: str, state: str | None, limit: int, offset: int) -> list[dict]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE tenant_id = %s AND "
+                          "(%s::text IS NULL OR state = %s) ORDER BY created_at LIMIT %s OFFSET %s",
+                          (tenant_id, state, state, limit, offset))
+        return await cur.fetchall()
+
+
+async def get_handoff(conn: AsyncConnection, tenant_id: str, handoff_id) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE tenant_id = %s AND id = %s",
+                          (tenant_id, handoff_id))
+        return await cur.fetchone()
+
+
+async def accept_handoff(conn: AsyncConnection, tenant_id: str, handoff_id, agent: str) -> dict | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"UPDATE handoffs SET state = 'active', agent = %s, accepted_at = now() WHERE tenant_id = %s "
+                          f"AND id = %s AND state = 'queued' RETURNING {HANDOFF_COLUMNS}", (agent, tenant_id, handoff_id))
+        return await cur.fetchone()
+
+
+async def close_handoff(conn: AsyncConnection, tenant_id: str, handoff_id) -> dict | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"UPDATE handoffs SET state = 'closed', closed_at = now() WHERE tenant_id = %s AND id = %s "
+                          f"AND state <> 'closed' RETURNING {HANDOFF_COLUMNS}", (tenant_id, handoff_id))
+        return await cur.fetchone()

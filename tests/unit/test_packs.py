@@ -1,0 +1,101 @@
+"""Domain packs: the example pack loads, and a broken pack is refused with the file, line and field of each
+problem (what an operator needs to fix it without reading code)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway.dialogue.packs import PackError, load_pack, load_packs
+from gateway.dialogue.render import render, render_value
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "packs" / "retail-bank"
+
+
+@pytest.fixture
+def pack_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "pack"
+    shutil.copytree(EXAMPLE, folder)
+    return folder
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def problems(folder: Path) -> list[str]:
+    with pytest.raises(PackError) as e:
+        load_pack(folder)
+    return e.value.problems
+
+
+def test_the_example_pack_is_complete() -> None:
+    pack = load_pack(EXAMPLE)
+    assert pack.tenant == "demo-bank" and len(pack.intents) >= 15
+    assert {"balance", "block_card", "dispute", "transfer", "branch_hours"} <= set(pack.flows)
+    assert pack.escalation.request_intent == "speak_to_human" and "report_fraud" in pack.escalation.always_human
+    assert pack.tools["transfer"].side_effect == "money" and pack.tools["transfer"].approval.amount_over is not None
+    assert "numbers" in pack.system_prompt("voice") and "markdown" in pack.system_prompt("chat")
+    assert pack.sha256 and load_pack(EXAMPLE).sha256 == pack.sha256   # stable: the classifier cache keys on it
+
+
+def test_unknown_references_name_file_line_and_field(pack_copy: Path) -> None:
+    edit(pack_copy / "intents.yaml", "flow: dispute\n", "flow: disputes\n")
+    edit(pack_copy / "flows.yaml", '{amount} charged on {date}', '{amout} charged on {date}')
+    got = problems(pack_copy)
+    line = next(i for i, t in enumerate((pack_copy / "intents.yaml").read_text().splitlines(), 1) if "flow: disputes" in t)
+    assert f"intents.yaml:{line}: intents.dispute_transaction.flow: unknown flow 'disputes'" in got
+    assert any(p.startswith("flows.yaml:") and "'{amout}'" in p for p in got)
+
+
+def test_type_errors_and_yaml_syntax_are_located(pack_copy: Path) -> None:
+    edit(pack_copy / "pack.yaml", "threshold: 0.5", "threshold: high")
+    got = problems(pack_copy)
+    assert len(got) == 1 and got[0].startswith("pack.yaml:") and "understanding.threshold" in got[0]
+    edit(pack_copy / "pack.yaml", "threshold: high", "threshold: [0.5")
+    got = problems(pack_copy)
+    assert got[0].startswith("pack.yaml:") and "YAML syntax" in got[0]
+
+
+def test_side_effects_need_a_confirmation_and_tools_a_valid_schema(pack_copy: Path) -> None:
+    flows = pack_copy / "flows.yaml"
+    edit(flows, '      - confirm: "To confirm: move {amount} from your {from_account} to your {to_account}?"\n', "")
+    assert any(p.startswith("flows.yaml:") and "flows.transfer.steps.3.call" in p and "confirm before calling it" in p
+               for p in problems(pack_copy))
+    edit(pack_copy / "tools.yaml", "limit: {type: integer, minimum: 1, maximum: 20}", "limit: {type: integr}")
+    assert any(p.startswith("tools.yaml:") and "not a valid JSON schema" in p for p in problems(pack_copy))
+
+
+def test_a_step_is_one_thing_and_a_key_is_defined_once(pack_copy: Path, tmp_path: Path) -> None:
+    edit(pack_copy / "flows.yaml", "      - ask: account\n", "      - ask: account\n        confirm: sure?\n")
+    assert any("flows.balance.steps.0" in p and "exactly one of" in p for p in problems(pack_copy))
+    other = tmp_path / "dupe"
+    shutil.copytree(EXAMPLE, other)
+    edit(other / "pack.yaml", "language: en\n", "language: en\nlanguage: de\n")
+    assert any("defined twice" in p for p in problems(other))
+
+
+def test_two_packs_for_one_tenant_are_refused(pack_copy: Path) -> None:
+    with pytest.raises(PackError, match="already has pack"):
+        load_packs([EXAMPLE, pack_copy])
+
+
+def test_environment_variables_fill_endpoints(pack_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCLAVE_BANK_URL", "http://10.1.2.3:9000")
+    assert load_pack(pack_copy).tools["transfer"].http.url == "http://10.1.2.3:9000/tools/transfer"
+    monkeypatch.delenv("ENCLAVE_BANK_URL")
+    assert load_pack(pack_copy).tools["transfer"].http.url == "http://127.0.0.1:8090/tools/transfer"
+
+
+def test_templates_fill_slots_and_results_and_nothing_else() -> None:
+    slots = {"amount": {"value": "250.00", "currency": "EUR"}, "account": "credit_card", "n": 3}
+    assert render("Move {amount} from {account}", slots) == "Move 250.00 EUR from credit card"
+    assert render("ref {result.reference} {result.items.0.id}", slots, {"reference": "TRF-1", "items": [{"id": "x"}]}) \
+        == "ref TRF-1 x"
+    assert render("{__class__} {amount.__dict__} {missing}", slots) == "{__class__} {amount.__dict__} "
+    assert render_value({"amount": "{amount.value}", "n": "{n}", "acct": "{account}", "fixed": 5}, slots) == \
+        {"amount": "250.00", "n": 3, "acct": "credit_card", "fixed": 5}
