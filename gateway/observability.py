@@ -51,6 +51,13 @@ class Metrics:
         self.pii_redactions = Counter("enclave_pii_redactions", "Values redacted into placeholders, by type", ["type"],
                                       registry=r)
         self.rate_limited = Counter("enclave_rate_limited", "Requests refused by a per-key rate limit", registry=r)
+        # Dialogue KPIs: what the assistant decided, how intents were recognised, escalations, guard verdicts.
+        self.decisions = Counter("enclave_dialogue_decisions", "Dialogue decisions (flow, answer, reply, hand-off…)",
+                                 ["decision"], registry=r)
+        self.intents = Counter("enclave_intents", "Recognised intents by source (classifier, llm, none)",
+                               ["intent", "source"], registry=r)
+        self.handoffs = Counter("enclave_handoffs", "Sessions handed to a colleague, by reason", ["reason"], registry=r)
+        self.injections = Counter("enclave_injection_verdicts", "Guard verdicts other than pass", ["action"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -29,8 +29,10 @@ from gateway.dialogue.packs import Flow, Pack, Slot, Step
 from gateway.dialogue.registry import PackRegistry
 from gateway.dialogue.render import render, render_value
 from gateway.dialogue.sentiment import frustration
+from gateway.dialogue.spoken import spoken
 from gateway.dialogue.structured import call_tool, complete_json
 from gateway.dialogue.turn import Turn
+from gateway.errors import InvalidRequest
 from gateway.knowledge.ground import KnowledgeSpec
 from gateway.knowledge.retrieve import SearchFilter
 from gateway.safety.redact import Redactor
@@ -90,12 +92,16 @@ class LoadDialogue:
         self.registry, self.pool = registry, pool
 
     async def __call__(self, turn: Turn) -> None:
-        if turn.is_tool_result or turn.params.get("tools"):
-            return   # a client running its own tool loop keeps plain OpenAI semantics
         lp = await self.registry.resolve(turn.tenant_id)
         if lp is None:
             return
+        if turn.is_tool_result or turn.params.get("tools") or turn.params.get("tool_choice"):
+            # The pack decides which tools exist: a client may not add its own (or answer for them).
+            raise InvalidRequest("tools_not_allowed", "this tenant's assistant runs a domain pack and calls only the "
+                                 "pack's tools; send messages without tools", "tools")
         turn.pack = lp
+        if turn.session.get("system_prompt") and turn.session_is_new:
+            turn.dialogue["client_system_prompt_ignored"] = True
         turn.mode = turn.session.get("mode", "bot")
         if not turn.session_is_new:
             async with self.pool.connection() as conn:
@@ -212,6 +218,8 @@ class Decide:
                          "flow": state.flow, "step": state.step, "awaiting": state.awaiting,
                          "actions": turn.dialogue.get("actions", [])}
         text = "\n\n".join(reply.parts)
+        if turn.channel in ("voice", "sip"):   # the pack's text as a caller hears it: numbers in words, no markup
+            text = spoken(text, pack.language)
         if reply.llm:
             if text:
                 turn.reply_prefix = text + "\n\n"

@@ -139,6 +139,14 @@ class Record:
         m.tokens.labels("out", turn.channel, model).inc(completion_tokens)
         for pii_type, n in {**turn.pii_found, **turn.pii_in_reply}.items():
             m.pii_redactions.labels(pii_type).inc(n)
+        if turn.dialogue.get("decision"):
+            m.decisions.labels(turn.dialogue["decision"].split(":")[0]).inc()
+        if turn.understood is not None:
+            m.intents.labels(turn.understood.intent or "none", turn.understood.source).inc()
+        if turn.handoff is not None:
+            m.handoffs.labels(turn.handoff["reason"]).inc()
+        if turn.injection:
+            m.injections.labels(turn.injection["action"]).inc()
         if turn.ttft_s is not None:
             m.ttft.labels(turn.channel, model).observe(turn.ttft_s)
         if turn.total_s is not None:

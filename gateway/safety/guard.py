@@ -82,7 +82,7 @@ class Guard:
         r = self.redactor
         turn.input_messages = [redact_message(m, r, vault) for m in turn.input_messages]
         turn.extra_messages = [redact_message(m, r, vault) for m in turn.extra_messages]
-        if turn.session_is_new and turn.session.get("system_prompt"):
+        if turn.session_is_new and turn.session.get("system_prompt") and turn.pack is None:   # a pack's is the operator's
             turn.session = {**turn.session, "system_prompt": r.redact(turn.session["system_prompt"], vault)}
         turn.pii_found = dict(vault.counts)
         turn.text = r.redact(turn.text, vault)   # the new message's text again: known values, not counted twice
