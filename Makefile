@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval bench-intents lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -27,6 +27,7 @@ bench: install
 	$(PY) scripts/bench/serving.py
 	$(PY) scripts/bench/gateway.py
 	$(PY) scripts/bench/trust.py
+	$(PY) scripts/bench/intents.py
 
 bench-gateway: install
 	$(PY) scripts/bench/gateway.py
@@ -36,6 +37,9 @@ bench-trust: install
 
 bench-retrieval: install
 	$(PY) scripts/bench/retrieval.py
+
+bench-intents: install
+	$(PY) scripts/bench/intents.py $(if $(SERVING_URL),--serving-url $(SERVING_URL))
 
 lint:
 	$(VENV)/bin/ruff check gateway serving models deploy tests scripts

@@ -1,12 +1,14 @@
 """The turn pipeline: small stages over one ``Turn``, in the order ARCHITECTURE.md gives.
 
-    preprocess → guard → understand → decide → ground → context → generate → postprocess → record
+    preprocess → check_input → dialogue → guard → understand → decide → ground → context → generate
+    → postprocess → redact_output → record
 
-This issue implements preprocess, context + generate, postprocess and record. ``guard``, ``understand``,
-``decide`` and ``ground`` are named extension points (pass-throughs today) that the trust, dialogue and
-knowledge capabilities replace; a stage is any object with a ``name`` and ``async __call__(turn)``.
-Generation streams, so the API layer drives it: ``prepare`` runs everything before it, ``open``
-starts it, and ``finish`` runs everything after it, whatever happened to the stream.
+``dialogue``, ``understand`` and ``decide`` act only for tenants with a domain pack (gateway/dialogue/
+decide.py); a stage that answers by itself (a flow's question, a blocked message, "I don't know") sets
+``turn.canned_reply`` and generation streams that instead of calling the model. A stage is any object
+with a ``name`` and ``async __call__(turn)``. Generation streams, so the API layer drives it: ``prepare``
+runs everything before it, ``open`` starts it, and ``finish`` runs everything after it, whatever
+happened to the stream.
 """
 
 from __future__ import annotations
@@ -37,16 +39,6 @@ class Stage(Protocol):
     name: str
 
     async def __call__(self, turn: Turn) -> None: ...
-
-
-class PassThrough:
-    """A named extension point that does nothing yet."""
-
-    def __init__(self, name: str, filled_by: str) -> None:
-        self.name, self.filled_by = name, filled_by
-
-    async def __call__(self, turn: Turn) -> None:
-        return None
 
 
 class CheckInput:
