@@ -142,7 +142,6 @@ class Tool(_Model):
     python: str | None = None               # or "module:function" (sync or async, takes the args dict)
     side_effect: Literal["read", "write", "money"] = "read"
     approval: ApprovalRule = Field(default_factory=ApprovalRule)
-    llm: bool = False                       # the LLM may call it in a free answer (read tools only)
 
     @model_validator(mode="after")
     def _target(self) -> Tool:
@@ -150,8 +149,6 @@ class Tool(_Model):
             raise ValueError("a tool needs exactly one of http or python")
         if self.python is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.python):
             raise ValueError("python must be 'module:function'")
-        if self.llm and self.side_effect != "read":
-            raise ValueError("only read tools may be offered to the LLM (llm: true)")
         try:
             Draft202012Validator.check_schema(self.parameters)
         except SchemaError as e:

@@ -65,6 +65,8 @@ async def delete_session(conn: AsyncConnection, tenant_id: str, session_id: uuid
                          created_by: str | None = None) -> bool:
     cur = await conn.execute(f"DELETE FROM sessions WHERE id = %(sid)s AND tenant_id = %(tid)s {_OWNER}",
                              {"sid": session_id, "tid": tenant_id, "owner": created_by})
+    if cur.rowcount == 1:   # the assistant's working memory goes with it (actions and hand-offs are records)
+        await conn.execute("DELETE FROM dialogue_states WHERE session_id = %s AND tenant_id = %s", (session_id, tenant_id))
     return cur.rowcount == 1
 
 
