@@ -126,7 +126,9 @@ class Understand:
             return
         pack: Pack = turn.pack.pack
         t0 = time.perf_counter()
-        score: IntentScore = (await turn.pack.classifier.classify([turn.text]))[0]
+        classifier = turn.pack.classifier
+        vectors = turn.text_vector if turn.text_vector is not None else await classifier.vectors([turn.text])
+        score: IntentScore = classifier.model.scores(vectors)[0]
         und = pack.understanding
         intent, source = None, "none"
         if score.similarity >= MIN_SIMILARITY and score.confidence >= und.threshold:

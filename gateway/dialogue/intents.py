@@ -34,9 +34,11 @@ Embed = Callable[[Sequence[str]], Awaitable[np.ndarray]]
 def normalise_utterance(text: str) -> str:
     """Chat and speech-to-text write the same request differently; this removes what differs (case,
     punctuation, fillers) so the classifier sees one style."""
-    text = _NON_WORD.sub(" ", text.lower())
-    stripped = _SPACES.sub(" ", _FILLERS.sub(" ", text)).strip()
-    return stripped or _SPACES.sub(" ", text).strip()
+    lowered = text.lower()
+    words = _NON_WORD.sub(" ", lowered)
+    stripped = _SPACES.sub(" ", _FILLERS.sub(" ", words)).strip()
+    # Never empty (the embedding role refuses empty input): fillers alone stay, symbols alone stay as typed.
+    return stripped or _SPACES.sub(" ", words).strip() or _SPACES.sub(" ", lowered).strip() or "(empty)"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,14 @@ class IntentModel:
             ranked = tuple((self.labels[j], float(probs[i, j])) for j in order[i])
             out.append(IntentScore(ranked[0][0], ranked[0][1], float(nearest[i]), ranked))
         return out
+
+    def probability(self, vectors: np.ndarray, label: str) -> np.ndarray:
+        """P(label) for each row (e.g. "attack" for the guard's model)."""
+        logits = vectors @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs[:, self.labels.index(label)]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +156,10 @@ class IntentClassifier:
     def __init__(self, model: IntentModel, embed: Embed) -> None:
         self.model, self.embed = model, embed
 
+    async def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of the normalised texts: computed once per turn, shared by the guard's semantic
+        check and the intent classifier."""
+        return _unit(np.asarray(await self.embed([normalise_utterance(t) for t in texts]), dtype=np.float32))
+
     async def classify(self, texts: Sequence[str]) -> list[IntentScore]:
-        vectors = _unit(np.asarray(await self.embed([normalise_utterance(t) for t in texts]), dtype=np.float32))
-        return self.model.scores(vectors)
+        return self.model.scores(await self.vectors(texts))

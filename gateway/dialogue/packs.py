@@ -183,6 +183,7 @@ class Understanding(_Model):
 class Guard(_Model):
     block_at: float = Field(default=0.75, gt=0, le=1)
     fence_at: float = Field(default=0.4, gt=0, le=1)
+    semantic_weight: float = Field(default=0.5, ge=0, le=1)   # the embedding classifier's say; 0 turns it off
 
 
 class Canned(_Model):

@@ -17,7 +17,7 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.embed import Embedder
-from gateway.dialogue.intents import IntentClassifier, train
+from gateway.dialogue.intents import IntentClassifier, IntentModel, train
 from gateway.dialogue.packs import Pack, PackError, load_pack
 
 log = logging.getLogger("enclave.gateway.packs")
@@ -30,6 +30,7 @@ class LoadedPack:
     mtime: float
     tenant_id: str | None = None
     classifier: IntentClassifier | None = None
+    guard_model: IntentModel | None = None     # attack vs benign over the same embeddings (the guard's semantic check)
 
 
 def _mtime(folder: Path) -> float:
@@ -70,6 +71,7 @@ class PackRegistry:
         if lp.classifier is None:
             async with self._lock:
                 if lp.classifier is None:
+                    lp.guard_model = await self._train_guard(lp.pack)
                     lp.classifier = await self._train(lp.pack)
         return lp
 
@@ -97,6 +99,17 @@ class PackRegistry:
         model = await train(examples, self.embedder.embed, self.embedder.model, self.cache_dir)
         return IntentClassifier(model, self.embedder.embed)
 
+    async def _train_guard(self, pack: Pack) -> IntentModel | None:
+        """The guard's classifier: the injection corpus' attacks against its benign look-alikes plus this
+        pack's own examples (what its customers really say must never look like an attack)."""
+        if self.embedder is None or pack.guard.semantic_weight <= 0:
+            return None
+        from gateway.safety.injection_corpus import ATTACKS, BENIGN
+
+        benign = list(BENIGN) + [e for i in pack.intents.values() for e in i.examples]
+        return await train({"attack": list(ATTACKS), "benign": benign}, self.embedder.embed, self.embedder.model,
+                           self.cache_dir)
+
     async def _maybe_reload(self) -> None:
         now = time.monotonic()
         if now - self._last_check < self.check_every_s:
@@ -117,6 +130,8 @@ class PackRegistry:
                           extra={"pack": pack.id, "tenant": pack.tenant})
                 lp.mtime = mtime
                 continue
-            classifier = await self._train(pack) if pack.sha256 != lp.pack.sha256 else lp.classifier
-            self.loaded[slug] = LoadedPack(pack, lp.folder, mtime, lp.tenant_id, classifier)
+            changed = pack.sha256 != lp.pack.sha256
+            classifier = await self._train(pack) if changed else lp.classifier
+            guard_model = await self._train_guard(pack) if changed else lp.guard_model
+            self.loaded[slug] = LoadedPack(pack, lp.folder, mtime, lp.tenant_id, classifier, guard_model)
             log.info("domain pack reloaded", extra={"pack": pack.id, "sha256": pack.sha256[:12]})

@@ -75,6 +75,7 @@ class Turn:
     mode: str = "bot"                   # bot | human (a colleague took the session over)
     dialogue_state: Any = None          # gateway.dialogue.decide.DialogueState, stored with the turn
     understood: Any = None              # gateway.dialogue.decide.Understood
+    text_vector: Any = None             # the redacted text's embedding (guard → understand), never stored
     dialogue: dict[str, Any] = field(default_factory=dict)       # the decision, for the reply and the audit log
     handoff: dict[str, Any] | None = None                        # opened with the turn
     recorded: bool = False              # stored before generation (a relayed message)

@@ -13,7 +13,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.dialogue.turn import Turn
-from gateway.safety.injection import InjectionScorer, sanitize
+from gateway.safety.injection import InjectionScorer, InjectionVerdict, sanitize, with_semantic
 from gateway.safety.redact import Redactor, SessionVault
 from gateway.store import vault as vault_repo
 
@@ -53,16 +53,30 @@ class Guard:
             self._scorers[key] = InjectionScorer(block_at=g.block_at, fence_at=g.fence_at)
         return self._scorers[key]
 
-    def check_injection(self, turn: Turn) -> None:
+    def check_injection(self, turn: Turn) -> InjectionVerdict | None:
+        """The heuristic verdict on the raw text; the text is sanitised afterwards."""
         if turn.is_tool_result or not turn.text:
-            return
+            return None
         verdict = self.scorer(turn).score(turn.text)
         clean = sanitize(turn.text)
         if clean != turn.text:
             turn.text = clean
             if turn.input_messages and turn.input_messages[-1].get("role") == "user":
                 turn.input_messages[-1] = {**turn.input_messages[-1], "content": clean}
-        if verdict.action == "pass":
+        return verdict
+
+    async def semantic(self, turn: Turn, verdict: InjectionVerdict) -> InjectionVerdict:
+        """For a pack tenant: the embedding classifier's view, on the redacted text. The vector is kept for
+        the intent classifier (one embedding call per turn serves both)."""
+        lp = turn.pack
+        if lp is None or lp.guard_model is None or lp.classifier is None or not turn.text or turn.mode != "bot":
+            return verdict
+        turn.text_vector = await lp.classifier.vectors([turn.text])
+        p_attack = float(lp.guard_model.probability(turn.text_vector, "attack")[0])
+        return with_semantic(verdict, p_attack, lp.pack.guard.semantic_weight, self.scorer(turn))
+
+    def apply(self, turn: Turn, verdict: InjectionVerdict | None) -> None:
+        if verdict is None or verdict.action == "pass":
             return
         turn.injection = {"score": round(verdict.score, 3), "reasons": list(verdict.reasons), "action": verdict.action}
         turn.review.append({"kind": "injection", "reason": f"{verdict.action}: {', '.join(verdict.reasons) or 'score'}",
@@ -73,7 +87,7 @@ class Guard:
             turn.fence_input = True
 
     async def __call__(self, turn: Turn) -> None:
-        self.check_injection(turn)
+        verdict = self.check_injection(turn)
         rows: list[tuple] = []
         if not turn.session_is_new:
             async with self.pool.connection() as conn:
@@ -88,6 +102,9 @@ class Guard:
         turn.text = r.redact(turn.text, vault)   # the new message's text again: known values, not counted twice
         vault.counts = dict(turn.pii_found)
         turn.vault = vault
+        if verdict is not None:
+            verdict = await self.semantic(turn, verdict)
+        self.apply(turn, verdict)
 
 
 class RedactOutput:

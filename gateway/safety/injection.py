@@ -11,7 +11,7 @@ block together, a single weak look-alike ("from now on you", "new instructions:"
 look-alikes ("ignore my previous message", "override the daily limit", "developer mode on my phone") are kept out
 by the patterns themselves — possessives, objects and context words — not by lowering weights.
 
-How good it is: the unit-test corpus (``tests/unit/injection_corpus.py``) is what the patterns were tuned on, so its
+How good it is: the corpus (``gateway/safety/injection_corpus.py``) is what the patterns were tuned on, so its
 rates (all attacks blocked, all benign passed) are an upper bound. On fresh attack/benign sets written after tuning
 and scored once, before any fix, it blocked 47-60% of attacks and fenced or blocked 67-75%, while 95-100% of benign
 banking messages passed and none were blocked. Treat it as one layer: novel paraphrases get through, so tools must
@@ -614,6 +614,20 @@ def _rot13_view(light: str) -> str:
 
 _MARKER_CHARS = re.compile(r"<<<|>>>")
 _FORGED = re.compile(r"\b(BEGIN|END)(\s+)(UNTRUSTED)\b", re.IGNORECASE)
+
+
+def with_semantic(verdict: InjectionVerdict, p_attack: float, weight: float, scorer: InjectionScorer) -> InjectionVerdict:
+    """Fold in a second, learned signal: the probability a small classifier over sentence embeddings (trained
+    on the corpus, ``gateway/dialogue/registry.py``) gives to "attack". It catches paraphrases the patterns
+    miss; its weight keeps it from blocking alone unless it is very sure (weight × p must reach the block
+    threshold together with the heuristics)."""
+    w = max(0.0, min(1.0, weight * p_attack))
+    if w <= 0.0:
+        return verdict
+    score = round(1.0 - (1.0 - verdict.score) * (1.0 - w), 4)
+    action: Action = "block" if score >= scorer.block_at else "fence" if score >= scorer.fence_at else "pass"
+    reasons = verdict.reasons + (("semantic",) if w >= 0.2 and "semantic" not in verdict.reasons else ())
+    return InjectionVerdict(score=score, reasons=reasons if score > 0 else (), action=action)
 
 
 def fence(text: str, label: str = "user message") -> str:

@@ -484,6 +484,45 @@ def test_always_human_intents_and_frustration_escalate(keys: dict, dlg: GatewayP
 
 # -- guard ----------------------------------------------------------------------------------------------------
 
+def test_the_guard_with_its_embedding_classifier_on_the_held_out_set(appliance: Appliance) -> None:
+    """Heuristics plus the pack's attack/benign classifier over the served MiniLM embeddings (what a pack
+    tenant's guard runs), on the injection set that neither was tuned on. Prints both rates."""
+    import asyncio
+
+    from gateway.dialogue.registry import PackRegistry
+    from gateway.safety.injection import InjectionScorer, sanitize, with_semantic
+    from tests.unit.injection_heldout import ATTACKS, BENIGN
+
+    async def run() -> dict[str, float]:
+        async with httpx.AsyncClient(base_url=appliance.serving_url, timeout=120, trust_env=False) as http:
+            embedder = Embedder(http, "all-minilm-l6-v2", 384)
+            model = await PackRegistry([], None, embedder, None)._train_guard(PACK)
+            vectors = np.asarray(await embedder.embed([normalise_utterance(sanitize(t)) for t in ATTACKS + BENIGN]),
+                                 dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            p_attack = model.probability(vectors, "attack")
+            scorer = InjectionScorer(PACK.guard.block_at, PACK.guard.fence_at)
+            actions = [with_semantic(scorer.score(t), float(p), PACK.guard.semantic_weight, scorer).action
+                       for t, p in zip(ATTACKS + BENIGN, p_attack, strict=True)]
+            heuristic = [scorer.score(t).action for t in ATTACKS + BENIGN]
+            n = len(ATTACKS)
+
+            def share(acts, which, start, stop):
+                return sum(a in which for a in acts[start:stop]) / (stop - start)
+
+            return {"blocked": share(actions, ("block",), 0, n), "blocked_or_fenced": share(actions, ("block", "fence"), 0, n),
+                    "benign_passed": share(actions, ("pass",), n, len(actions)),
+                    "benign_blocked": share(actions, ("block",), n, len(actions)),
+                    "heuristic_blocked_or_fenced": share(heuristic, ("block", "fence"), 0, n),
+                    "heuristic_benign_passed": share(heuristic, ("pass",), n, len(heuristic))}
+
+    rates = asyncio.run(run())
+    print("\nheld-out injection set, heuristics + embedding classifier: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    assert rates["blocked_or_fenced"] >= 0.85 and rates["blocked_or_fenced"] > rates["heuristic_blocked_or_fenced"]
+    assert rates["benign_blocked"] <= 0.02 and rates["benign_passed"] >= 0.8
+
+
 def test_injection_is_blocked_and_reviewed_while_a_look_alike_passes(appliance: Appliance, keys: dict,
                                                                      dlg: GatewayProcess) -> None:
     with client(dlg, keys["user"]) as c:

@@ -22,7 +22,7 @@ from gateway.safety.injection import (
     format_rates,
     sanitize,
 )
-from tests.unit.injection_corpus import ATTACKS, BENIGN
+from gateway.safety.injection_corpus import ATTACKS, BENIGN
 
 
 @pytest.fixture(scope="module")

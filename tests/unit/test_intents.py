@@ -68,14 +68,16 @@ def test_the_registry_reloads_a_changed_pack_and_keeps_the_last_good_one(tmp_pat
     registry = PackRegistry([folder], pool=None, embedder=emb, cache_dir=tmp_path / "cache", check_every_s=0)
     registry._by_tenant_id["t1"] = "demo-bank"     # what the tenants table would say
     lp = asyncio.run(registry.resolve("t1"))
-    assert lp.classifier is not None and "check_balance" in lp.classifier.model.labels and emb.calls == 1
+    assert lp.classifier is not None and "check_balance" in lp.classifier.model.labels
+    assert lp.guard_model is not None and lp.guard_model.labels == ["attack", "benign"]
+    first = emb.calls          # the intents and the guard's attack/benign model
     intents = folder / "intents.yaml"
     intents.write_text(intents.read_text() + "\n  mortgage_holiday:\n    description: pause mortgage payments\n"
                        "    examples: [pause my mortgage, mortgage payment holiday, skip a mortgage payment]\n")
     lp = asyncio.run(registry.resolve("t1"))
-    assert "mortgage_holiday" in lp.classifier.model.labels and emb.calls == 2      # retrained
+    assert "mortgage_holiday" in lp.classifier.model.labels and emb.calls == 2 * first   # retrained
     good = lp.pack.sha256
     intents.write_text(intents.read_text().replace("flow: balance", "flow: no_such_flow"))
     lp = asyncio.run(registry.resolve("t1"))
-    assert lp.pack.sha256 == good and emb.calls == 2                                 # the broken edit is refused
+    assert lp.pack.sha256 == good and emb.calls == 2 * first                         # the broken edit is refused
     assert registry.for_tenant_id("t1").id == "retail-bank" and registry.for_tenant_id("t2") is None
