@@ -12,10 +12,12 @@ look-alikes ("ignore my previous message", "override the daily limit", "develope
 by the patterns themselves — possessives, objects and context words — not by lowering weights.
 
 How good it is: the corpus (``gateway/safety/injection_corpus.py``) is what the patterns were tuned on, so its
-rates (all attacks blocked, all benign passed) are an upper bound. On fresh attack/benign sets written after tuning
-and scored once, before any fix, it blocked 47-60% of attacks and fenced or blocked 67-75%, while 95-100% of benign
-banking messages passed and none were blocked. Treat it as one layer: novel paraphrases get through, so tools must
-still check their own authorisation, and a 100 KB document costs about half a second to a second on a loaded 2-core box.
+rates (all attacks blocked, all benign passed) are an upper bound. On a held-out set written apart from it
+(``tests/unit/injection_heldout.py``, 120 attacks / 120 look-alikes) it blocks 0.675 of the attacks and blocks or
+fences 0.767, while 0.983 of the benign messages pass and 0.008 are blocked. Pack tenants add an embedding
+classifier (``with_semantic``), which lifts blocked-or-fenced to 0.933. Treat it as one layer: novel paraphrases
+get through, so tools must still check their own authorisation; a 100 KB document costs about half a second to a
+second on a loaded 2-core box.
 """
 
 from __future__ import annotations
