@@ -15,11 +15,12 @@ import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.api import admin, audit, chat, dialogue, health, knowledge, models, sessions, vault
+from gateway.api import admin, audit, chat, dialogue, health, knowledge, models, sessions, vault, voice
 from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
 from gateway.clients.llm import Timeouts, build_chain
+from gateway.clients.speech import EspeakSpeech, SpeechToText, TextToSpeech
 from gateway.config import Settings, get_settings
 from gateway.dialogue.actions import Actions, ToolExecutor
 from gateway.dialogue.context import BuildContext, ContextPolicy
@@ -79,6 +80,27 @@ class Knowledge:
     ingestor: Ingestor
     relevance_threshold: float
     embedder: Embedder
+
+
+@dataclass(frozen=True)
+class Speech:
+    stt: SpeechToText
+    tts: TextToSpeech
+    fallback: EspeakSpeech | None
+    clients: tuple[httpx.AsyncClient, ...]
+
+
+def build_speech(settings: Settings) -> Speech:
+    """The voice channel's speech roles (the serving plane unless overridden) and the local fallback voice."""
+    def client(url: str | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=(url or settings.serving_base_url).rstrip("/"), trust_env=False,
+                                 timeout=httpx.Timeout(30.0, connect=2.0),
+                                 limits=httpx.Limits(max_connections=128, max_keepalive_connections=32))
+
+    stt_client, tts_client = client(settings.stt_url), client(settings.tts_url)
+    espeak = EspeakSpeech()
+    return Speech(SpeechToText(stt_client), TextToSpeech(tts_client), espeak if espeak.available else None,
+                  (stt_client, tts_client))
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.key_cache, state.background = KeyCache(), background
         state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
+        state.speech = speech = build_speech(settings)
         if settings.actions_runner and dialogue_parts.registry.loaded:
             runner = asyncio.create_task(dialogue_parts.actions.runner())
             background.add(runner)
@@ -206,6 +229,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*background, return_exceptions=True)
             await serving.aclose()
             await dialogue_parts.tools_client.aclose()
+            for c in speech.clients:
+                await c.aclose()
             for session in llm_clients:
                 await session.close()
             await pool.close()
@@ -213,7 +238,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for module in (health, models, chat, sessions, admin, audit, vault, knowledge, dialogue):
+    for module in (health, models, chat, sessions, admin, audit, vault, knowledge, dialogue, voice):
         app.include_router(module.router)
     return app
 

@@ -148,11 +148,20 @@ async def authenticate(request: Request) -> Identity:
     cached = getattr(request.state, "identity", None)
     if cached is not None:
         return cached
-    state = request.app.state
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing_api_key", "send an API key or an OIDC token as 'Authorization: Bearer <token>'")
+    identity = await identify(request, token)
+    request.state.identity = identity
+    return identity
+
+
+async def identify(request, token: str) -> Identity:
+    """A bearer token (API key or OIDC JWT) to an identity, rate limit applied. ``request`` is any HTTP
+    connection (a WebSocket too: browsers cannot set its headers, so the voice channel passes the token in
+    its first message)."""
+    state = request.app.state
     if token.startswith(KEY_PREFIX):
         identity = await state.key_cache.resolve(state.db, token)
         if identity is None:
@@ -167,7 +176,6 @@ async def authenticate(request: Request) -> Identity:
     except RateLimited:
         state.metrics.rate_limited.inc()
         raise
-    request.state.identity = identity
     return identity
 
 

@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     example_bank: bool = Field(default=True, description=(
         "`enclave up` starts the example bank service and serves its pack (tenant demo-bank)."))
     bank_port: int = Field(default=8090, description="Port of the example bank service (loopback).")
+    # Voice (WS /v1/voice): endpointing, barge-in, silence policy, the speech roles
+    voice_frame_ms: int = Field(default=20, description="Audio frame for VAD and playback: 10, 20 or 30 ms.")
+    voice_silence_ms: int = Field(default=600, ge=100, le=5000, description="Trailing silence that ends an utterance.")
+    voice_min_speech_ms: int = Field(default=200, ge=20, description="Shorter sounds are ignored as noise.")
+    voice_max_utterance_ms: int = Field(default=15000, ge=1000, description="An utterance is cut after this long.")
+    voice_barge_in_ms: int = Field(default=200, ge=20, description="Caller speech this long stops the assistant.")
+    voice_silence_reprompt_s: float = Field(default=8.0, gt=0, description="Silence before 'are you still there?'.")
+    voice_max_reprompts: int = Field(default=2, ge=0, description="Reprompts before the call is ended.")
+    voice_max_output_tokens: int = Field(default=160, ge=1, description="Cap on a spoken reply's tokens.")
+    voice_start_timeout_s: float = Field(default=10.0, gt=0, description="Time for the client's start message.")
+    voice_system_prompt: str = Field(default=(
+        "You are a helpful assistant speaking on the phone. Answer in short spoken sentences, one idea each. "
+        "No markdown, no lists, no symbols; say numbers and dates in words."), description=(
+        "The voice persona of tenants without a domain pack (a pack's prompts.voice wins)."))
+    stt_url: str | None = Field(default=None, description="Speech-to-text base URL; default: the serving plane.")
+    tts_url: str | None = Field(default=None, description="Text-to-speech base URL; default: the serving plane.")
     dialogue_llm_timeout_s: float = Field(default=15.0, gt=0, description="Structured LLM calls of the dialogue.")
 
     @property

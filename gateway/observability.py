@@ -57,6 +57,15 @@ class Metrics:
         self.intents = Counter("enclave_intents", "Recognised intents by source (classifier, llm, none)",
                                ["intent", "source"], registry=r)
         self.handoffs = Counter("enclave_handoffs", "Sessions handed to a colleague, by reason", ["reason"], registry=r)
+        # Voice: each stage of a spoken turn, from the end of the caller's speech to the first audio sent back.
+        self.voice_stage = Histogram("enclave_voice_stage_seconds", "Voice turn latency by stage (voice_to_voice: "
+                                     "end of speech to first audio byte sent)", ["stage"],
+                                     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+                                     registry=r)
+        self.voice_sessions = Gauge("enclave_voice_sessions", "Voice sessions open right now", registry=r)
+        self.voice_barge_ins = Counter("enclave_voice_barge_ins", "Assistant speech cut off by the caller", registry=r)
+        self.voice_fallbacks = Counter("enclave_voice_fallbacks", "Speech role failures answered by a fallback",
+                                       ["kind"], registry=r)
         self.injections = Counter("enclave_injection_verdicts", "Guard verdicts other than pass", ["action"], registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -97,7 +97,8 @@ class Record:
         if not turn.relay:   # a relayed message's reply is the agent's own turn
             rows.append(repo.TurnRow("assistant", reply, completion_tokens, turn.status, model=turn.model,
                                      ttft_ms=_ms(turn.ttft_s), total_ms=_ms(turn.total_s),
-                                     finish_reason=turn.finish_reason, tool_calls=turn.tool_calls or None))
+                                     finish_reason=turn.finish_reason, tool_calls=turn.tool_calls or None,
+                                     latency=turn.voice_latency))
         state = None
         if turn.dialogue_state is not None and self.redactor is not None and turn.vault is not None:
             from gateway.dialogue.actions import redact_json
@@ -181,7 +182,7 @@ class Record:
                               "pii_redacted": turn.pii_found, "pii_in_reply": turn.pii_in_reply,
                               "history_turns": turn.history_turns, "history_trimmed": turn.history_trimmed},
                 "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-                "latency_ms": {"ttft": _ms(turn.ttft_s), "total": _ms(turn.total_s)},
+                "latency_ms": {"ttft": _ms(turn.ttft_s), "total": _ms(turn.total_s), **(turn.voice_latency or {})},
                 "request_id": turn.request_id,
             })
 

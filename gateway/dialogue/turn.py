@@ -78,6 +78,7 @@ class Turn:
     text_vector: Any = None             # the redacted text's embedding (guard → understand), never stored
     dialogue: dict[str, Any] = field(default_factory=dict)       # the decision, for the reply and the audit log
     handoff: dict[str, Any] | None = None                        # opened with the turn
+    voice_latency: dict[str, float] | None = None   # spoken turns: ms per stage (gateway/voice/session.py)
     recorded: bool = False              # stored before generation (a relayed message)
     relay: bool = False                 # human mode: the message goes to the agent, the reply comes from them
     reply_prefix: str | None = None     # the flow's words before an LLM answer

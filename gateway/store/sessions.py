@@ -93,6 +93,7 @@ class TurnRow:
     finish_reason: str | None = None
     tool_calls: list[dict] | None = None
     tool_call_id: str | None = None
+    latency: dict[str, float] | None = None    # voice turns: ms per stage
 
 
 # One statement, one round trip, atomic by itself: insert the session if it is new (its first turn makes
@@ -115,13 +116,14 @@ WITH created AS (
 ), inserted AS (
     INSERT INTO turns (session_id, tenant_id, turn_id, seq, position, role, content, tool_calls, tool_call_id,
                        channel, model, tokens, status, ttft_ms, total_ms, language, finish_reason, request_id,
-                       content_sha256)
+                       content_sha256, latency)
     SELECT %(sid)s, %(tid)s, %(turn_id)s, turn.seq, r.position, r.role, r.content, r.tool_calls, r.tool_call_id,
            %(channel)s, r.model, r.tokens, r.status, r.ttft_ms, r.total_ms, r.language, r.finish_reason, %(request_id)s,
-           encode(sha256(convert_to(r.content, 'UTF8')), 'hex')
+           encode(sha256(convert_to(r.content, 'UTF8')), 'hex'), r.latency
     FROM turn, jsonb_to_recordset(%(rows)s) AS r(position smallint, role text, content text, tool_calls jsonb,
                                                 tool_call_id text, model text, tokens int, status text,
-                                                ttft_ms real, total_ms real, language text, finish_reason text)
+                                                ttft_ms real, total_ms real, language text, finish_reason text,
+                                                latency jsonb)
     RETURNING seq
 )
 SELECT min(seq) FROM inserted

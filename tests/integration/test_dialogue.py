@@ -289,7 +289,7 @@ def test_transactions_flow_gets_its_tool_arguments_from_the_llm(appliance: Appli
     assert executions(bank)["by_tool"].get("recent_transactions") == 1
 
 
-def test_digression_is_answered_and_the_flow_resumes_then_cancel(keys: dict, dlg: GatewayProcess) -> None:
+def test_digression_is_answered_and_the_flow_resumes_then_cancel(keys: dict, dlg: GatewayProcess, fees_doc: str) -> None:
     with client(dlg, keys["user"]) as c:
         conv = Conversation(c)
         conv.say("I'd like to move money from checking to savings")
@@ -299,9 +299,24 @@ def test_digression_is_answered_and_the_flow_resumes_then_cancel(keys: dict, dlg
         assert conv.reply.startswith("You can activate your new card") and \
             conv.reply.endswith("Now, back to where we were: How much would you like to move?")
         assert conv.dialogue["flow"] == "transfer"
+        back = "Now, back to where we were: How much would you like to move?"
+        conv.say("what does a card payment abroad cost?", stream=True)   # an LLM answer, then back to the flow
+        assert conv.dialogue["decision"] == "digression:fees_inquiry" and conv.reply.endswith(back), conv.reply
         conv.say("never mind, cancel")
         assert conv.dialogue["decision"] == "cancel" and conv.dialogue["flow"] is None
         assert conv.reply == PACK.canned.cancelled
+
+
+def test_branch_hours_flow(keys: dict, dlg: GatewayProcess, bank) -> None:
+    with client(dlg, keys["user"]) as c:
+        conv = Conversation(c)
+        conv.say("When is the harbour branch open?")
+        assert conv.dialogue["intent"] == "branch_hours" and conv.dialogue["actions"][0]["state"] == "executed"
+        assert conv.reply.startswith("The harbour branch is open ") and len(conv.reply) > 40
+        conv.say("what are your opening hours")
+        assert conv.reply == PACK.flows["branch_hours"].slots["branch"].prompt
+        conv.say("the airport one")
+        assert conv.reply.startswith("The airport branch is open ")
 
 
 # -- acting: errors, approvals, webhooks, restarts ------------------------------------------------------------

@@ -16,8 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 def _ray_processes() -> list[str]:
+    """Live Ray processes. A ``<defunct>`` entry is an exited worker waiting to be reaped by its parent (or
+    by init once orphaned): it holds no memory, ports or files, so it does not count."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "ray::" in line or "raylet" in line or "gcs_server" in line]
+    return [line for line in out.splitlines()
+            if ("ray::" in line or "raylet" in line or "gcs_server" in line) and "<defunct>" not in line]
 
 
 def test_ctrl_c_stops_cleanly_and_a_second_up_works(appliance) -> None:

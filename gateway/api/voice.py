@@ -1,0 +1,177 @@
+"""``WS /v1/voice``: the browser's (and any client's) voice channel. The protocol is in docs/voice.md.
+
+The first message is a JSON ``start`` (auth token unless an ``Authorization`` header was sent, audio
+format, optional session to continue); then binary frames carry caller audio and JSON messages control
+the call. The server answers with JSON events and binary audio frames in the same format. Each
+transcript runs the same turn pipeline as chat, on a session with channel ``voice``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.api.sessions import load_session
+from gateway.auth import CHAT_ROLES, Identity, identify
+from gateway.dialogue.turn import Turn
+from gateway.errors import EnclaveError, Forbidden, InvalidRequest, Unauthenticated
+from gateway.knowledge.ground import KnowledgeSpec
+from gateway.observability import request_id_var, turn_id_var
+from gateway.store import sessions as repo
+from gateway.voice.session import CallSession, VoiceConfig, VoiceTexts
+from gateway.voice.vad import EndpointConfig
+
+router = APIRouter(prefix="/v1", tags=["voice"])
+log = logging.getLogger("enclave.gateway.voice")
+RATES = (8000, 16000, 24000, 48000)
+
+
+class StartMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["start"]
+    token: str | None = Field(default=None, max_length=4096)
+    session_id: str | None = None
+    sample_rate: int = 16000
+    output_sample_rate: int | None = None
+    encoding: Literal["pcm16", "mulaw", "alaw"] = "pcm16"
+    language: str | None = Field(default=None, max_length=8)
+    knowledge: bool | dict[str, Any] | None = None
+
+
+class VoiceDriver:
+    """Runs the turn pipeline for each transcript of one call, on one session."""
+
+    def __init__(self, state, identity: Identity, session: dict, is_new: bool, knowledge) -> None:
+        self.state, self.identity, self.session, self.is_new, self.knowledge = state, identity, session, is_new, knowledge
+
+    async def begin(self, text: str, language: str | None):
+        settings = self.state.settings
+        request_id_var.set(f"voice-{uuid.uuid4().hex[:16]}")
+        turn = Turn(request_id=request_id_var.get(), tenant_id=self.identity.tenant_id, session=self.session,
+                    session_is_new=self.is_new, channel="voice", raw_text=text,
+                    input_messages=[{"role": "user", "content": text}], params={},
+                    max_output_tokens=min(settings.voice_max_output_tokens,
+                                          self.identity.max_output_tokens or settings.max_output_tokens),
+                    max_input_tokens=self.identity.max_input_tokens or settings.max_input_tokens,
+                    actor=self.identity.subject, knowledge=self.knowledge)
+        turn.started = time.perf_counter()
+        turn_id_var.set(turn.id)
+        await self.state.pipeline.prepare(turn)
+        return turn, await self.state.pipeline.open(turn)
+
+    async def end(self, turn: Turn) -> None:
+        await self.state.pipeline.finish(turn)
+        async with self.state.db.connection() as conn:
+            fresh = await repo.get_session(conn, self.identity.tenant_id, self.session["id"])
+        if fresh is not None:
+            self.session, self.is_new = fresh, False
+
+
+async def _open_session(state, identity: Identity, start: StartMessage) -> tuple[dict, bool]:
+    if start.session_id:
+        async with state.db.connection() as conn:
+            return await load_session(conn, identity, start.session_id), False
+    return ({"id": uuid.uuid4(), "channel": "voice", "system_prompt": state.settings.voice_system_prompt, "summary": None,
+             "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject, "mode": "bot"}, True)
+
+
+@router.websocket("/voice")
+async def voice(ws: WebSocket) -> None:
+    await ws.accept()
+    state = ws.app.state
+    lock = asyncio.Lock()
+    open_ = True
+
+    async def send_json(event: dict) -> None:
+        if open_:
+            async with lock:
+                with contextlib.suppress(Exception):
+                    await ws.send_text(json.dumps(event, ensure_ascii=False))
+
+    async def send_audio(frame: bytes) -> None:
+        if open_:
+            async with lock:
+                with contextlib.suppress(Exception):
+                    await ws.send_bytes(frame)
+
+    async def refuse(e: EnclaveError, close_code: int = 1008) -> None:
+        await send_json({"type": "error", "code": e.code, "message": e.message})
+        await ws.close(close_code)
+
+    try:
+        first = json.loads(await asyncio.wait_for(ws.receive_text(), timeout=state.settings.voice_start_timeout_s))
+        start = StartMessage.model_validate(first)
+    except (TimeoutError, ValueError, ValidationError, KeyError) as e:
+        detail = e.errors()[0]["msg"] if isinstance(e, ValidationError) else "send a JSON start message first"
+        await refuse(InvalidRequest("invalid_start", f"the first message must be a start message: {detail}"))
+        return
+    except WebSocketDisconnect:
+        return
+    try:
+        header = ws.headers.get("authorization", "")
+        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else start.token
+        if not token:
+            raise Unauthenticated("missing_api_key", "send the API key as 'token' in the start message (or an "
+                                  "Authorization header)")
+        identity = await identify(ws, token)
+        if not identity.roles & set(CHAT_ROLES):
+            raise Forbidden("role_not_allowed", f"voice needs one of the roles {', '.join(CHAT_ROLES)}")
+        if start.sample_rate not in RATES or (start.output_sample_rate or start.sample_rate) not in RATES:
+            raise InvalidRequest("unsupported_sample_rate", f"sample rates must be one of {RATES}")
+        if start.encoding != "pcm16" and start.sample_rate != 8000:
+            raise InvalidRequest("unsupported_sample_rate", "G.711 (mulaw, alaw) is 8000 Hz")
+        session, is_new = await _open_session(state, identity, start)
+        knowledge = KnowledgeSpec.parse(start.knowledge if start.knowledge is not None
+                                        else (session.get("metadata") or {}).get("knowledge"))
+    except EnclaveError as e:
+        await refuse(e)
+        return
+    settings = state.settings
+    config = VoiceConfig(
+        in_rate=start.sample_rate, out_rate=start.output_sample_rate or start.sample_rate, encoding=start.encoding,
+        frame_ms=settings.voice_frame_ms,
+        endpoint=EndpointConfig(sample_rate=16000, frame_ms=settings.voice_frame_ms, silence_ms=settings.voice_silence_ms,
+                                min_speech_ms=settings.voice_min_speech_ms, max_utterance_ms=settings.voice_max_utterance_ms),
+        barge_in_ms=settings.voice_barge_in_ms, silence_reprompt_s=settings.voice_silence_reprompt_s,
+        max_reprompts=settings.voice_max_reprompts, language=start.language, texts=VoiceTexts())
+    driver = VoiceDriver(state, identity, session, is_new, knowledge)
+    call = CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback, driver=driver,
+                       send_json=send_json, send_audio=send_audio,
+                       restore=lambda turn, text: state.redactor.restore(text, turn.vault) if turn.vault is not None else text,
+                       metrics=state.metrics)
+    state.metrics.voice_sessions.inc()
+    await send_json({"type": "ready", "session_id": str(session["id"]), "sample_rate": config.in_rate,
+                     "output_sample_rate": config.out_rate, "encoding": config.encoding, "frame_ms": config.frame_ms})
+    try:
+        while not call.closed:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                await call.feed(message["bytes"])
+            elif message.get("text") is not None:
+                try:
+                    control = json.loads(message["text"])
+                except ValueError:
+                    await send_json({"type": "error", "code": "invalid_json", "message": "a control message must be JSON"})
+                    continue
+                if control.get("type") == "stop":
+                    break
+                await send_json({"type": "error", "code": "unknown_message",
+                                 "message": f"unknown control message {str(control.get('type'))[:40]!r}"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await call.close()
+        state.metrics.voice_sessions.dec()
+        open_ = False
+        with contextlib.suppress(Exception):
+            await ws.close()
