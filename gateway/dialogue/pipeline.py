@@ -236,6 +236,7 @@ class TurnPipeline:
         """Everything up to generation. Raises a 4xx error before anything has been written."""
         for stage in self.before:
             await stage(turn)
+        turn.prepared_at = time.monotonic()
 
     async def open(self, turn: Turn) -> OpenedStream:
         if turn.relay and self.relay is not None:   # a colleague answers: record the message, wait for them

@@ -54,6 +54,7 @@ class Turn:
     upstream_prompt_tokens: int | None = None
     status: TurnStatus = "complete"
     started: float = field(default_factory=time.perf_counter)
+    prepared_at: float | None = None    # time.monotonic() when the stages before generation were done
     ttft_s: float | None = None
     total_s: float | None = None
     seq: int | None = None              # set by record

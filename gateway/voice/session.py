@@ -81,6 +81,7 @@ class Stamps:
     speech_end: float = 0.0
     endpoint: float = 0.0
     transcript: float = 0.0
+    prepared: float | None = None      # the pipeline's stages done, the LLM asked
     first_token: float | None = None
     first_sentence: float | None = None
     first_tts_byte: float | None = None
@@ -90,15 +91,20 @@ class Stamps:
         def ms(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else round((b - a) * 1000, 1)
 
+        prepared = self.prepared if self.prepared is not None else self.transcript
         out = {"endpoint_ms": ms(self.speech_end, self.endpoint), "stt_ms": ms(self.endpoint, self.transcript),
-               "first_token_ms": ms(self.transcript, self.first_token),
+               "pipeline_ms": ms(self.transcript, prepared),
+               "first_token_ms": ms(prepared, self.first_token),
                "first_sentence_ms": ms(self.first_token, self.first_sentence),
                "tts_first_byte_ms": ms(self.first_sentence, self.first_tts_byte),
                "first_audio_ms": ms(self.first_tts_byte, self.first_audio),
                "voice_to_voice_ms": ms(self.speech_end, self.first_audio)}
+        # The components' own time: the endpointing window, STT, the LLM's first token, the first sentence's
+        # tokens, the first TTS chunk. What is left of voice-to-voice is ours: the pipeline's stages
+        # (database, guard, dialogue, context) and the hand-offs between the pieces of the call.
         parts = [out[k] for k in ("endpoint_ms", "stt_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms")]
         if out["voice_to_voice_ms"] is not None and all(p is not None for p in parts):
-            out["overhead_ms"] = round(out["voice_to_voice_ms"] - sum(parts), 1)   # = first_audio_ms: our own part
+            out["overhead_ms"] = round(out["voice_to_voice_ms"] - sum(parts), 1)
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -222,6 +228,7 @@ class CallSession:
             await self.send_json({"type": "error", "code": e.code, "message": e.message})
             await self._say(self.config.texts.say_again)
             return
+        stamps.prepared = getattr(turn, "prepared_at", None)
         playback = Playback()
         interrupted = False
         try:

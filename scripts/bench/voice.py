@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 from scripts.bench.common import pct, write_results  # noqa: E402
 
 SENTENCE = "Hello, I would like to check my account balance."
-STAGES = ("endpoint_ms", "stt_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms", "overhead_ms",
+STAGES = ("endpoint_ms", "stt_ms", "pipeline_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms",
+          "first_audio_ms", "overhead_ms",
           "voice_to_voice_ms")
 FRAME_MS = 20
 

@@ -146,7 +146,7 @@ def test_a_spoken_question_gets_a_transcript_a_reply_and_audio(appliance: Applia
     assert call.audio and all(len(frame) == 640 for _, frame in call.audio)      # 20 ms of 16 kHz PCM16
     assert end["status"] == "complete"
     latency = end["latency"]
-    assert {"endpoint_ms", "stt_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms", "voice_to_voice_ms",
+    assert {"endpoint_ms", "stt_ms", "pipeline_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms", "voice_to_voice_ms",
             "overhead_ms"} <= set(latency)
     assert 500 <= latency["endpoint_ms"] <= 1500                                     # the 600 ms silence window
     rows = turns_of(appliance, ready["session_id"])
