@@ -200,7 +200,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
     return sse_response(state, turn, opened, include_usage, headers)
 
 
-def _absorb(turn: Turn, ev) -> None:
+def absorb_event(turn: Turn, ev) -> None:
     """What the turn learns from one upstream event (besides the text, which counts only once sent)."""
     if turn.completion_id is None and ev.id:
         turn.completion_id = ev.id
@@ -216,7 +216,7 @@ def _absorb(turn: Turn, ev) -> None:
 async def collect(opened: OpenedStream, turn: Turn) -> None:
     try:
         async for ev in opened:
-            _absorb(turn, ev)
+            absorb_event(turn, ev)
             if ev.content:
                 turn.reply.append(ev.content)
     finally:
@@ -283,7 +283,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
             async for batch in opened.batches():
                 out, texts = [], []
                 for ev in batch:
-                    _absorb(turn, ev)
+                    absorb_event(turn, ev)
                     if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
                             and not ev.tool_calls and not ev.role_only:
                         continue  # the usage-only chunk the gateway asked for for itself

@@ -17,9 +17,11 @@ from gateway.dialogue.actions import describe
 from gateway.dialogue.handoff import post_agent_message
 from gateway.dialogue.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
 from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from gateway.safety.redact import SessionVault
 from gateway.store import audit
 from gateway.store import dialogue as repo
 from gateway.store import sessions as sessions_repo
+from gateway.store import vault as vault_repo
 from gateway.store.audit import AuditEvent
 
 router = APIRouter(prefix="/v1", tags=["dialogue"])
@@ -67,7 +69,8 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
         raise InvalidRequest("decision_required", "an approval item must be approved or rejected")
     if item["kind"] != "approval" and verdict != "dismissed":
         raise InvalidRequest("nothing_to_approve", "only approval items are approved or rejected; dismiss this one")
-    note = state.redactor.redact(body.note, _vault(identity, item)) if body.note else None
+    vault = await _session_vault(conn, identity, item)
+    note = state.redactor.redact(body.note, vault) if body.note else None
     action = None
     if item["kind"] == "approval":
         action = await state.dialogue.actions.decide(identity.tenant_id, item["action_id"], verdict == "approved",
@@ -75,6 +78,8 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
         if action is None:
             raise InvalidRequest("action_not_waiting", "the action is no longer waiting for approval")
     async with conn.transaction():
+        if item["session_id"] and vault.new_entries:   # values first seen in the note: sealed in the session's vault
+            await vault_repo.store_entries(conn, identity.tenant_id, item["session_id"], vault.new_entries)
         if not await repo.close_review_item(conn, identity.tenant_id, iid, verdict, identity.subject, note):
             raise InvalidRequest("already_decided", "this item was decided meanwhile")
         await audit.append(conn, AuditEvent(f"review.{verdict}", identity.subject, identity.tenant_id,
@@ -85,9 +90,11 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
             **({"action": describe(action)} if action else {})}
 
 
-def _vault(identity, item):
-    from gateway.safety.redact import SessionVault
-    return SessionVault(identity.tenant_id, str(item.get("session_id") or ""))
+async def _session_vault(conn, identity, item) -> SessionVault:
+    """The item's session's placeholders, so a value in a note gets the placeholder the session already uses."""
+    sid = item.get("session_id")
+    rows = await vault_repo.load_session_entries(conn, identity.tenant_id, sid) if sid else []
+    return SessionVault.from_rows(identity.tenant_id, str(sid or ""), rows)
 
 
 @router.post("/review/{item_id}/approve", dependencies=[Depends(body_size_limit)])

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.api.chat import absorb_event
 from gateway.api.sessions import load_session
 from gateway.auth import CHAT_ROLES, Identity, identify
 from gateway.dialogue.turn import Turn
@@ -66,6 +67,9 @@ class VoiceDriver:
         turn_id_var.set(turn.id)
         await self.state.pipeline.prepare(turn)
         return turn, await self.state.pipeline.open(turn)
+
+    def absorb(self, turn: Turn, event) -> None:
+        absorb_event(turn, event)   # the one place stream events are folded into a turn (gateway/api/chat.py)
 
     async def end(self, turn: Turn) -> None:
         await self.state.pipeline.finish(turn)
@@ -147,6 +151,11 @@ async def voice(ws: WebSocket) -> None:
                        send_json=send_json, send_audio=send_audio,
                        restore=lambda turn, text: state.redactor.restore(text, turn.vault) if turn.vault is not None else text,
                        metrics=state.metrics)
+    async def hang_up() -> None:   # the silence policy ended the call: close the socket, which ends the loop
+        with contextlib.suppress(Exception):
+            await ws.close(1000)
+
+    call.on_hangup = hang_up
     state.metrics.voice_sessions.inc()
     await send_json({"type": "ready", "session_id": str(session["id"]), "sample_rate": config.in_rate,
                      "output_sample_rate": config.out_rate, "encoding": config.encoding, "frame_ms": config.frame_ms})
@@ -163,11 +172,14 @@ async def voice(ws: WebSocket) -> None:
                 except ValueError:
                     await send_json({"type": "error", "code": "invalid_json", "message": "a control message must be JSON"})
                     continue
+                if not isinstance(control, dict):
+                    await send_json({"type": "error", "code": "invalid_message", "message": "a control message is a JSON object"})
+                    continue
                 if control.get("type") == "stop":
                     break
                 await send_json({"type": "error", "code": "unknown_message",
                                  "message": f"unknown control message {str(control.get('type'))[:40]!r}"})
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):   # RuntimeError: the socket was closed by the hang-up
         pass
     finally:
         await call.close()

@@ -65,6 +65,11 @@ def schema_errors(tool: Tool, args: dict[str, Any]) -> list[str]:
     return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.message}" for e in Draft202012Validator(tool.parameters).iter_errors(args)]
 
 
+def schema_problem_paths(tool: Tool, args: dict[str, Any]) -> list[str]:
+    """Where the arguments break the schema and which rule, without the values (safe to log)."""
+    return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.validator}" for e in Draft202012Validator(tool.parameters).iter_errors(args)]
+
+
 def redact_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
     """Every string in a JSON value redacted: what the actions table, the review queue and the audit keep."""
     if isinstance(value, str):

@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.clients.llm import LLMChain
 from gateway.dialogue import entities as ents
-from gateway.dialogue.actions import Actions, schema_errors
+from gateway.dialogue.actions import Actions, originals_json, schema_errors, schema_problem_paths
 from gateway.dialogue.intents import IntentScore
 from gateway.dialogue.packs import Flow, Pack, Slot, Step
 from gateway.dialogue.registry import PackRegistry
@@ -100,8 +100,11 @@ class LoadDialogue:
             raise InvalidRequest("tools_not_allowed", "this tenant's assistant runs a domain pack and calls only the "
                                  "pack's tools; send messages without tools", "tools")
         turn.pack = lp
-        if turn.session.get("system_prompt") and turn.session_is_new:
+        client_system = [m for m in turn.extra_messages if m.get("role") in ("system", "developer")]
+        if (turn.session.get("system_prompt") and turn.session_is_new) or client_system:
             turn.dialogue["client_system_prompt_ignored"] = True
+        # Nothing the client sends stands beside the pack's persona as an instruction.
+        turn.extra_messages = [m for m in turn.extra_messages if m.get("role") not in ("system", "developer")]
         turn.mode = turn.session.get("mode", "bot")
         if not turn.session_is_new:
             async with self.pool.connection() as conn:
@@ -388,7 +391,10 @@ class Decide:
                      "is not there. Copy it as written."}, {"role": "user", "content": turn.text}]
         got = await complete_json(self.chain, messages, schema, name=name, max_tokens=60, timeout_s=self.llm_timeout_s)
         value = (got or {}).get("value")
-        return value.strip() if isinstance(value, str) and value.strip() else None
+        if not isinstance(value, str) or not value.strip():
+            return None
+        # The model saw placeholders: the slot holds the owner's value (redacted again when stored).
+        return self.redactor.originals(value.strip(), turn.vault) if turn.vault is not None else value.strip()
 
     async def run_steps(self, turn: Turn, pack: Pack, state: DialogueState, reply: Reply) -> None:
         flow = pack.flows[state.flow]
@@ -429,10 +435,13 @@ class Decide:
             llm, via = await call_tool(self.chain, self.tool_messages(turn, pack), step.call, tool.description,
                                        tool.parameters, timeout_s=self.llm_timeout_s)
             turn.dialogue["llm_args"] = {"tool": step.call, "via": via, "valid": llm is not None}
+            if llm is not None and turn.vault is not None:   # placeholders the model copied → the owner's values
+                llm = originals_json(llm, self.redactor, turn.vault)
             args = {**(llm or {}), **args}
         problems = schema_errors(tool, args)
         if problems:
-            log.warning("tool arguments invalid", extra={"tool": step.call, "problems": problems[:3]})
+            # Only where and which rule: the messages quote the (real) values.
+            log.warning("tool arguments invalid", extra={"tool": step.call, "problems": schema_problem_paths(tool, args)[:3]})
             reply.say(pack.canned.tool_failed)
             turn.dialogue.setdefault("actions", []).append({"tool": step.call, "state": "invalid_args"})
             state.clear_flow()

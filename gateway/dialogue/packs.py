@@ -392,6 +392,10 @@ def cross_check(pack: Pack) -> list[tuple[tuple, str]]:
                     out.append((where + ("call",), f"unknown tool '{step.call}'"))
                 elif tool.side_effect != "read" and not any(s.confirm for s in flow.steps[:i]):
                     out.append((where + ("call",), f"tool '{step.call}' has side effects: confirm before calling it"))
+                elif tool.side_effect != "read" and step.llm_args:
+                    # The call runs on the turn that said "yes": arguments the model filled then were never read back.
+                    out.append((where + ("llm_args",), f"tool '{step.call}' has side effects: its arguments must come "
+                                                      "from slots the confirmation shows, not from the LLM"))
             for text in (step.confirm, step.say, *step.errors.values(), *[v for v in step.args.values() if isinstance(v, str)]):
                 for m in _TEMPLATE_FIELD.finditer(text or ""):
                     if m.group(1) not in flow.slots and m.group(1) != "result":

@@ -168,8 +168,9 @@ class Record:
             action="chat.turn", actor=turn.actor, tenant_id=turn.tenant_id, session_id=str(turn.session_id),
             turn_id=turn.id, channel=turn.channel,
             content={
-                "input": [{"role": r.role, "content": r.content, "tool_call_id": r.tool_call_id} for r in rows[:-1]],
-                "output": rows[-1].content, "tool_calls": turn.tool_calls or [],
+                "input": [{"role": r.role, "content": r.content, "tool_call_id": r.tool_call_id}
+                          for r in (rows if turn.relay else rows[:-1])],
+                "output": None if turn.relay else rows[-1].content, "tool_calls": turn.tool_calls or [],
                 "model": turn.model, "model_revision": self.model_revisions.get(turn.model or ""),
                 "upstream": turn.upstream, "fallback": turn.fallback,
                 "prompt_template_sha256": audit.sha256_hex(system) if isinstance(system, str) else None,

@@ -38,12 +38,14 @@ def _mtime(folder: Path) -> float:
 
 
 class PackRegistry:
+    MAP_EVERY_S = 10.0   # how often tenants without a row yet are looked up again
     def __init__(self, folders: list[Path], pool: AsyncConnectionPool, embedder: Embedder | None,
                  cache_dir: Path | None, check_every_s: float = 3.0) -> None:
         self.pool, self.embedder, self.cache_dir, self.check_every_s = pool, embedder, cache_dir, check_every_s
         self.loaded: dict[str, LoadedPack] = {}          # by tenant slug
         self._by_tenant_id: dict[str, str] = {}          # tenant id → slug
         self._last_check = 0.0
+        self._last_map = float("-inf")
         self._lock = asyncio.Lock()
         for folder in folders:
             pack = load_pack(folder)   # PackError stops the gateway: an operator must see it at start
@@ -61,9 +63,11 @@ class PackRegistry:
         """The tenant's pack, ready to use (reloaded if its files changed, classifier trained)."""
         if not self.loaded:
             return None
-        if not self._by_tenant_id:
-            await self._map_tenants()
         slug = self._by_tenant_id.get(tenant_id)
+        if slug is None and len(self._by_tenant_id) < len(self.loaded) \
+                and time.monotonic() - self._last_map >= self.MAP_EVERY_S:
+            await self.refresh_tenants()   # a pack's tenant created since: picked up without a restart
+            slug = self._by_tenant_id.get(tenant_id)
         if slug is None:
             return None
         await self._maybe_reload()
@@ -76,20 +80,22 @@ class PackRegistry:
         return lp
 
     async def _map_tenants(self) -> None:
+        self._last_map = time.monotonic()
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT slug, id FROM tenants WHERE slug = ANY(%s)", (list(self.loaded),))
-            for slug, tid in await cur.fetchall():
-                self._by_tenant_id[str(tid)] = slug
-                self.loaded[slug].tenant_id = str(tid)
+            rows = await cur.fetchall()
+        mapping = {str(tid): slug for slug, tid in rows}
+        for tid, slug in mapping.items():
+            self.loaded[slug].tenant_id = tid
+        self._by_tenant_id = mapping   # one assignment: readers never see it half-built
 
     async def tenant_ids(self) -> list[str]:
         """Ids of the tenants this gateway has packs for (looked up once they exist)."""
-        if len(self._by_tenant_id) < len(self.loaded):
+        if len(self._by_tenant_id) < len(self.loaded) and time.monotonic() - self._last_map >= self.MAP_EVERY_S:
             await self.refresh_tenants()
         return list(self._by_tenant_id)
 
     async def refresh_tenants(self) -> None:
-        self._by_tenant_id.clear()
         await self._map_tenants()
 
     async def _train(self, pack: Pack) -> IntentClassifier:

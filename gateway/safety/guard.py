@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.dialogue.turn import Turn
+from gateway.dialogue.turn import Turn, message_text
 from gateway.safety.injection import InjectionScorer, InjectionVerdict, sanitize, with_semantic
 from gateway.safety.redact import Redactor, SessionVault
 from gateway.store import vault as vault_repo
@@ -57,7 +57,14 @@ class Guard:
         """The heuristic verdict on the raw text; the text is sanitised afterwards."""
         if turn.is_tool_result or not turn.text:
             return None
-        verdict = self.scorer(turn).score(turn.text)
+        scorer = self.scorer(turn)
+        verdict = scorer.score(turn.text)
+        # Earlier messages a stateless client sends along reach the model too: the worst of them counts.
+        for m in turn.extra_messages:
+            if m.get("role") in ("user", "assistant"):
+                other = scorer.score(message_text(m))
+                if other.score > verdict.score:
+                    verdict = other
         clean = sanitize(turn.text)
         if clean != turn.text:
             turn.text = clean

@@ -43,6 +43,8 @@ class TurnDriver(Protocol):
 
     async def end(self, turn: Any) -> None: ...
 
+    def absorb(self, turn: Any, event: Any) -> None: ...   # what the turn learns from one stream event
+
 
 class Speaker(Protocol):
     name: str
@@ -57,6 +59,7 @@ class VoiceTexts:
     say_again: str = "Sorry, I didn't catch that. Could you say it again?"
     still_there: str = "Are you still there?"
     goodbye: str = "I'll end the call now. Goodbye."
+    broke_off: str = "Sorry, I lost my train of thought. Could you ask again?"
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Playback:
     frames_sent: dict[int, int] = field(default_factory=dict)
     frames_total: dict[int, int] = field(default_factory=dict)
     finished: set[int] = field(default_factory=set)
+    frame_s: float = 0.02
 
     def played_text(self) -> str:
         """Whole sentences played, then the played share of the one that was cut (at a word boundary)."""
@@ -126,7 +130,9 @@ class Playback:
                 continue
             sent = self.frames_sent.get(i, 0)
             if sent:
-                total = max(self.frames_total.get(i, sent), sent)
+                # Still being synthesised: estimate its length from the text (~14 characters a second).
+                estimate = int(len(sentence) / 14.0 / self.frame_s) + 1
+                total = max(self.frames_total.get(i, estimate), sent)
                 words = sentence.split()
                 keep = int(len(words) * sent / total)
                 if keep:
@@ -155,6 +161,8 @@ class CallSession:
         self._watch = asyncio.create_task(self._silence_watch())
         self.turns_done = 0
         self._carry = b""
+        self.phase: str | None = None      # stt | pipeline | speaking | ending (of the current turn)
+        self.on_hangup: Callable[[], Awaitable[None]] | None = None
 
     # -- audio in -----------------------------------------------------------------------------------------
 
@@ -200,19 +208,26 @@ class CallSession:
         self.muted = True
         if self.speaking:
             await self.send_json({"type": "barge_in"})
-        if self.metrics is not None:
-            self.metrics.voice_barge_ins.inc()
-        self.turn_task.cancel()
+            if self.metrics is not None:
+                self.metrics.voice_barge_ins.inc()
+        if self.phase in ("stt", "speaking"):   # the pipeline and the recording run to their end
+            self.turn_task.cancel()
 
     # -- one assistant turn -------------------------------------------------------------------------------
 
     async def _turn(self, audio: bytes, stamps: Stamps) -> None:
+        """STT, then the pipeline, then speech. Only the listening and speaking phases can be cancelled: a
+        barge-in while the pipeline runs (a tool call, a hand-off) lets it finish and skips the speaking,
+        and the recording at the end always completes — a turn is stored whole, once."""
         self.muted = False
         self.barge.reset()
+        self.phase = "stt"
         try:
             transcript = await self.stt.transcribe(audio, VAD_RATE, self.config.language)
         except SpeechUnavailable as e:
             log.warning("STT failed; asking again", extra={"error": e.message})
+            if self.metrics is not None:
+                self.metrics.voice_fallbacks.labels("stt").inc()
             await self.send_json({"type": "error", "code": e.code, "message": "speech recognition failed"})
             await self._say(self.config.texts.say_again)
             return
@@ -220,24 +235,42 @@ class CallSession:
             return
         stamps.transcript = time.monotonic()
         if not transcript.text:
+            self.phase = None
             return
         await self.send_json({"type": "transcript", "text": transcript.text, "final": True})
+        self.phase = "pipeline"
         try:
             turn, opened = await self.driver.begin(transcript.text, transcript.language or self.config.language)
         except EnclaveError as e:   # e.g. a message over the tenant's cap: said, not crashed
             await self.send_json({"type": "error", "code": e.code, "message": e.message})
             await self._say(self.config.texts.say_again)
             return
+        except Exception:
+            log.exception("voice turn failed before generation")
+            await self.send_json({"type": "error", "code": "turn_failed", "message": "this turn could not be answered"})
+            await self._say(self.config.texts.say_again)
+            return
         stamps.prepared = getattr(turn, "prepared_at", None)
-        playback = Playback()
-        interrupted = False
-        try:
-            await self._speak_stream(opened, turn, stamps, playback)
-        except asyncio.CancelledError:
-            interrupted = True
-        finally:
-            with contextlib.suppress(Exception):
-                await opened.aclose()
+        playback = Playback(frame_s=self.config.frame_ms / 1000.0)
+        interrupted = self.muted          # the caller spoke again while the pipeline ran: nothing is said
+        if not interrupted:
+            self.phase = "speaking"
+            try:
+                await self._speak_stream(opened, turn, stamps, playback)
+            except asyncio.CancelledError:
+                interrupted = True
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()    # the cancel was ours and is handled: recording must not see it
+            except Exception:
+                log.exception("voice turn failed while speaking")
+                turn.status = "failed"
+        self.phase = "ending"
+        with contextlib.suppress(Exception):
+            await opened.aclose()
+        if getattr(opened, "failed_midway", False) and turn.status == "complete":
+            turn.status = "failed"        # the model broke off: say so rather than stop mid-sentence
+            await self._say(self.config.texts.broke_off)
         turn.reply = [playback.played_text()] if interrupted else [" ".join(playback.sentences)]
         if interrupted and turn.status == "complete":
             turn.status = "interrupted"
@@ -245,10 +278,11 @@ class CallSession:
         turn.voice_latency = stamps.latency()
         self._observe(turn.voice_latency)
         try:
-            await asyncio.shield(self.driver.end(turn))
+            await self.driver.end(turn)
         except Exception:
             log.exception("could not record a voice turn")
             await self.send_json({"type": "error", "code": "storage_unavailable", "message": "the turn was not stored"})
+        self.phase = None
         self.turns_done += 1
         await self.send_json({"type": "turn_end", "turn_id": turn.id, "status": turn.status,
                               "latency": turn.voice_latency, **({"played": turn.reply_text} if interrupted else {})})
@@ -260,6 +294,7 @@ class CallSession:
         async def read_llm() -> None:
             splitter = SentenceSplitter()
             async for ev in opened:
+                self.driver.absorb(turn, ev)
                 if not ev.content:
                     continue
                 if stamps.first_token is None:
@@ -336,7 +371,7 @@ class CallSession:
         frame_s = self.config.frame_ms / 1000.0
         lead = self.config.playback_lead_ms / 1000.0
         started = None
-        sent = 0
+        play_end = 0.0   # when the caller will have heard everything sent so far (a model of their player)
         try:
             while (item := await frames.get()) is not None:
                 i, frame = item
@@ -352,19 +387,19 @@ class CallSession:
                     if stamps is not None:
                         stamps.first_audio = started
                     await self.send_json({"type": "audio_start"})
-                due = started + sent * frame_s - lead
-                delay = due - time.monotonic()
+                # Never more than ``lead`` ahead of what has been heard; after a gap (the next sentence was
+                # late) the caller's player ran dry, so the clock restarts from now rather than bursting.
+                delay = max(play_end, time.monotonic()) - lead - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if self.muted:
                     return
                 await self.send_audio(self._encode(frame))
+                play_end = max(play_end, time.monotonic()) + frame_s
                 playback.frames_sent[i] = playback.frames_sent.get(i, 0) + 1
-                sent += 1
-            if started is not None:   # let the last frames play out before saying we are done
-                remaining = started + sent * frame_s - time.monotonic()
-                if remaining > 0:
-                    await asyncio.sleep(remaining)
+            remaining = play_end - time.monotonic()   # let the last frames play out before saying we are done
+            if started is not None and remaining > 0:
+                await asyncio.sleep(remaining)
         finally:
             if started is not None:
                 self.speaking = False
@@ -389,11 +424,15 @@ class CallSession:
             await frames.put(None)
 
         await self.send_json({"type": "assistant_text", "delta": text, "system": True})
+        previous = self.phase
+        if previous is None:          # on its own (a reprompt) it can be talked over; inside a turn it keeps the turn's phase
+            self.phase = "speaking"
         filler = asyncio.create_task(fill())
         try:
             await self._play(frames, Playback([text]), None)
         finally:
             filler.cancel()
+            self.phase = previous
 
     def _observe(self, latency: dict[str, float]) -> None:
         if self.metrics is None:
@@ -415,6 +454,8 @@ class CallSession:
                 await asyncio.wait({self.turn_task})
                 await self.send_json({"type": "hangup", "reason": "silence"})
                 self.closed = True
+                if self.on_hangup is not None:
+                    await self.on_hangup()
                 return
             await self.send_json({"type": "reprompt", "count": self.reprompts})
             self.turn_task = asyncio.create_task(self._say(self.config.texts.still_there))
@@ -427,7 +468,8 @@ class CallSession:
         self._watch.cancel()
         if self.turn_task is not None and not self.turn_task.done():
             self.muted = True
-            self.turn_task.cancel()
+            if self.phase in ("stt", "speaking"):
+                self.turn_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.turn_task
         with contextlib.suppress(asyncio.CancelledError):

@@ -99,3 +99,9 @@ def test_templates_fill_slots_and_results_and_nothing_else() -> None:
     assert render("{__class__} {amount.__dict__} {missing}", slots) == "{__class__} {amount.__dict__} "
     assert render_value({"amount": "{amount.value}", "n": "{n}", "acct": "{account}", "fixed": 5}, slots) == \
         {"amount": "250.00", "n": 3, "acct": "credit_card", "fixed": 5}
+
+
+def test_side_effect_arguments_never_come_from_the_llm(pack_copy: Path) -> None:
+    edit(pack_copy / "flows.yaml", "      - call: block_card\n", "      - call: block_card\n        llm_args: true\n")
+    assert any("flows.block_card.steps" in p and "llm_args" in p and "must come from slots" in p
+               for p in problems(pack_copy))
