@@ -212,8 +212,13 @@ def framed(opened: OpenedStream, prefix: str | None, suffix: str | None, complet
                 out = []
                 for ev in batch:
                     if ev.finish_reason is not None and pending:
-                        out.append(chunk_event(ev.id or completion_id, model, {"content": pending}, None))
+                        cid = ev.id or completion_id
+                        if ev.content:   # the finishing chunk may carry the last words: they come first
+                            out.append(chunk_event(cid, model, {"content": ev.content}, None))
+                        out.append(chunk_event(cid, model, {"content": pending}, None))
+                        out.append(chunk_event(cid, model, {}, ev.finish_reason) if ev.content else ev)
                         pending = None
+                        continue
                     out.append(ev)
                 batch = out
             yield batch
