@@ -103,6 +103,45 @@ def build_speech(settings: Settings) -> Speech:
                   (stt_client, tts_client))
 
 
+async def start_sip_channel(settings: Settings, state):
+    """The SIP user agent: each answered call runs a voice CallSession on a `sip` session of the trunk's tenant."""
+    import uuid
+
+    from gateway.api.voice import VoiceDriver
+    from gateway.auth import Identity
+    from gateway.sip.server import call_subject, start_sip, voice_config_for
+    from gateway.voice.session import CallSession
+    from gateway.voice.vad import EndpointConfig
+
+    async def new_session(call, send_audio):
+        row = await state.key_cache.tenant(state.db, settings.sip_tenant)
+        if row is None:
+            raise RuntimeError(f"ENCLAVE_SIP_TENANT={settings.sip_tenant!r} is not a tenant")
+        identity = Identity(str(row[0]), frozenset({"user"}), call_subject(call), "api_key", None, row[1], row[2])
+        session = {"id": uuid.uuid4(), "channel": "sip", "system_prompt": settings.voice_system_prompt, "summary": None,
+                   "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject, "mode": "bot"}
+        config = voice_config_for(call.codec)
+        config.endpoint = EndpointConfig(sample_rate=16000, frame_ms=settings.voice_frame_ms,
+                                         silence_ms=settings.voice_silence_ms, min_speech_ms=settings.voice_min_speech_ms,
+                                         max_utterance_ms=settings.voice_max_utterance_ms)
+        config.barge_in_ms, config.silence_reprompt_s = settings.voice_barge_in_ms, settings.voice_silence_reprompt_s
+        config.max_reprompts = settings.voice_max_reprompts
+
+        async def events(event: dict) -> None:   # a phone line has no event channel: the log has them
+            if event["type"] in ("transcript", "turn_end", "barge_in", "error", "hangup"):
+                log.info("sip call event", extra={"call_id": call.call_id, "event": event["type"]})
+
+        return CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback,
+                           driver=VoiceDriver(state, identity, session, True, None), send_json=events,
+                           send_audio=send_audio, restore=lambda turn, text: state.redactor.restore(text, turn.vault)
+                           if turn.vault is not None else text, metrics=state.metrics)
+
+    server = await start_sip(host=settings.sip_host, port=settings.sip_port, rtp_host=settings.sip_rtp_host,
+                             allowed=settings.sip_trunk_peers, new_session=new_session)
+    log.info("SIP user agent listening", extra={"host": settings.sip_host, "port": settings.sip_port})
+    return server
+
+
 @dataclass(frozen=True)
 class Dialogue:
     registry: PackRegistry
@@ -215,6 +254,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
         state.speech = speech = build_speech(settings)
+        state.sip = await start_sip_channel(settings, state) if settings.sip_port else None
         if settings.actions_runner and dialogue_parts.registry.loaded:
             runner = asyncio.create_task(dialogue_parts.actions.runner())
             background.add(runner)
@@ -229,6 +269,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*background, return_exceptions=True)
             await serving.aclose()
             await dialogue_parts.tools_client.aclose()
+            if state.sip is not None:
+                await state.sip.close()
             for c in speech.clients:
                 await c.aclose()
             for session in llm_clients:

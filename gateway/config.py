@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         "The voice persona of tenants without a domain pack (a pack's prompts.voice wins)."))
     stt_url: str | None = Field(default=None, description="Speech-to-text base URL; default: the serving plane.")
     tts_url: str | None = Field(default=None, description="Text-to-speech base URL; default: the serving plane.")
+    # SIP trunk (first version: UDP, no auth; see docs/voice.md)
+    sip_port: int | None = Field(default=None, description="UDP port of the SIP user agent; unset: no SIP.")
+    sip_host: str = Field(default="127.0.0.1", description="Address the SIP user agent listens on.")
+    sip_rtp_host: str = Field(default="127.0.0.1", description="Address RTP is sent from and offered in SDP.")
+    sip_trunk_peers: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], description=(
+        "Addresses (CIDR) allowed to send SIP; anyone else gets 403."))
+    sip_tenant: str = Field(default="dev", description="Tenant slug whose assistant answers SIP calls.")
     dialogue_llm_timeout_s: float = Field(default=15.0, gt=0, description="Structured LLM calls of the dialogue.")
 
     @property
