@@ -1,8 +1,7 @@
 """The SIP user agent for trunk peers (a PBX or SBC): UDP, INVITE → 200 with an SDP answer, ACK, BYE from
 either side, CANCEL, OPTIONS; each answered call bridges G.711 RTP into a voice ``CallSession``.
 
-First version (issue 8 in progress): no digest auth, no re-INVITE, no REFER, DTMF not yet delivered to
-the dialogue, and incoming audio is fed in arrival order (the jitter buffer in ``rtp.py`` is not wired
+First version (issue 8 in progress): no digest auth, no re-INVITE, no REFER, and incoming audio is fed in arrival order (the jitter buffer in ``rtp.py`` is not wired
 yet). What it does do is never crash on bad input: a message that does not parse gets a 400 when it can
 be answered and is dropped otherwise, and one call's failure ends only that call.
 """
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.sip.dtmf import DtmfReceiver
 from gateway.sip.message import SipMessage, SipParseError, new_tag, parse, response_to
 from gateway.sip.rtp import RtpError, RtpSender, parse_rtp
 from gateway.sip.sdp import SdpError, answer, parse_sdp
@@ -45,6 +45,10 @@ class Call:
     closed: bool = False
     last_rtp: float = field(default_factory=time.monotonic)
     filler: asyncio.Task | None = None
+    event_pt: int | None = None                     # telephone-event payload type agreed in SDP
+    dtmf: DtmfReceiver = field(default_factory=DtmfReceiver)
+    digits: str = ""
+    digits_flush: asyncio.TimerHandle | None = None
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -56,8 +60,14 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             packet = parse_rtp(data)
         except RtpError:
             return
-        if packet.payload_type != PT[self.call.codec] or self.call.session is None:
-            return   # telephone events and anything else: not audio (DTMF delivery comes later)
+        if self.call.session is None:
+            return
+        if packet.payload_type == self.call.event_pt:
+            for event in self.call.dtmf.push(packet, time.monotonic()):
+                self.server.on_digit(self.call, event.digit)
+            return
+        if packet.payload_type != PT[self.call.codec]:
+            return   # comfort noise and anything else: not audio
         self.call.last_rtp = time.monotonic()
         task = asyncio.ensure_future(self.call.session.feed(packet.payload))
         self.server._tasks.add(task)
@@ -190,7 +200,7 @@ class SipServer(asyncio.DatagramProtocol):
         except SdpError as e:
             self._respond(msg, addr, e.status, to_tag=new_tag())
             return
-        call.codec = codec
+        call.codec, call.event_pt = codec, _event_pt
         call.sender = RtpSender(PT[codec])
         self.calls[msg.call_id] = call
         self._respond(msg, addr, 180, to_tag=tag)
@@ -216,6 +226,27 @@ class SipServer(asyncio.DatagramProtocol):
             if time.monotonic() - call.last_rtp > 0.06 and call.session is not None:
                 await call.session.feed(frame)
 
+    DIGIT_PAUSE_S = 0.8   # keypad digits are one input until '#' or this long without a key
+
+    def on_digit(self, call: Call, digit: str) -> None:
+        """RFC 4733 key presses, collected into one input ('1234#', or a pause) for the dialogue."""
+        if call.digits_flush is not None:
+            call.digits_flush.cancel()
+        loop = asyncio.get_running_loop()
+        if digit == "#":
+            self._flush_digits(call)
+            return
+        call.digits += digit
+        call.digits_flush = loop.call_later(self.DIGIT_PAUSE_S, self._flush_digits, call)
+
+    def _flush_digits(self, call: Call) -> None:
+        digits, call.digits, call.digits_flush = call.digits, "", None
+        if digits and call.session is not None and not call.closed:
+            log.info("dtmf input", extra={"call_id": call.call_id, "digits": len(digits)})   # how many, never which
+            task = asyncio.ensure_future(call.session.text_input(digits))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     def _audio_out(self, call: Call):
         async def send_audio(frame: bytes) -> None:
             if call.closed or call.rtp_transport is None or call.sender is None:
@@ -237,6 +268,8 @@ class SipServer(asyncio.DatagramProtocol):
         self.calls.pop(call.call_id, None)
         if call.filler is not None:
             call.filler.cancel()
+        if call.digits_flush is not None:
+            call.digits_flush.cancel()
         if call.session is not None:
             try:
                 await call.session.close()

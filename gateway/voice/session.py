@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.clients.speech import SpeechUnavailable
+from gateway.clients.speech import SpeechUnavailable, Transcript
 from gateway.dialogue.spoken import spoken
 from gateway.errors import EnclaveError
 from gateway.voice import codec
@@ -201,6 +201,16 @@ class CallSession:
             speech_end = now - max(0.0, self.endpointer.stream_ms - event.speech_end_ms) / 1000.0
             self.turn_task = asyncio.create_task(self._turn(event.audio, Stamps(speech_end=speech_end, endpoint=now)))
 
+    async def text_input(self, text: str) -> None:
+        """Input that is already text (keypad digits on a phone line): a turn like a spoken one, without STT."""
+        now = time.monotonic()
+        self.last_activity, self.reprompts = now, 0
+        if self.turn_task is not None and not self.turn_task.done():
+            await self.barge_in()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.turn_task
+        self.turn_task = asyncio.create_task(self._turn(b"", Stamps(speech_end=now, endpoint=now), text=text))
+
     async def barge_in(self) -> None:
         """Stop talking now: the player goes silent at once, generation and synthesis are cancelled."""
         if self.turn_task is None or self.turn_task.done():
@@ -215,15 +225,16 @@ class CallSession:
 
     # -- one assistant turn -------------------------------------------------------------------------------
 
-    async def _turn(self, audio: bytes, stamps: Stamps) -> None:
+    async def _turn(self, audio: bytes, stamps: Stamps, text: str | None = None) -> None:
         """STT, then the pipeline, then speech. Only the listening and speaking phases can be cancelled: a
         barge-in while the pipeline runs (a tool call, a hand-off) lets it finish and skips the speaking,
         and the recording at the end always completes — a turn is stored whole, once."""
-        self.muted = False
+        self.muted = self.closed      # input that arrived just before a hang-up is still a turn, but nothing is said
         self.barge.reset()
         self.phase = "stt"
         try:
-            transcript = await self.stt.transcribe(audio, VAD_RATE, self.config.language)
+            transcript = Transcript(text, self.config.language, 0.0) if text is not None else \
+                await self.stt.transcribe(audio, VAD_RATE, self.config.language)
         except SpeechUnavailable as e:
             log.warning("STT failed; asking again", extra={"error": e.message})
             if self.metrics is not None:
@@ -237,7 +248,8 @@ class CallSession:
         if not transcript.text:
             self.phase = None
             return
-        await self.send_json({"type": "transcript", "text": transcript.text, "final": True})
+        await self.send_json({"type": "transcript", "text": transcript.text, "final": True,
+                              **({"source": "dtmf"} if text is not None else {})})
         self.phase = "pipeline"
         try:
             turn, opened = await self.driver.begin(transcript.text, transcript.language or self.config.language)
