@@ -105,27 +105,18 @@ def build_speech(settings: Settings) -> Speech:
 
 async def start_sip_channel(settings: Settings, state):
     """The SIP user agent: each answered call runs a voice CallSession on a `sip` session of the trunk's tenant."""
-    import uuid
-
-    from gateway.api.voice import VoiceDriver
+    from gateway.api.voice import VoiceDriver, new_voice_session, voice_config
     from gateway.auth import Identity
-    from gateway.sip.server import call_subject, start_sip, voice_config_for
+    from gateway.sip.server import call_subject, start_sip
     from gateway.voice.session import CallSession
-    from gateway.voice.vad import EndpointConfig
 
     async def new_session(call, send_audio):
         row = await state.key_cache.tenant(state.db, settings.sip_tenant)
         if row is None:
             raise RuntimeError(f"ENCLAVE_SIP_TENANT={settings.sip_tenant!r} is not a tenant")
         identity = Identity(str(row[0]), frozenset({"user"}), call_subject(call), "api_key", None, row[1], row[2])
-        session = {"id": uuid.uuid4(), "channel": "sip", "system_prompt": settings.voice_system_prompt, "summary": None,
-                   "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject, "mode": "bot"}
-        config = voice_config_for(call.codec)
-        config.endpoint = EndpointConfig(sample_rate=16000, frame_ms=settings.voice_frame_ms,
-                                         silence_ms=settings.voice_silence_ms, min_speech_ms=settings.voice_min_speech_ms,
-                                         max_utterance_ms=settings.voice_max_utterance_ms)
-        config.barge_in_ms, config.silence_reprompt_s = settings.voice_barge_in_ms, settings.voice_silence_reprompt_s
-        config.max_reprompts = settings.voice_max_reprompts
+        session = new_voice_session(settings, identity, "sip")
+        config = voice_config(settings, in_rate=8000, out_rate=8000, encoding="mulaw" if call.codec == "PCMU" else "alaw")
 
         async def events(event: dict) -> None:   # a phone line has no event channel: the log has them
             if event["type"] in ("transcript", "turn_end", "barge_in", "error", "hangup"):

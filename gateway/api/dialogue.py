@@ -69,7 +69,9 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
         raise InvalidRequest("decision_required", "an approval item must be approved or rejected")
     if item["kind"] != "approval" and verdict != "dismissed":
         raise InvalidRequest("nothing_to_approve", "only approval items are approved or rejected; dismiss this one")
-    vault = await _session_vault(conn, identity, item)
+    # The session's placeholders, so a value in a note gets the placeholder the session already uses.
+    vault = (await vault_repo.session_vault(conn, identity.tenant_id, item["session_id"]) if item["session_id"]
+             else SessionVault(identity.tenant_id, ""))
     note = state.redactor.redact(body.note, vault) if body.note else None
     action = None
     if item["kind"] == "approval":
@@ -88,13 +90,6 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
     # An approved action runs in the background runner (here or on another gateway), exactly once.
     return {"object": "review_item", "id": str(iid), "state": verdict,
             **({"action": describe(action)} if action else {})}
-
-
-async def _session_vault(conn, identity, item) -> SessionVault:
-    """The item's session's placeholders, so a value in a note gets the placeholder the session already uses."""
-    sid = item.get("session_id")
-    rows = await vault_repo.load_session_entries(conn, identity.tenant_id, sid) if sid else []
-    return SessionVault.from_rows(identity.tenant_id, str(sid or ""), rows)
 
 
 @router.post("/review/{item_id}/approve", dependencies=[Depends(body_size_limit)])

@@ -79,12 +79,27 @@ class VoiceDriver:
             self.session, self.is_new = fresh, False
 
 
+def voice_config(settings, *, in_rate: int, out_rate: int, encoding: str, language: str | None = None) -> VoiceConfig:
+    """A call's audio format plus the appliance's endpointing, barge-in and silence settings (WebSocket and SIP)."""
+    return VoiceConfig(
+        in_rate=in_rate, out_rate=out_rate, encoding=encoding, frame_ms=settings.voice_frame_ms,
+        endpoint=EndpointConfig(sample_rate=16000, frame_ms=settings.voice_frame_ms, silence_ms=settings.voice_silence_ms,
+                                min_speech_ms=settings.voice_min_speech_ms, max_utterance_ms=settings.voice_max_utterance_ms),
+        barge_in_ms=settings.voice_barge_in_ms, silence_reprompt_s=settings.voice_silence_reprompt_s,
+        max_reprompts=settings.voice_max_reprompts, language=language, texts=VoiceTexts())
+
+
+def new_voice_session(settings, identity: Identity, channel: str) -> dict:
+    """A session that exists once its first turn is stored (as for chat)."""
+    return {"id": uuid.uuid4(), "channel": channel, "system_prompt": settings.voice_system_prompt, "summary": None,
+            "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject, "mode": "bot"}
+
+
 async def _open_session(state, identity: Identity, start: StartMessage) -> tuple[dict, bool]:
     if start.session_id:
         async with state.db.connection() as conn:
             return await load_session(conn, identity, start.session_id), False
-    return ({"id": uuid.uuid4(), "channel": "voice", "system_prompt": state.settings.voice_system_prompt, "summary": None,
-             "summary_upto_seq": 0, "turn_count": 0, "created_by": identity.subject, "mode": "bot"}, True)
+    return new_voice_session(state.settings, identity, "voice"), True
 
 
 @router.websocket("/voice")
@@ -138,14 +153,8 @@ async def voice(ws: WebSocket) -> None:
     except EnclaveError as e:
         await refuse(e)
         return
-    settings = state.settings
-    config = VoiceConfig(
-        in_rate=start.sample_rate, out_rate=start.output_sample_rate or start.sample_rate, encoding=start.encoding,
-        frame_ms=settings.voice_frame_ms,
-        endpoint=EndpointConfig(sample_rate=16000, frame_ms=settings.voice_frame_ms, silence_ms=settings.voice_silence_ms,
-                                min_speech_ms=settings.voice_min_speech_ms, max_utterance_ms=settings.voice_max_utterance_ms),
-        barge_in_ms=settings.voice_barge_in_ms, silence_reprompt_s=settings.voice_silence_reprompt_s,
-        max_reprompts=settings.voice_max_reprompts, language=start.language, texts=VoiceTexts())
+    config = voice_config(state.settings, in_rate=start.sample_rate, out_rate=start.output_sample_rate or start.sample_rate,
+                          encoding=start.encoding, language=start.language)
     driver = VoiceDriver(state, identity, session, is_new, knowledge)
     call = CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback, driver=driver,
                        send_json=send_json, send_audio=send_audio,

@@ -22,6 +22,8 @@ import inspect
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,12 +32,12 @@ import httpx
 from jsonschema import Draft202012Validator
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.dialogue.notices import record_message
 from gateway.dialogue.packs import Pack, Tool
 from gateway.dialogue.render import render
 from gateway.safety.redact import Redactor, SessionVault
 from gateway.store import audit
 from gateway.store import dialogue as repo
-from gateway.store import sessions as sessions_repo
 from gateway.store import vault as vault_repo
 from gateway.store.audit import AuditEvent
 
@@ -61,34 +63,36 @@ def idempotency_key(tenant_id: str, session_id: Any, instance: str, step: int, t
     return hashlib.sha256(f"{tenant_id}|{session_id}|{instance}|{step}|{tool}".encode()).hexdigest()[:40]
 
 
-def schema_errors(tool: Tool, args: dict[str, Any]) -> list[str]:
-    return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.message}" for e in Draft202012Validator(tool.parameters).iter_errors(args)]
+def schema_errors(tool: Tool, args: dict[str, Any], *, with_values: bool = True) -> list[str]:
+    """What in ``args`` breaks the tool's schema; ``with_values=False`` names only where and which rule (the
+    messages quote the values, which are the owner's real ones: not for logs)."""
+    return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.message if with_values else e.validator}"
+            for e in Draft202012Validator(tool.parameters).iter_errors(args)]
 
 
 def schema_problem_paths(tool: Tool, args: dict[str, Any]) -> list[str]:
-    """Where the arguments break the schema and which rule, without the values (safe to log)."""
-    return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.validator}" for e in Draft202012Validator(tool.parameters).iter_errors(args)]
+    return schema_errors(tool, args, with_values=False)
+
+
+def map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """``fn`` applied to every string in a JSON value."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_strings(v, fn) for v in value]
+    return value
 
 
 def redact_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
     """Every string in a JSON value redacted: what the actions table, the review queue and the audit keep."""
-    if isinstance(value, str):
-        return redactor.redact(value, vault)
-    if isinstance(value, dict):
-        return {k: redact_json(v, redactor, vault) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_json(v, redactor, vault) for v in value]
-    return value
+    return map_strings(value, lambda text: redactor.redact(text, vault))
 
 
 def originals_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
-    if isinstance(value, str):
-        return redactor.originals(value, vault)
-    if isinstance(value, dict):
-        return {k: originals_json(v, redactor, vault) for k, v in value.items()}
-    if isinstance(value, list):
-        return [originals_json(v, redactor, vault) for v in value]
-    return value
+    """Every placeholder in a JSON value back to the owner's value (in memory, for a tool's arguments)."""
+    return map_strings(value, lambda text: redactor.originals(text, vault))
 
 
 class ToolExecutor:
@@ -211,8 +215,7 @@ class Actions:
             return await self._finish(row, "failed", None, "tool_not_configured")
         if args is None:   # restore the owner's values from the vault
             async with self.pool.connection() as conn:
-                rows = await vault_repo.load_session_entries(conn, str(row["tenant_id"]), row["session_id"])
-            vault = SessionVault.from_rows(str(row["tenant_id"]), str(row["session_id"]), rows)
+                vault = await vault_repo.session_vault(conn, str(row["tenant_id"]), row["session_id"])
             args = originals_json(row["args"], self.redactor, vault)
         for attempt in range(self.retries + 1):
             try:
@@ -226,18 +229,26 @@ class Actions:
         return await self._finish(row, state, output, code)
 
     async def _finish(self, row: dict, state: str, output: dict | None, code: str | None) -> ToolOutcome:
-        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
-        async with self.pool.connection() as conn, conn.transaction():
-            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
-            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
-            stored = redact_json(output, self.redactor, vault) if output is not None else None
-            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
-            await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code)
-            await audit.append(conn, AuditEvent(f"action.{state}", "system", tenant_id, str(session_id), content={
-                "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code,
-                "attempt": row["attempts"], "idempotency_key": row["idempotency_key"]}))
+        await self._settle(row, state, output, code, "system", ("executing",))
         log.info("action finished", extra={"action_id": str(row["id"]), "tool": row["tool"], "state": state, "code": code})
         return ToolOutcome(state, output, code, str(row["id"]))
+
+    async def _settle(self, row: dict, state: str, output: dict | None, code: str | None, actor: str,
+                      from_states: tuple[str, ...]) -> dict | None:
+        """Store an outcome (redacted) and audit it, in one transaction; None when the action had already left
+        ``from_states`` (someone else settled it)."""
+        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+            stored = redact_json(output, self.redactor, vault) if output is not None else None
+            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+            done = await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code,
+                                     from_states=from_states)
+            if done is not None:
+                await audit.append(conn, AuditEvent(f"action.{state}", actor, tenant_id, str(session_id), content={
+                    "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code,
+                    "attempt": row["attempts"], "idempotency_key": row["idempotency_key"]}))
+        return done
 
     # -- outside a turn: approvals, the runner, webhooks ------------------------------------------------------
 
@@ -292,16 +303,7 @@ class Actions:
         output = payload.get("result") if isinstance(payload.get("result"), dict) else {}
         code = None if state == "executed" else str((payload.get("error") or {}).get("code", "tool_failed")
                                                      if isinstance(payload.get("error"), dict) else "tool_failed")
-        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
-        async with self.pool.connection() as conn, conn.transaction():
-            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
-            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
-            stored = redact_json(output, self.redactor, vault)
-            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
-            done = await repo.finish(conn, row["id"], state, {"output": stored}, code, from_states=("running", "executing"))
-            if done is not None:
-                await audit.append(conn, AuditEvent(f"action.{state}", "webhook", tenant_id, str(session_id), content={
-                    "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code}))
+        done = await self._settle(row, state, output, code, "webhook", ("running", "executing"))
         if done is not None:
             await self.report(done)
         return done or row
@@ -321,19 +323,12 @@ class Actions:
         else:
             template = (report.get("errors") or {}).get(row.get("error_code") or "")
             text = render(template, slots, output) if template else pack.canned.tool_failed
-        tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
         async with self.pool.connection() as conn, conn.transaction():
             if not await repo.mark_reported(conn, row["id"]):
                 return False
-            rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
-            vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
-            stored = self.redactor.redact(text, vault)
-            await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
-            turn_id = hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()
-            turn_uuid = f"{turn_id[:8]}-{turn_id[8:12]}-{turn_id[12:16]}-{turn_id[16:20]}-{turn_id[20:32]}"
-            await sessions_repo.record_turn(conn, tenant_id, session_id, turn_uuid, report.get("channel", "chat"),
-                                            f"action-{row['id']}", [sessions_repo.TurnRow("assistant", stored, 0, "complete",
-                                                                                          model="enclave")])
+            await record_message(conn, self.redactor, str(row["tenant_id"]), row["session_id"], text,
+                                 channel=report.get("channel", "chat"), model="enclave", request_id=f"action-{row['id']}",
+                                 turn_id=str(uuid.UUID(hex=hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()[:32])))
         log.info("action outcome reported", extra={"action_id": str(row["id"]), "state": row["state"]})
         return True
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import uuid
 
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.llm import OpenedStream, canned_chunks, chunk_event
+from gateway.dialogue.notices import record_message
 from gateway.dialogue.turn import Turn
-from gateway.safety.redact import Redactor, SessionVault
+from gateway.safety.redact import Redactor
 from gateway.store import sessions as sessions_repo
 from gateway.store import vault as vault_repo
 
@@ -43,9 +43,8 @@ class Relay:
                     rows = await sessions_repo.list_turns(conn, turn.tenant_id, turn.session_id, after_seq=after)
                     replies = [r["content"] for r in rows if r["role"] == "assistant"]
                     if replies:   # the agent's values (sealed when they wrote) back, as the echo policy allows
-                        entries = await vault_repo.load_session_entries(conn, turn.tenant_id, turn.session_id)
+                        vault = await vault_repo.session_vault(conn, turn.tenant_id, turn.session_id)
                 if replies:
-                    vault = SessionVault.from_rows(turn.tenant_id, str(turn.session_id), entries)
                     text = self.redactor.restore("\n\n".join(replies), vault)
                     yield [chunk_event(completion_id, "agent", {"role": "assistant", "content": text}, None),
                            chunk_event(completion_id, "agent", {}, "stop")]
@@ -61,11 +60,6 @@ async def post_agent_message(pool: AsyncConnectionPool, redactor: Redactor, tena
                              text: str, channel: str) -> int:
     """Store a colleague's message as an assistant turn (redacted, like every stored text)."""
     async with pool.connection() as conn, conn.transaction():
-        rows = await vault_repo.load_session_entries(conn, tenant_id, session_id)
-        vault = SessionVault.from_rows(tenant_id, str(session_id), rows)
-        stored = redactor.redact(text, vault)
-        await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
-        return await sessions_repo.record_turn(conn, tenant_id, session_id, str(uuid.uuid4()), channel,
-                                               f"agent-{hashlib.sha256(agent.encode()).hexdigest()[:8]}",
-                                               [sessions_repo.TurnRow("assistant", stored, 0, "complete",
-                                                                      model=f"{AGENT_MODEL_PREFIX}{agent}"[:200])])
+        return await record_message(conn, redactor, tenant_id, session_id, text, channel=channel,
+                                    model=f"{AGENT_MODEL_PREFIX}{agent}"[:200],
+                                    request_id=f"agent-{hashlib.sha256(agent.encode()).hexdigest()[:8]}")

@@ -425,39 +425,13 @@ def _parse_cseq(value: str) -> tuple[int, str]:
 # -- field grammar -------------------------------------------------------------------------------------------
 
 
-def split_header_values(value: str) -> list[str]:
-    """Split a comma-joined list header (Via, Contact, Route, ...) outside quotes and angle brackets."""
+def _split_outside_quotes(text: str, sep: str, *, angles: bool) -> tuple[list[str], bool]:
+    """Split on ``sep`` outside quoted strings (and, with ``angles``, outside <...>). Returns the pieces and
+    whether a quoted string was left open."""
     out: list[str] = []
     start = 0
     quoted = False
     angle = 0
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle += 1
-        elif ch == ">":
-            angle = max(0, angle - 1)
-        elif ch == "," and angle == 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [v for v in out if v]
-
-
-def _split_params(text: str) -> list[str]:
-    """Split on ';' outside quoted strings (parameter values such as +sip.instance may be quoted)."""
-    out: list[str] = []
-    start = 0
-    quoted = False
     i = 0
     while i < len(text):
         ch = text[i]
@@ -468,14 +442,30 @@ def _split_params(text: str) -> list[str]:
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif ch == ";":
+        elif angles and ch == "<":
+            angle += 1
+        elif angles and ch == ">":
+            angle = max(0, angle - 1)
+        elif ch == sep and angle == 0:
             out.append(text[start:i])
             start = i + 1
         i += 1
-    if quoted:
-        raise SipParseError(400, "Unterminated quoted string")
     out.append(text[start:])
-    return out
+    return out, quoted
+
+
+def split_header_values(value: str) -> list[str]:
+    """Split a comma-joined list header (Via, Contact, Route, ...) outside quotes and angle brackets."""
+    parts, _ = _split_outside_quotes(value, ",", angles=True)
+    return [v for v in (p.strip() for p in parts) if v]
+
+
+def _split_params(text: str) -> list[str]:
+    """Split on ';' outside quoted strings (parameter values such as +sip.instance may be quoted)."""
+    parts, unterminated = _split_outside_quotes(text, ";", angles=False)
+    if unterminated:
+        raise SipParseError(400, "Unterminated quoted string")
+    return parts
 
 
 def _parse_params(items: Iterable[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from gateway.sip.rtp import RtpError, RtpSender, parse_rtp
 from gateway.sip.sdp import SdpError, answer, parse_sdp
 from gateway.sip.transaction import TransactionTable
 from gateway.voice.codec import alaw_encode, ulaw_encode
-from gateway.voice.session import CallSession, VoiceConfig
+from gateway.voice.session import CallSession
 
 log = logging.getLogger("enclave.gateway.sip")
 PT = {"PCMU": 0, "PCMA": 8}
@@ -293,10 +293,6 @@ async def start_sip(*, host: str, port: int, rtp_host: str, allowed: list[str], 
     server = SipServer(host=host, port=port, rtp_host=rtp_host, allowed=allowed, new_session=new_session)
     await loop.create_datagram_endpoint(lambda: server, local_addr=(host, port))
     return server
-
-
-def voice_config_for(codec: str) -> VoiceConfig:
-    return VoiceConfig(in_rate=8000, out_rate=8000, encoding="mulaw" if codec == "PCMU" else "alaw")
 
 
 def call_subject(call: Call) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
-from gateway.safety.redact import VaultEntry
+from gateway.safety.redact import SessionVault, VaultEntry
 
 
 async def load_session_entries(conn: AsyncConnection, tenant_id: str, session_id) -> list[tuple]:
@@ -12,6 +12,11 @@ async def load_session_entries(conn: AsyncConnection, tenant_id: str, session_id
         "SELECT placeholder, pii_type, fingerprint, nonce, ciphertext FROM pii_vault "
         "WHERE tenant_id = %s AND session_id = %s", (tenant_id, session_id))
     return await cur.fetchall()
+
+
+async def session_vault(conn: AsyncConnection, tenant_id: str, session_id) -> SessionVault:
+    """The session's placeholders as stored: redact against it so a known value keeps its placeholder."""
+    return SessionVault.from_rows(tenant_id, str(session_id), await load_session_entries(conn, tenant_id, session_id))
 
 
 async def store_entries(conn: AsyncConnection, tenant_id: str, session_id, entries: list[VaultEntry]) -> int:

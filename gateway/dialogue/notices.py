@@ -1,0 +1,22 @@
+"""An assistant-side message that is not the reply to a user turn (an agent's words in a hand-off, the
+outcome of an action that finished later): stored redacted as a one-row turn of the session."""
+
+from __future__ import annotations
+
+import uuid
+
+from psycopg import AsyncConnection
+
+from gateway.safety.redact import Redactor
+from gateway.store import sessions as sessions_repo
+from gateway.store import vault as vault_repo
+
+
+async def record_message(conn: AsyncConnection, redactor: Redactor, tenant_id: str, session_id, text: str, *,
+                         channel: str, model: str, request_id: str, turn_id: str | None = None) -> int:
+    """Call inside the caller's transaction; values first seen in ``text`` are sealed in the session's vault."""
+    vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+    stored = redactor.redact(text, vault)
+    await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
+    return await sessions_repo.record_turn(conn, tenant_id, session_id, turn_id or str(uuid.uuid4()), channel, request_id,
+                                           [sessions_repo.TurnRow("assistant", stored, 0, "complete", model=model)])
