@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -103,32 +104,59 @@ def build_speech(settings: Settings) -> Speech:
                   (stt_client, tts_client))
 
 
+def sip_config(settings: Settings, secret: bytes):
+    """The SIP user agent's configuration from Settings (digest auth and the rate limiter included)."""
+    from gateway.sip.auth import DigestAuth
+    from gateway.sip.ratelimit import RateLimiter
+    from gateway.sip.server import SipConfig
+
+    low, _, high = settings.sip_rtp_ports.partition("-")
+    auth = DigestAuth(realm=settings.sip_auth_realm, credentials=settings.sip_auth_users, secret=secret) \
+        if settings.sip_auth_users else None
+    limiter = RateLimiter(settings.sip_rate_per_s, int(settings.sip_rate_per_s * 4)) if settings.sip_rate_per_s else None
+    return SipConfig(host=settings.sip_host, port=settings.sip_port or 5060, rtp_host=settings.sip_rtp_host,
+                     rtp_ports=(int(low), int(high)) if low else (0, 0), allowed=tuple(settings.sip_trunk_peers),
+                     routes=dict(settings.sip_routes), default_tenant=settings.sip_tenant,
+                     transfer_uri=settings.sip_transfer_uri, agent_digit=settings.sip_agent_digit,
+                     jitter_ms=settings.sip_jitter_ms, ring_ms=settings.sip_ring_ms, auth=auth, limiter=limiter)
+
+
 async def start_sip_channel(settings: Settings, state):
-    """The SIP user agent: each answered call runs a voice CallSession on a `sip` session of the trunk's tenant."""
+    """The SIP user agent: each answered call runs a voice CallSession on a `sip` session of the tenant its
+    called number routes to (that tenant's domain pack answers); a hand-off transfers the call."""
     from gateway.api.voice import VoiceDriver, new_voice_session, voice_config
     from gateway.auth import Identity
     from gateway.sip.server import call_subject, start_sip
     from gateway.voice.session import CallSession
 
+    server = None
+
     async def new_session(call, send_audio):
-        row = await state.key_cache.tenant(state.db, settings.sip_tenant)
+        row = await state.key_cache.tenant(state.db, call.tenant)
         if row is None:
-            raise RuntimeError(f"ENCLAVE_SIP_TENANT={settings.sip_tenant!r} is not a tenant")
+            raise RuntimeError(f"SIP calls to {call.did or 'this number'} route to tenant {call.tenant!r}, which does not exist")
         identity = Identity(str(row[0]), frozenset({"user"}), call_subject(call), "api_key", None, row[1], row[2])
         session = new_voice_session(settings, identity, "sip")
         config = voice_config(settings, in_rate=8000, out_rate=8000, encoding="mulaw" if call.codec == "PCMU" else "alaw")
+        loaded = await state.dialogue.registry.resolve(identity.tenant_id) if state.dialogue is not None else None
+        if loaded is not None:    # '0' means what the pack's own "speak to a person" examples mean
+            pack = loaded.pack
+            examples = pack.intents.get(pack.escalation.request_intent)
+            call.agent_phrase = examples.examples[0] if examples is not None and examples.examples else None
 
         async def events(event: dict) -> None:   # a phone line has no event channel: the log has them
             if event["type"] in ("transcript", "turn_end", "barge_in", "error", "hangup"):
                 log.info("sip call event", extra={"call_id": call.call_id, "event": event["type"]})
+            if event["type"] == "turn_end" and event.get("handoff") and server is not None:
+                server._spawn(server.hand_off(call, event["handoff"]["id"]))
 
         return CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback,
                            driver=VoiceDriver(state, identity, session, True, None), send_json=events,
                            send_audio=send_audio, restore=lambda turn, text: state.redactor.restore(text, turn.vault)
                            if turn.vault is not None else text, metrics=state.metrics)
 
-    server = await start_sip(host=settings.sip_host, port=settings.sip_port, rtp_host=settings.sip_rtp_host,
-                             allowed=settings.sip_trunk_peers, new_session=new_session)
+    # Nonces are signed with a per-process secret: a restart only makes peers answer one fresh challenge.
+    server = await start_sip(sip_config(settings, os.urandom(32)), new_session, state.metrics)
     log.info("SIP user agent listening", extra={"host": settings.sip_host, "port": settings.sip_port})
     return server
 

@@ -124,13 +124,29 @@ class Settings(BaseSettings):
         "The voice persona of tenants without a domain pack (a pack's prompts.voice wins)."))
     stt_url: str | None = Field(default=None, description="Speech-to-text base URL; default: the serving plane.")
     tts_url: str | None = Field(default=None, description="Text-to-speech base URL; default: the serving plane.")
-    # SIP trunk (first version: UDP, no auth; see docs/voice.md)
+    # SIP trunk (see docs/voice.md)
     sip_port: int | None = Field(default=None, description="UDP port of the SIP user agent; unset: no SIP.")
     sip_host: str = Field(default="127.0.0.1", description="Address the SIP user agent listens on.")
     sip_rtp_host: str = Field(default="127.0.0.1", description="Address RTP is sent from and offered in SDP.")
+    sip_rtp_ports: str = Field(default="", pattern=r"^(\d{1,5}-\d{1,5})?$", description=(
+        "RTP port range, e.g. 20000-29999 (for the firewall between the PBX and Enclave); empty: any free port."))
     sip_trunk_peers: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], description=(
         "Addresses (CIDR) allowed to send SIP; anyone else gets 403."))
-    sip_tenant: str = Field(default="dev", description="Tenant slug whose assistant answers SIP calls.")
+    sip_tenant: str | None = Field(default="dev", description=(
+        "Tenant slug whose assistant answers calls to numbers not in sip_routes; null: those calls get 404."))
+    sip_routes: dict[str, str] = Field(default_factory=dict, description=(
+        "Called number (DID, the user part of the Request-URI) → tenant slug; the tenant's domain pack answers."))
+    sip_transfer_uri: str | None = Field(default=None, description=(
+        "SIP URI of the human queue: a hand-off becomes a blind REFER there, carrying the hand-off id in "
+        "X-Enclave-Handoff. Unset: the caller hears a goodbye and the agents call back from the queue."))
+    sip_agent_digit: str | None = Field(default="0", description="A lone key press that asks for a person.")
+    sip_auth_realm: str = Field(default="enclave", description="Digest realm (when sip_auth_users is set).")
+    sip_auth_users: dict[str, str] = Field(default_factory=dict, description=(
+        "Digest credentials trunk peers must present on INVITE (user → password); empty: no digest auth."))
+    sip_rate_per_s: float = Field(default=50.0, ge=0, description=(
+        "SIP messages a second allowed from one address (bursts of 4×); beyond it they are dropped. 0: no limit."))
+    sip_ring_ms: int = Field(default=0, ge=0, le=30_000, description="How long a call rings before it is answered.")
+    sip_jitter_ms: int = Field(default=60, ge=0, le=500, description="Jitter buffer depth for incoming RTP.")
     dialogue_llm_timeout_s: float = Field(default=15.0, gt=0, description="Structured LLM calls of the dialogue.")
 
     @property

@@ -66,6 +66,14 @@ class Metrics:
         self.voice_barge_ins = Counter("enclave_voice_barge_ins", "Assistant speech cut off by the caller", registry=r)
         self.voice_fallbacks = Counter("enclave_voice_fallbacks", "Speech role failures answered by a fallback",
                                        ["kind"], registry=r)
+        # SIP: calls by how they ended, and RTP health (late = a gap the caller hears in our audio; lost = a
+        # caller packet that never came and was concealed by the jitter buffer).
+        self.sip_calls = Gauge("enclave_sip_calls", "SIP calls connected right now", registry=r)
+        self.sip_call_ends = Counter("enclave_sip_calls_ended", "SIP calls ended, by reason", ["reason"], registry=r)
+        self.sip_rtp = Counter("enclave_sip_rtp_packets", "RTP packets by direction and fate (sent, received, "
+                               "late_out, lost_in, late_in)", ["kind"], registry=r)
+        self.sip_refused = Counter("enclave_sip_refused", "SIP messages refused (forbidden, rate_limited, auth)",
+                                   ["reason"], registry=r)
         self.injections = Counter("enclave_injection_verdicts", "Guard verdicts other than pass", ["action"], registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -1,33 +1,66 @@
-"""The SIP user agent for trunk peers (a PBX or SBC): UDP, INVITE → 200 with an SDP answer, ACK, BYE from
-either side, CANCEL, OPTIONS; each answered call bridges G.711 RTP into a voice ``CallSession``.
+"""The SIP user agent for trunk peers (a PBX or SBC) over UDP: each answered call bridges G.711 RTP into a
+voice ``CallSession``.
 
-First version (issue 8 in progress): no digest auth, no re-INVITE, no REFER, and incoming audio is fed in arrival order (the jitter buffer in ``rtp.py`` is not wired
-yet). What it does do is never crash on bad input: a message that does not parse gets a 400 when it can
-be answered and is dropped otherwise, and one call's failure ends only that call.
+What a trunk needs, and nothing more: an allow-list of peers (403 for anyone else) with per-address rate
+limiting, optional digest auth, INVITE → 180 → 200 with an SDP answer, ACK, CANCEL, OPTIONS keep-alives,
+re-INVITE and UPDATE (hold and resume), BYE from either side, keypad digits (RFC 4733 in RTP, or SIP INFO),
+and the hand-off: a blind REFER to the human queue carrying the hand-off id, or a polite goodbye and BYE.
+Incoming audio goes through a jitter buffer and is fed to the session on one clock per call.
+
+Bad input never crashes it: a message that does not parse gets a 400 when it can be answered and is
+dropped otherwise, and one call's failure ends only that call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import ipaddress
 import logging
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.sip.auth import DigestAuth
+from gateway.sip.client_transaction import ClientTransactionTable
+from gateway.sip.dialog import Dialog, refer_status
 from gateway.sip.dtmf import DtmfReceiver
-from gateway.sip.message import SipMessage, SipParseError, new_tag, parse, response_to
-from gateway.sip.rtp import RtpError, RtpSender, parse_rtp
-from gateway.sip.sdp import SdpError, answer, parse_sdp
+from gateway.sip.message import SipMessage, SipParseError, new_tag, parse, parse_name_addr, parse_uri, response_to
+from gateway.sip.ratelimit import RateLimiter
+from gateway.sip.rtp import JitterBuffer, RtpError, RtpSender, parse_rtp
+from gateway.sip.sdp import AudioOffer, SdpError, answer, parse_sdp
 from gateway.sip.transaction import TransactionTable
 from gateway.voice.codec import alaw_encode, ulaw_encode
 from gateway.voice.session import CallSession
 
 log = logging.getLogger("enclave.gateway.sip")
 PT = {"PCMU": 0, "PCMA": 8}
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+TICK_S = 0.02            # the per-call clock: jitter buffer playout, silence filling
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    """Where the user agent listens and whom it serves (built from Settings by the app)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    rtp_host: str = "127.0.0.1"
+    rtp_ports: tuple[int, int] = (0, 0)                    # (0, 0): any free port
+    allowed: tuple[str, ...] = ("127.0.0.1/32",)           # CIDRs of trunk peers; empty: anyone
+    routes: dict[str, str] = field(default_factory=dict)   # called number (DID) → tenant slug
+    default_tenant: str | None = "dev"                     # other numbers; None: 404
+    transfer_uri: str | None = None                        # the human queue for a blind REFER
+    handoff_header: str = "X-Enclave-Handoff"
+    agent_digit: str | None = "0"                          # a lone key press that asks for a person
+    jitter_ms: int = 60
+    ring_ms: int = 0                                       # ring this long before answering
+    auth: DigestAuth | None = None
+    limiter: RateLimiter | None = None
 
 
 @dataclass
@@ -37,18 +70,30 @@ class Call:
     remote_sip: tuple[str, int]
     remote_rtp: tuple[str, int]
     codec: str
+    tenant: str = ""
+    did: str = ""
     rtp_transport: asyncio.DatagramTransport | None = None
     sender: RtpSender | None = None
     session: CallSession | None = None
     invite: SipMessage | None = None
+    dialog: Dialog | None = None
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
-    last_rtp: float = field(default_factory=time.monotonic)
-    filler: asyncio.Task | None = None
+    held: bool = False
+    transferring: bool = False
+    last_rtp: float = 0.0
+    pump: asyncio.Task | None = None
+    jitter: JitterBuffer | None = None
     event_pt: int | None = None                     # telephone-event payload type agreed in SDP
     dtmf: DtmfReceiver = field(default_factory=DtmfReceiver)
     digits: str = ""
     digits_flush: asyncio.TimerHandle | None = None
+    sdp_id: int = field(default_factory=lambda: random.randrange(1, 2**31))
+    sdp_version: int = 0
+    answer_body: bytes = b""
+    agent_phrase: str | None = None                 # what '0' means to this tenant's dialogue
+    refer_result: asyncio.Future | None = None      # the transfer's outcome from NOTIFY (sipfrag status)
+    stats: dict[str, int] = field(default_factory=lambda: {"rtp_in": 0, "rtp_out": 0, "late_out": 0})
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -56,34 +101,38 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.server, self.call = server, call
 
     def datagram_received(self, data: bytes, addr) -> None:
+        call = self.call
         try:
             packet = parse_rtp(data)
         except RtpError:
             return
-        if self.call.session is None:
+        if call.session is None or call.closed:
             return
-        if packet.payload_type == self.call.event_pt:
-            for event in self.call.dtmf.push(packet, time.monotonic()):
-                self.server.on_digit(self.call, event.digit)
+        now = time.monotonic()
+        if packet.payload_type == call.event_pt:
+            for event in call.dtmf.push(packet, now):
+                self.server.on_digit(call, event.digit)
             return
-        if packet.payload_type != PT[self.call.codec]:
+        if packet.payload_type != PT[call.codec] or not packet.payload:
             return   # comfort noise and anything else: not audio
-        self.call.last_rtp = time.monotonic()
-        task = asyncio.ensure_future(self.call.session.feed(packet.payload))
-        self.server._tasks.add(task)
-        task.add_done_callback(self.server._tasks.discard)
+        if call.jitter is None:   # the packet size tells the far end's ptime (sipp's pcap: 30 ms)
+            ptime = max(10, min(60, len(packet.payload) // 8 // 10 * 10))
+            call.jitter = JitterBuffer(self.server.config.jitter_ms, ptime, payload_type=PT[call.codec])
+        call.jitter.push(packet, now)
+        call.last_rtp = now
+        call.stats["rtp_in"] += 1
 
 
 class SipServer(asyncio.DatagramProtocol):
-    def __init__(self, *, host: str, port: int, rtp_host: str, allowed: list[str], new_session: Callable[..., Any],
-                 rtp_ports: tuple[int, int] = (0, 0)) -> None:
-        self.host, self.port, self.rtp_host = host, port, rtp_host
-        self.allowed = [ipaddress.ip_network(a, strict=False) for a in allowed]
-        self.new_session = new_session     # (call, send_audio) -> CallSession
-        self.rtp_ports = rtp_ports
+    def __init__(self, config: SipConfig, new_session: Callable[..., Any], metrics=None) -> None:
+        self.config, self.metrics = config, metrics
+        self.allowed = [ipaddress.ip_network(a, strict=False) for a in config.allowed]
+        self.new_session = new_session     # (call, send_audio) -> CallSession (or an awaitable of one)
         self.transport: asyncio.DatagramTransport | None = None
         self.transactions = TransactionTable()
+        self.client_transactions = ClientTransactionTable()
         self.calls: dict[str, Call] = {}
+        self.ended: dict[str, float] = {}  # call-id → when, so a late retransmission is answered 481, not a new call
         self._tasks: set[asyncio.Task] = set()
         self._timer: asyncio.Task | None = None
 
@@ -94,9 +143,13 @@ class SipServer(asyncio.DatagramProtocol):
         self._timer = asyncio.ensure_future(self._timers())
 
     def datagram_received(self, data: bytes, addr) -> None:
-        task = asyncio.ensure_future(self._handle(data, addr))
+        self._spawn(self._handle(data, addr))
+
+    def _spawn(self, coro: Awaitable) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -110,9 +163,15 @@ class SipServer(asyncio.DatagramProtocol):
     async def _timers(self) -> None:
         while True:
             await asyncio.sleep(0.1)
+            now = time.monotonic()
             for addr, data in self.transactions.on_timer():
                 if addr is not None:
                     self.send(data, addr)
+            for addr, data in self.client_transactions.on_timer(now):
+                self.send(data, addr)
+            for call_id, when in list(self.ended.items()):
+                if now - when > 64 * 0.5:
+                    del self.ended[call_id]
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -125,14 +184,20 @@ class SipServer(asyncio.DatagramProtocol):
     async def _handle(self, data: bytes, addr) -> None:
         if not data.strip():
             return   # keep-alive CRLF
+        limiter = self.config.limiter
+        if limiter is not None and not limiter.allow(addr[0]):
+            self._refused("rate_limited")
+            return   # a flood is dropped unanswered: answering would amplify it
         try:
             msg = parse(data)
         except SipParseError as e:
             self._bad_request(data, addr, e)
             return
         if not msg.is_request:
-            return   # responses to our BYEs: nothing to do in this version
+            self._response(msg)
+            return
         if not self._allowed(addr):
+            self._refused("forbidden")
             self.send(response_to(msg, 403, "Forbidden").to_bytes(), addr)
             return
         dispatch = self.transactions.on_request(msg, addr)
@@ -141,23 +206,46 @@ class SipServer(asyncio.DatagramProtocol):
         if not dispatch.deliver:
             return
         method = msg.method
+        call = self.calls.get(msg.call_id or "")
+        in_dialog = call is not None and call.dialog is not None and bool(msg.to_tag) and method not in ("ACK", "CANCEL")
+        if in_dialog and not call.dialog.remote_cseq_ok(msg):
+            self._respond(msg, addr, 500, reason="CSeq Out of Order")
+            return
         if method == "INVITE":
-            await self._invite(msg, addr)
+            if call is not None and msg.to_tag:
+                await self._reinvite(call, msg, addr)
+            elif call is not None or msg.to_tag:
+                self._respond(msg, addr, 481 if msg.to_tag else 482, to_tag=new_tag())
+            else:
+                await self._invite(msg, addr)
         elif method == "ACK":
             pass
         elif method == "BYE":
-            await self._bye(msg, addr)
+            self._respond(msg, addr, 200 if call is not None else 481)
+            if call is not None:
+                await self._end(call, "caller_bye")
         elif method == "CANCEL":
-            self._respond(msg, addr, 200)
-            call = self.calls.get(msg.call_id)
-            if call is None:
-                invite = self.transactions.find_invite(msg)
-                if invite is not None:
-                    self._respond_txn(invite.request, addr, 487)
+            self._cancel(msg, addr, call)
         elif method == "OPTIONS":
-            self._respond(msg, addr, 200, extra=(("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"),))
+            self._respond(msg, addr, 200, extra=(("Allow", ALLOW), ("Accept", "application/sdp")))
+        elif method == "UPDATE" and call is not None:
+            await self._reinvite(call, msg, addr)
+        elif method == "INFO" and call is not None:
+            self._info(call, msg, addr)
+        elif method == "NOTIFY" and call is not None:
+            self._notify(call, msg, addr)
+        elif method in ("UPDATE", "INFO", "NOTIFY", "REFER"):
+            self._respond(msg, addr, 481 if method != "REFER" or call is None else 403)
         else:
-            self._respond(msg, addr, 501)
+            self._respond(msg, addr, 501, extra=(("Allow", ALLOW),))
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sip_refused.labels(reason).inc()
+
+    def _response(self, msg: SipMessage) -> None:
+        """A response to a request of ours (BYE, REFER): the client transaction stops retransmitting."""
+        self.client_transactions.on_response(msg, time.monotonic())
 
     def _bad_request(self, data: bytes, addr, error: SipParseError) -> None:
         """Answer 400 only when the message has what a response needs; otherwise drop it."""
@@ -169,107 +257,337 @@ class SipServer(asyncio.DatagramProtocol):
         except SipParseError:
             log.info("dropped an unparseable SIP message", extra={"from": addr[0], "reason": error.reason})
             return
-        if lenient.is_request and lenient.method != "ACK":
+        if lenient.is_request and lenient.method != "ACK" and self._allowed(addr):
             self.send(response_to(lenient, error.status, error.reason).to_bytes(), addr)
 
     def _respond(self, msg: SipMessage, addr, status: int, *, extra=(), body: bytes = b"", content_type=None,
-                 to_tag: str | None = None) -> None:
-        resp = response_to(msg, status, to_tag=to_tag, extra_headers=extra, body=body, content_type=content_type)
-        txn = self.transactions.get(msg)
+                 to_tag: str | None = None, reason: str | None = None) -> None:
+        resp = response_to(msg, status, reason, to_tag=to_tag, extra_headers=extra, body=body, content_type=content_type)
+        self._send_response(msg, resp, addr)
+
+    def _send_response(self, request: SipMessage, resp: SipMessage, addr) -> None:
+        txn = self.transactions.get(request)
         out = txn.send_response(resp) if txn is not None else [resp.to_bytes()]
         for data in out:
             self.send(data, addr)
 
-    def _respond_txn(self, request: SipMessage, addr, status: int) -> None:
-        self._respond(request, addr, status, to_tag=new_tag())
+    def _cancel(self, msg: SipMessage, addr, call: Call | None) -> None:
+        invite = self.transactions.find_invite(msg)
+        if invite is None:
+            self._respond(msg, addr, 481)
+            return
+        self._respond(msg, addr, 200)
+        if invite.state != "proceeding":
+            return     # already answered: the CANCEL has no effect (§9.2); the caller will send BYE
+        self._respond(invite.request, addr, 487, to_tag=call.tag if call else new_tag())
+        if call is not None:
+            self._spawn(self._end(call, "cancelled"))
+
+    # -- a new call -----------------------------------------------------------------------------------------
+
+    def route(self, msg: SipMessage) -> tuple[str | None, str]:
+        """(tenant slug or None, the called number): the Request-URI's user part, else the To header's."""
+        did = ""
+        for candidate in (msg.uri or "", parse_name_addr(msg.header("To") or "")[1]):
+            with contextlib.suppress(Exception):
+                did = parse_uri(candidate).get("user") or ""
+            if did:
+                break
+        did = did.split(";")[0]
+        return self.config.routes.get(did, self.config.default_tenant), did
 
     async def _invite(self, msg: SipMessage, addr) -> None:
-        if msg.call_id in self.calls:      # a re-INVITE (hold/resume) is not supported yet
-            self._respond(msg, addr, 488, to_tag=self.calls[msg.call_id].tag)
+        if msg.call_id in self.ended:
+            self._respond(msg, addr, 481, to_tag=new_tag())
             return
+        auth = self.config.auth
+        if auth is not None:
+            result = auth.check(msg)
+            if not result.ok:
+                self._send_response(msg, auth.challenge(msg, stale=result.stale, to_tag=new_tag()), addr)
+                if result.reason != "missing":
+                    self._refused("auth")
+                    log.warning("SIP digest auth failed", extra={"from": addr[0], "reason": result.reason})
+                return
+        tenant, did = self.route(msg)
+        if tenant is None:
+            self._respond(msg, addr, 404, to_tag=new_tag())
+            return
+        tag = new_tag()
         try:
             offer = parse_sdp(msg.body)
-            loop = asyncio.get_running_loop()
-            tag = new_tag()
-            call = Call(msg.call_id, tag, addr, (offer.connection_ip, offer.port), "PCMU", invite=msg)
-            transport, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(self, call),
-                                                               local_addr=(self.rtp_host, 0))
-            call.rtp_transport = transport
-            local_port = transport.get_extra_info("sockname")[1]
-            body, codec, _event_pt = answer(offer, local_ip=self.rtp_host, local_port=local_port)
+            call = Call(msg.call_id or "", tag, addr, (offer.connection_ip, offer.port), "PCMU", tenant=tenant, did=did,
+                        invite=msg)
+            call.rtp_transport = await self._open_rtp(call)
+            body = self._answer(call, offer)
         except SdpError as e:
-            self._respond(msg, addr, e.status, to_tag=new_tag())
+            self._respond(msg, addr, e.status, to_tag=tag)
             return
-        call.codec, call.event_pt = codec, _event_pt
-        call.sender = RtpSender(PT[codec])
-        self.calls[msg.call_id] = call
+        except OSError:
+            log.exception("no RTP port free")
+            self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
+            return
+        contact = f"<sip:enclave@{self.config.host}:{self.config.port}>"
+        call.dialog = Dialog.from_invite(msg, tag, contact, addr)
+        call.sender = RtpSender(PT[call.codec])
+        self.calls[call.call_id] = call
         self._respond(msg, addr, 180, to_tag=tag)
+        if self.config.ring_ms:
+            await asyncio.sleep(self.config.ring_ms / 1000)
+            if call.closed:
+                return
         try:
             session = self.new_session(call, self._audio_out(call))
             call.session = await session if inspect.isawaitable(session) else session
         except Exception:
             log.exception("could not start the call's session")
             self._respond(msg, addr, 500, to_tag=tag)
-            await self._end(call)
+            await self._end(call, "failed")
             return
-        contact = (("Contact", f"<sip:enclave@{self.host}:{self.port}>"),)
-        self._respond(msg, addr, 200, extra=contact, body=body, content_type="application/sdp", to_tag=tag)
-        call.filler = asyncio.ensure_future(self._fill_silence(call))
-        log.info("call answered", extra={"call_id": msg.call_id, "codec": codec, "from": addr[0]})
+        if call.closed:      # cancelled while the session was being set up
+            with contextlib.suppress(Exception):
+                await call.session.close()
+            return
+        call.session.on_hangup = lambda: self.hang_up(call)
+        self._respond(msg, addr, 200, extra=(("Contact", contact), ("Allow", ALLOW)), body=body,
+                      content_type="application/sdp", to_tag=tag)
+        call.last_rtp = time.monotonic()
+        call.pump = asyncio.ensure_future(self._pump(call))
+        if self.metrics is not None:
+            self.metrics.sip_calls.inc()
+        log.info("call answered", extra={"call_id": call.call_id, "codec": call.codec, "from": addr[0],
+                                         "tenant": tenant})
 
-    async def _fill_silence(self, call: Call) -> None:
-        """A line that stops sending RTP (silence suppression, a pause, a hold) is silence, not nothing: the
-        endpointer needs it to notice the caller finished speaking."""
-        frame = (ulaw_encode if call.codec == "PCMU" else alaw_encode)(b"\x00\x00" * 160)
+    async def _open_rtp(self, call: Call) -> asyncio.DatagramTransport:
+        loop = asyncio.get_running_loop()
+        low, high = self.config.rtp_ports
+        ports = [0] if not low else random.sample(range(low - low % 2, high + 1, 2), min(32, (high - low) // 2 + 1))
+        error: OSError | None = None
+        for port in ports:    # RTP on even ports (RFC 3550 §11), a few random tries in the configured range
+            try:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(self, call),
+                                                                   local_addr=(self.config.rtp_host, port))
+                return transport
+            except OSError as e:
+                error = e
+        raise error or OSError("no RTP port")
+
+    def _answer(self, call: Call, offer: AudioOffer) -> bytes:
+        """The SDP answer (same session id, a new version each time); also applies it to the call."""
+        assert call.rtp_transport is not None
+        local_port = call.rtp_transport.get_extra_info("sockname")[1]
+        prefer = (call.codec,) if call.sender is not None else ("PCMU", "PCMA")   # a codec change mid-call is refused
+        body, codec, event_pt = answer(offer, local_ip=self.config.rtp_host, local_port=local_port, prefer=prefer,
+                                       session_id=call.sdp_id, session_version=call.sdp_id + call.sdp_version)
+        call.sdp_version += 1
+        call.codec, call.event_pt, call.answer_body = codec, event_pt, body
+        if not offer.on_hold:
+            call.remote_rtp = (offer.connection_ip, offer.port)
+        return body
+
+    async def _reinvite(self, call: Call, msg: SipMessage, addr) -> None:
+        """Hold, resume or a session refresh: answer the new offer; a re-INVITE without one gets the last answer."""
+        if call.dialog is not None:
+            call.dialog.refresh_target(msg)
+        if not msg.body:
+            extra = (("Contact", f"<sip:enclave@{self.config.host}:{self.config.port}>"),)
+            if msg.method == "UPDATE":
+                self._respond(msg, addr, 200, extra=extra)
+            else:
+                self._respond(msg, addr, 200, extra=extra, body=call.answer_body, content_type="application/sdp")
+            return
+        try:
+            offer = parse_sdp(msg.body)
+            body = self._answer(call, offer)
+        except SdpError as e:
+            self._respond(msg, addr, e.status)
+            return
+        held = offer.on_hold
+        if held != call.held:
+            call.held = held
+            if call.session is not None and not call.transferring:
+                call.session.hold(held)
+            if call.jitter is not None and not held:
+                call.jitter = None       # the far end may restart its stream
+            log.info("call on hold" if held else "call resumed", extra={"call_id": call.call_id})
+        self._respond(msg, addr, 200, extra=(("Contact", f"<sip:enclave@{self.config.host}:{self.config.port}>"),),
+                      body=body, content_type="application/sdp")
+
+    # -- audio ------------------------------------------------------------------------------------------------
+
+    async def _pump(self, call: Call) -> None:
+        """One clock per call: played-out jitter-buffer frames to the session, silence when the line is quiet
+        (silence suppression, a pause): the endpointer needs it to notice the caller finished speaking."""
+        encode = ulaw_encode if call.codec == "PCMU" else alaw_encode
+        silence = encode(b"\x00\x00" * 160)
+        quiet_until = time.monotonic()   # silence has been fed up to here
         while not call.closed:
-            await asyncio.sleep(0.02)
-            if time.monotonic() - call.last_rtp > 0.06 and call.session is not None:
-                await call.session.feed(frame)
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            session = call.session
+            if session is None:
+                continue
+            try:
+                for event in call.dtmf.poll(now):
+                    self.on_digit(call, event.digit)
+                frames = call.jitter.pop(now) if call.jitter is not None else []
+                for frame in frames:
+                    await session.feed(frame)
+                if frames or now - call.last_rtp < (self.config.jitter_ms + 60) / 1000:
+                    quiet_until = now
+                    continue
+                while quiet_until + TICK_S <= now:
+                    await session.feed(silence)
+                    quiet_until += TICK_S
+            except Exception:
+                log.exception("a call's audio failed; ending it")
+                self._spawn(self.hang_up(call))
+                return
+
+    def _audio_out(self, call: Call):
+        last = [0.0]
+
+        async def send_audio(frame: bytes) -> None:
+            if call.closed or call.held or call.rtp_transport is None or call.sender is None:
+                return
+            now = time.monotonic()
+            if last[0] and now - last[0] > 0.06 and now - last[0] < 0.5:
+                call.stats["late_out"] += 1     # a gap inside speech the caller can hear (> 3 frames)
+            talkspurt = not last[0] or now - last[0] > 0.5
+            last[0] = now
+            call.rtp_transport.sendto(call.sender.packet(frame, new_talkspurt=talkspurt), call.remote_rtp)
+            call.stats["rtp_out"] += 1
+
+        return send_audio
+
+    # -- keypad ---------------------------------------------------------------------------------------------
 
     DIGIT_PAUSE_S = 0.8   # keypad digits are one input until '#' or this long without a key
 
     def on_digit(self, call: Call, digit: str) -> None:
-        """RFC 4733 key presses, collected into one input ('1234#', or a pause) for the dialogue."""
+        """Key presses, collected into one input ('1234#', or a pause) for the dialogue."""
         if call.digits_flush is not None:
             call.digits_flush.cancel()
-        loop = asyncio.get_running_loop()
         if digit == "#":
             self._flush_digits(call)
             return
         call.digits += digit
-        call.digits_flush = loop.call_later(self.DIGIT_PAUSE_S, self._flush_digits, call)
+        call.digits_flush = asyncio.get_running_loop().call_later(self.DIGIT_PAUSE_S, self._flush_digits, call)
 
     def _flush_digits(self, call: Call) -> None:
         digits, call.digits, call.digits_flush = call.digits, "", None
-        if digits and call.session is not None and not call.closed:
-            log.info("dtmf input", extra={"call_id": call.call_id, "digits": len(digits)})   # how many, never which
-            task = asyncio.ensure_future(call.session.text_input(digits))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not digits or call.session is None or call.closed or call.held or call.transferring:
+            return
+        log.info("dtmf input", extra={"call_id": call.call_id, "digits": len(digits)})   # how many, never which
+        text = call.agent_phrase if digits == self.config.agent_digit and call.agent_phrase else digits
+        self._spawn(call.session.text_input(text))
 
-    def _audio_out(self, call: Call):
-        async def send_audio(frame: bytes) -> None:
-            if call.closed or call.rtp_transport is None or call.sender is None:
+    def _info(self, call: Call, msg: SipMessage, addr) -> None:
+        """SIP INFO keypad digits (application/dtmf-relay or application/dtmf), as many PBXs send them."""
+        ctype = (msg.header("Content-Type") or "").split(";")[0].strip().lower()
+        digit = None
+        if ctype == "application/dtmf-relay":
+            for line in msg.body.decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip().lower() == "signal":
+                    digit = value.strip()
+        elif ctype == "application/dtmf":
+            digit = msg.body.decode("utf-8", "replace").strip()
+        if ctype in ("application/dtmf-relay", "application/dtmf"):
+            if not digit or len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
+                self._respond(msg, addr, 400, reason="Bad DTMF")
                 return
-            call.rtp_transport.sendto(call.sender.packet(frame), call.remote_rtp)
+            self._respond(msg, addr, 200)
+            self.on_digit(call, digit.upper())
+            return
+        self._respond(msg, addr, 200 if not msg.body else 415)
 
-        return send_audio
+    # -- our side: hang-up and transfer ---------------------------------------------------------------------
 
-    async def _bye(self, msg: SipMessage, addr) -> None:
-        call = self.calls.get(msg.call_id)
-        self._respond(msg, addr, 200 if call is not None else 481)
-        if call is not None:
-            await self._end(call)
+    async def request(self, call: Call, method: str, *, extra=(), refer_to: str | None = None,
+                      uri_headers: dict[str, str] | None = None, timeout_s: float = 32.0) -> SipMessage | None:
+        """Send an in-dialog request and wait for its final response (None on timeout)."""
+        assert call.dialog is not None
+        via = (self.config.host, self.config.port)
+        if method == "REFER":
+            assert refer_to is not None
+            msg = call.dialog.refer(refer_to, via_host=via[0], via_port=via[1], extra_headers=extra,
+                                    uri_headers=uri_headers)
+        else:
+            msg = call.dialog.request(method, via_host=via[0], via_port=via[1], extra_headers=extra)
+        loop = asyncio.get_running_loop()
+        final: asyncio.Future[SipMessage | None] = loop.create_future()
 
-    async def _end(self, call: Call) -> None:
+        def on_final(resp: SipMessage | None) -> None:
+            if not final.done():
+                final.set_result(resp)
+
+        self.send(self.client_transactions.send(msg, call.remote_sip, time.monotonic(), on_final=on_final),
+                  call.remote_sip)
+        try:
+            return await asyncio.wait_for(final, timeout_s)
+        except TimeoutError:
+            return None
+
+    async def hang_up(self, call: Call, reason: str = "hangup") -> None:
+        """BYE from our side: the call ends here at once; the BYE is retransmitted until the peer answers."""
+        if call.closed:
+            return
+        self._spawn(self.request(call, "BYE"))
+        await self._end(call, reason)
+
+    async def hand_off(self, call: Call, handoff_id: str) -> None:
+        """After the dialogue handed the caller to a person: a blind REFER to the queue, carrying the hand-off id
+        (a header on the REFER and on the INVITE the PBX sends to the queue); without a queue, or if the PBX
+        refuses, a goodbye and BYE — the hand-off stays in the agents' queue for a call back."""
+        if call.closed or call.transferring:
+            return
+        call.transferring = True
+        session = call.session
+        if session is not None:
+            session.hold(True)
+        uri = self.config.transfer_uri
+        if uri:
+            header = self.config.handoff_header
+            call.refer_result = asyncio.get_running_loop().create_future()
+            resp = await self.request(call, "REFER", extra=((header, handoff_id),), refer_to=uri,
+                                      uri_headers={header: handoff_id})
+            accepted = resp is not None and resp.status is not None and 200 <= resp.status < 300
+            log.info("transfer requested", extra={"call_id": call.call_id, "accepted": accepted,
+                                                  "status": resp.status if resp is not None else None})
+            if accepted:
+                with contextlib.suppress(TimeoutError):   # the PBX reports the new leg's progress by NOTIFY
+                    status = await asyncio.wait_for(call.refer_result, 30)
+                    log.info("transfer result", extra={"call_id": call.call_id, "status": status})
+                if not call.closed:    # transferred (or no word): our leg is done (RFC 5589 §6.1)
+                    await self.hang_up(call, "transferred")
+                return
+        if session is not None and not call.closed:
+            with contextlib.suppress(Exception):
+                await session.say(session.config.texts.callback)
+        await self.hang_up(call, "handed_off")
+
+    def _notify(self, call: Call, msg: SipMessage, addr) -> None:
+        """The transfer's progress (Event: refer, a sipfrag body): a final status settles it."""
+        self._respond(msg, addr, 200)
+        status = refer_status(msg)
+        if status is not None and status >= 200 and call.refer_result is not None and not call.refer_result.done():
+            call.refer_result.set_result(status)
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    async def _end(self, call: Call, reason: str) -> None:
         if call.closed:
             return
         call.closed = True
         self.calls.pop(call.call_id, None)
-        if call.filler is not None:
-            call.filler.cancel()
+        self.ended[call.call_id] = time.monotonic()
+        if call.pump is not None:
+            call.pump.cancel()
         if call.digits_flush is not None:
             call.digits_flush.cancel()
+        if call.refer_result is not None and not call.refer_result.done():
+            call.refer_result.cancel()
         if call.session is not None:
             try:
                 await call.session.close()
@@ -277,21 +595,33 @@ class SipServer(asyncio.DatagramProtocol):
                 log.exception("closing a call's session failed")
         if call.rtp_transport is not None:
             call.rtp_transport.close()
-        log.info("call ended", extra={"call_id": call.call_id, "seconds": round(time.monotonic() - call.started, 1)})
+        jitter = call.jitter.stats if call.jitter is not None else {}
+        if self.metrics is not None and call.pump is not None:     # an answered call
+            m = self.metrics
+            m.sip_calls.dec()
+            m.sip_call_ends.labels(reason).inc()
+            for kind, value in (("sent", call.stats["rtp_out"]), ("received", call.stats["rtp_in"]),
+                                ("late_out", call.stats["late_out"]), ("lost_in", jitter.get("lost", 0)),
+                                ("late_in", jitter.get("late", 0))):
+                m.sip_rtp.labels(kind).inc(value)
+        log.info("call ended", extra={"call_id": call.call_id, "reason": reason,
+                                      "seconds": round(time.monotonic() - call.started, 1), **call.stats,
+                                      **{f"jitter_{k}": v for k, v in jitter.items() if k in ("late", "lost")}})
 
     async def close(self) -> None:
         for call in list(self.calls.values()):
-            await self._end(call)
+            await self.hang_up(call, "shutdown")
+        await asyncio.sleep(0.05)     # let the BYEs leave
         if self._timer is not None:
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
 
-async def start_sip(*, host: str, port: int, rtp_host: str, allowed: list[str], new_session) -> SipServer:
+async def start_sip(config: SipConfig, new_session, metrics=None) -> SipServer:
     loop = asyncio.get_running_loop()
-    server = SipServer(host=host, port=port, rtp_host=rtp_host, allowed=allowed, new_session=new_session)
-    await loop.create_datagram_endpoint(lambda: server, local_addr=(host, port))
+    server = SipServer(config, new_session, metrics)
+    await loop.create_datagram_endpoint(lambda: server, local_addr=(config.host, config.port))
     return server
 
 

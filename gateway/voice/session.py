@@ -60,6 +60,8 @@ class VoiceTexts:
     still_there: str = "Are you still there?"
     goodbye: str = "I'll end the call now. Goodbye."
     broke_off: str = "Sorry, I lost my train of thought. Could you ask again?"
+    callback: str = "A colleague will call you back as soon as possible. Goodbye."
+    no_answer: str = "Sorry, I don't have an answer to that. Could you put it another way?"
 
 
 @dataclass
@@ -163,12 +165,13 @@ class CallSession:
         self._carry = b""
         self.phase: str | None = None      # stt | pipeline | speaking | ending (of the current turn)
         self.on_hangup: Callable[[], Awaitable[None]] | None = None
+        self.paused = False            # on hold or being transferred: input is ignored and nobody is reprompted
 
     # -- audio in -----------------------------------------------------------------------------------------
 
     async def feed(self, data: bytes) -> None:
         """Caller audio, any chunk size, in the session's encoding and rate."""
-        if self.closed or not data:
+        if self.closed or self.paused or not data:
             return
         if self.config.encoding == "mulaw":
             pcm = codec.ulaw_decode(data)
@@ -283,6 +286,8 @@ class CallSession:
         if getattr(opened, "failed_midway", False) and turn.status == "complete":
             turn.status = "failed"        # the model broke off: say so rather than stop mid-sentence
             await self._say(self.config.texts.broke_off)
+        elif not interrupted and turn.status == "complete" and not any(playback.frames_sent.values()):
+            await self._say(self.config.texts.no_answer)   # nothing speakable came back: a caller never hears dead air
         turn.reply = [playback.played_text()] if interrupted else [" ".join(playback.sentences)]
         if interrupted and turn.status == "complete":
             turn.status = "interrupted"
@@ -296,8 +301,11 @@ class CallSession:
             await self.send_json({"type": "error", "code": "storage_unavailable", "message": "the turn was not stored"})
         self.phase = None
         self.turns_done += 1
+        handoff = getattr(turn, "handoff", None)
         await self.send_json({"type": "turn_end", "turn_id": turn.id, "status": turn.status,
-                              "latency": turn.voice_latency, **({"played": turn.reply_text} if interrupted else {})})
+                              "latency": turn.voice_latency, **({"played": turn.reply_text} if interrupted else {}),
+                              **({"handoff": {"id": str(handoff["id"]), "reason": handoff["reason"]}}
+                                 if handoff and handoff.get("id") else {})})
 
     async def _speak_stream(self, opened, turn, stamps: Stamps, playback: Playback) -> None:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
@@ -349,7 +357,7 @@ class CallSession:
 
     async def _synth(self, text: str) -> AsyncIterator[bytes]:
         """Frames of ``text`` at the output rate: the TTS role, or the fallback voice if it fails first."""
-        if not text.strip():
+        if not any(c.isalnum() for c in text):   # punctuation alone: TTS would only click or mumble
             return
         speakers = [self.tts] + ([self.fallback] if self.fallback is not None else [])
         for n, speaker in enumerate(speakers):
@@ -425,6 +433,20 @@ class CallSession:
             return codec.alaw_encode(pcm)
         return pcm
 
+    def hold(self, on: bool) -> None:
+        """Put the conversation on hold (or take it off): while held, nothing heard is a turn and silence is expected."""
+        self.paused = on
+        if on:
+            self.endpointer = Endpointer(self.config.endpoint)   # half an utterance from before the hold is dropped
+        self.last_activity = time.monotonic()
+
+    async def say(self, text: str) -> None:
+        """Say a line of the assistant's own outside any turn (a goodbye before hanging up), and wait till it is heard."""
+        if self.turn_task is not None and not self.turn_task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.turn_task
+        await self._say(text)
+
     async def _say(self, text: str) -> None:
         """A sentence of the assistant's own (reprompts, apologies): spoken, not stored."""
         frames: asyncio.Queue = asyncio.Queue()
@@ -457,7 +479,8 @@ class CallSession:
     async def _silence_watch(self) -> None:
         while not self.closed:
             await asyncio.sleep(0.25)
-            busy = self.speaking or self.endpointer.in_speech or (self.turn_task is not None and not self.turn_task.done())
+            busy = self.paused or self.speaking or self.endpointer.in_speech or \
+                (self.turn_task is not None and not self.turn_task.done())
             if busy or time.monotonic() - self.last_activity < self.config.silence_reprompt_s:
                 continue
             self.reprompts += 1

@@ -1,9 +1,11 @@
-"""The SIP user agent (first version) against real peers: sipp places a call with G.711 RTP from a pcap,
-presses a key (RFC 4733) and hangs up; a Python UDP socket sends OPTIONS, a request from a peer outside the allow-list, and malformed
-messages. The gateway answers, runs the call through the voice session, and survives bad input."""
+"""The SIP user agent against real peers: sipp places a call with G.711 RTP from a pcap, presses a key
+(RFC 4733) and hangs up; sipp scenarios (tests/integration/sipp/) cancel a ringing call, hold and resume, press 0
+and receive the REFER to the human queue (or refuse it and get a goodbye and BYE); a Python UDP socket sends
+OPTIONS, a request from a peer outside the allow-list, malformed messages, digest challenges and a flood."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -16,20 +18,57 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.conftest import Appliance, GatewayProcess, free_port, start_gateway
+from gateway.sip.auth import client_authorization
+from gateway.store import api_keys
+from tests.integration.conftest import REPO, Appliance, GatewayProcess, free_port, start_gateway
 
 pytestmark = pytest.mark.timeout(600)
 CANNED = "Hello, I would like to check my account balance."
+SCENARIOS = Path(__file__).parent / "sipp"
+BANK_DID = "2000"                     # routed to the example bank's tenant (its pack hands off to people)
+QUEUE = "sip:agents@127.0.0.1:5999"
 
 
 @pytest.fixture(scope="module")
 def sip_gw(appliance: Appliance) -> Iterator[tuple[GatewayProcess, int]]:
     if not shutil.which("sipp"):
         pytest.skip("sipp (Debian sip-tester) is needed")
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        api_keys.ensure_tenant(conn, "demo-bank", "Northbank (example pack)")
     port = free_port()
-    gw = start_gateway(appliance, "sip", sip_port=port, sip_tenant="dev", voice_silence_reprompt_s=120)
+    gw = start_gateway(appliance, "sip", sip_port=port, sip_tenant="dev", voice_silence_reprompt_s=120,
+                       sip_routes={BANK_DID: "demo-bank"}, packs=[str(REPO / "packs" / "retail-bank")],
+                       bank_url=appliance.bank_url, sip_transfer_uri=QUEUE, sip_ring_ms=300)
     yield gw, port
     gw.stop()
+
+
+def sipp(scenario: Path | str, port: int, cwd: Path, *, service: str = "enclave", timeout_s: int = 150,
+         gw: GatewayProcess | None = None) -> str:
+    """Run one sipp call (a built-in scenario name or an XML file); fail with sipp's and the gateway's logs."""
+    pick = ["-sf", str(scenario)] if isinstance(scenario, Path) else ["-sn", scenario]
+    run = subprocess.run(["sipp", *pick, f"127.0.0.1:{port}", "-s", service, "-i", "127.0.0.1",
+                          "-p", str(free_port()), "-m", "1", "-l", "1", "-timeout", f"{timeout_s}s", "-timeout_error",
+                          "-nostdin", "-trace_err", "-trace_logs"], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout_s + 30)
+    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*_logs.log"))
+    errors = "\n".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*errors.log"))
+    assert run.returncode == 0, (f"sipp failed ({run.returncode}):\n{run.stdout[-2000:]}\n{errors}\n"
+                                 f"{gw.log()[-4000:] if gw else ''}")
+    return logs
+
+
+def sip_turns(appliance: Appliance, since: float, until_role: str = "assistant", timeout_s: float = 30) -> list[tuple]:
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + timeout_s
+        rows: list[tuple] = []
+        while time.monotonic() < deadline and not any(r[0] == until_role for r in rows):
+            rows = conn.execute(
+                "SELECT t.role, t.content, t.status, t.session_id FROM turns t JOIN sessions s ON s.id = t.session_id "
+                "WHERE s.channel = 'sip' AND s.created_at >= to_timestamp(%s) ORDER BY t.seq, t.position",
+                (since - 1,)).fetchall()
+            time.sleep(0.5)
+    return rows
 
 
 def udp_request(port: int, data: bytes, source: str = "127.0.0.1", timeout_s: float = 2.0, tries: int = 3) -> bytes | None:
@@ -83,22 +122,119 @@ def test_sipp_places_an_answered_call_with_audio_and_hangs_up(appliance: Applian
     gw, port = sip_gw
     os.symlink("/usr/share/sip-tester", tmp_path / "pcap")
     started = time.time()
-    run = subprocess.run(["sipp", "-sn", "uac_pcap", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
-                          "-m", "1", "-l", "1", "-timeout", "90s", "-timeout_error", "-nostdin", "-trace_err"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=150)
-    errors = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*errors.log"))
-    assert run.returncode == 0, f"sipp failed ({run.returncode}):\n{run.stdout[-3000:]}\n{errors}\n{gw.log()[-3000:]}"
-    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
-        deadline = time.monotonic() + 30
-        rows = []
-        while time.monotonic() < deadline and not any(r[0] == "user" and r[1] == "1" for r in rows):
-            rows = conn.execute(
-                "SELECT t.role, t.content, t.status FROM turns t JOIN sessions s ON s.id = t.session_id "
-                "WHERE s.channel = 'sip' AND s.created_at >= to_timestamp(%s) ORDER BY t.seq, t.position",
-                (started - 1,)).fetchall()
-            time.sleep(0.5)
+    sipp("uac_pcap", port, tmp_path, gw=gw, timeout_s=90)
+    rows = sip_turns(appliance, started)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(r[0] == "user" and r[1] == "1" for r in rows):
+        rows = sip_turns(appliance, started)
     users = [r[1] for r in rows if r[0] == "user"]
     assert users and users[0] == CANNED, (rows, gw.log()[-3000:])
     assert any(r[0] == "assistant" for r in rows)
     # The scenario presses '1' (RFC 4733) before hanging up: keypad input is a turn of its own.
     assert "1" in users, (rows, gw.log()[-3000:])
+
+
+def test_a_call_cancelled_while_ringing_gets_487_and_leaves_nothing(sip_gw, tmp_path: Path) -> None:
+    gw, port = sip_gw
+    sipp(SCENARIOS / "cancel.xml", port, tmp_path, gw=gw)   # 200 to CANCEL, 487 to INVITE, then 481 to a BYE
+    assert "cancelled" in gw.log()
+
+
+def transfer_scenario(tmp_path: Path, accept: bool) -> Path:
+    xml = (SCENARIOS / "transfer.xml").read_text()
+    xml = xml.replace("__REFER_STATUS__", "202 Accepted" if accept else "603 Declined")
+    xml = xml.replace("__NOTIFY__", (SCENARIOS / "notify.xml").read_text() if accept else "")
+    path = tmp_path / "transfer.xml"
+    path.write_text(xml)
+    return path
+
+
+def handoff_of(appliance: Appliance, since: float) -> tuple[str, str, str]:
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT h.id, h.reason, s.channel FROM handoffs h JOIN sessions s ON s.id = h.session_id "
+                           "WHERE h.created_at >= to_timestamp(%s) ORDER BY h.created_at DESC LIMIT 1",
+                           (since - 1,)).fetchone()
+    assert row is not None, "no hand-off was recorded"
+    return str(row[0]), row[1], row[2]
+
+
+def test_zero_hands_the_caller_to_the_queue_by_refer_with_the_handoff_id(appliance: Appliance, sip_gw,
+                                                                         tmp_path: Path) -> None:
+    gw, port = sip_gw
+    started = time.time()
+    logs = sipp(transfer_scenario(tmp_path, accept=True), port, tmp_path, service=BANK_DID, gw=gw)
+    handoff_id, reason, channel = handoff_of(appliance, started)
+    assert (reason, channel) == ("requested", "sip")
+    assert "hold answered a=recvonly" in logs and "resume answered a=sendrecv" in logs, logs
+    # The REFER names the queue and carries the id twice: as a header, and inside Refer-To for the new INVITE.
+    assert f"refer handoff= {handoff_id}" in logs or f"refer handoff={handoff_id}" in logs, logs
+    assert QUEUE.removeprefix("sip:") in logs and f"X-Enclave-Handoff={handoff_id}" in logs, logs
+    assert "transferred" in gw.log()
+
+
+def test_a_refused_transfer_ends_with_a_goodbye_and_our_bye(appliance: Appliance, sip_gw, tmp_path: Path) -> None:
+    gw, port = sip_gw
+    started = time.time()
+    sipp(transfer_scenario(tmp_path, accept=False), port, tmp_path, service=BANK_DID, gw=gw)   # 603, then BYE
+    assert handoff_of(appliance, started)[1] == "requested"
+    assert "handed_off" in gw.log()
+
+
+def invite(port: int, call_id: str, cseq: int, authorization: str | None = None) -> bytes:
+    sdp = ("v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    return (f"INVITE sip:enclave@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK{random.getrandbits(40):x}\r\n"
+            f"From: <sip:pbx@127.0.0.1>;tag=p1\r\nTo: <sip:enclave@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: {cseq} INVITE\r\nContact: <sip:pbx@127.0.0.1:5099>\r\nMax-Forwards: 70\r\n"
+            + (f"Authorization: {authorization}\r\n" if authorization else "")
+            + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+
+
+def test_digest_auth_and_rate_limiting(appliance: Appliance, tmp_path: Path) -> None:
+    port = free_port()
+    gw = start_gateway(appliance, "sip-auth", sip_port=port, sip_tenant="dev", sip_auth_users={"pbx": "s3cret"},
+                       sip_rate_per_s=5, voice_silence_reprompt_s=120)
+    uri = f"sip:enclave@127.0.0.1:{port}"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+
+            def ask(data: bytes, until: bytes) -> bytes:
+                s.sendto(data, ("127.0.0.1", port))
+                while True:
+                    answer = s.recv(65535)
+                    if answer.split(b"\r\n", 1)[0].split(b" ")[1] == until or not answer.startswith(b"SIP/2.0 1"):
+                        return answer
+
+            challenge = ask(invite(port, "auth-1", 1), b"401")
+            assert challenge.startswith(b"SIP/2.0 401"), challenge
+            header = next(line for line in challenge.decode().split("\r\n") if line.startswith("WWW-Authenticate:"))
+            nonce = header.split('nonce="')[1].split('"')[0]
+            wrong = client_authorization("pbx", "guess", "enclave", nonce, "INVITE", uri)
+            assert ask(invite(port, "auth-1", 2, wrong), b"401").startswith(b"SIP/2.0 401")
+            right = client_authorization("pbx", "s3cret", "enclave", nonce, "INVITE", uri)
+            ok = ask(invite(port, "auth-1", 3, right), b"200")
+            assert ok.startswith(b"SIP/2.0 200"), ok
+            to = next(line for line in ok.decode().split("\r\n") if line.startswith("To:"))
+            bye = (f"BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKbye{random.getrandbits(30):x}\r\n"
+                   f"From: <sip:pbx@127.0.0.1>;tag=p1\r\n{to}\r\nCall-ID: auth-1\r\nCSeq: 4 BYE\r\n"
+                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+            assert ask(bye, b"200").startswith(b"SIP/2.0 200")
+            time.sleep(1.5)     # the bucket refills
+            # A flood from one address: past the burst (4 × 5/s) it is dropped unanswered, then served again.
+            for n in range(100):
+                s.sendto(options(port, call_id=f"flood-{n}"), ("127.0.0.1", port))
+            answered = 0
+            s.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    s.recv(65535)
+                    answered += 1
+            assert 15 <= answered <= 30, answered
+        time.sleep(1.5)
+        assert (udp_request(port, options(port, call_id="after-flood")) or b"").startswith(b"SIP/2.0 200")
+        assert "SIP digest auth failed" in gw.log()
+    finally:
+        gw.stop()
