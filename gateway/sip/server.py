@@ -129,7 +129,7 @@ class SipServer(asyncio.DatagramProtocol):
         self.allowed = [ipaddress.ip_network(a, strict=False) for a in config.allowed]
         self.new_session = new_session     # (call, send_audio) -> CallSession (or an awaitable of one)
         self.transport: asyncio.DatagramTransport | None = None
-        self.transactions = TransactionTable()
+        self.transactions = TransactionTable(on_terminated=self._transaction_over)
         self.client_transactions = ClientTransactionTable()
         self.calls: dict[str, Call] = {}
         self.ended: dict[str, float] = {}  # call-id → when, so a late retransmission is answered 481, not a new call
@@ -238,6 +238,15 @@ class SipServer(asyncio.DatagramProtocol):
             self._respond(msg, addr, 481 if method != "REFER" or call is None else 403)
         else:
             self._respond(msg, addr, 501, extra=(("Allow", ALLOW),))
+
+    def _transaction_over(self, txn) -> None:
+        """A 200 to an INVITE never ACKed for 64*T1: the peer is gone or never meant it; end the call (§13.3.1.4)."""
+        if txn.kind != "invite" or not txn.timed_out or txn.request.method != "INVITE":
+            return
+        call = self.calls.get(txn.request.call_id or "")
+        if call is not None and call.invite is txn.request:
+            log.warning("answer never acknowledged; ending the call", extra={"call_id": call.call_id})
+            self._spawn(self.hang_up(call, "no_ack"))
 
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:

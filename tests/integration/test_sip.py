@@ -5,6 +5,7 @@ OPTIONS, a request from a peer outside the allow-list, malformed messages, diges
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import random
@@ -12,14 +13,18 @@ import shutil
 import socket
 import subprocess
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
 from gateway.sip.auth import client_authorization
 from gateway.store import api_keys
+from tests.conftest import espeak_wav
+from tests.integration.baresip_peer import Baresip
 from tests.integration.conftest import REPO, Appliance, GatewayProcess, free_port, start_gateway
 
 pytestmark = pytest.mark.timeout(600)
@@ -38,7 +43,8 @@ def sip_gw(appliance: Appliance) -> Iterator[tuple[GatewayProcess, int]]:
     port = free_port()
     gw = start_gateway(appliance, "sip", sip_port=port, sip_tenant="dev", voice_silence_reprompt_s=120,
                        sip_routes={BANK_DID: "demo-bank"}, packs=[str(REPO / "packs" / "retail-bank")],
-                       bank_url=appliance.bank_url, sip_transfer_uri=QUEUE, sip_ring_ms=300)
+                       bank_url=appliance.bank_url, sip_transfer_uri=QUEUE, sip_ring_ms=300, sip_rate_per_s=0,   # (the fuzz is a flood)
+                       voice_max_output_tokens=12)
     yield gw, port
     gw.stop()
 
@@ -101,21 +107,29 @@ def test_options_is_answered_and_a_stranger_gets_403(sip_gw) -> None:
     assert stranger is not None and stranger.startswith(b"SIP/2.0 403")
 
 
-def test_malformed_and_fuzzed_messages_do_not_take_it_down(sip_gw) -> None:
-    _gw, port = sip_gw
+def test_malformed_and_fuzzed_messages_do_not_take_it_down(sip_gw, tmp_path: Path) -> None:
+    gw, port = sip_gw
     valid = options(port)
     assert udp_request(port, b"this is not sip at all\r\n\r\n", timeout_s=0.5, tries=1) is None   # dropped
     bad = udp_request(port, valid.replace(b"Content-Length: 0", b"Content-Length: 50"))   # a body that is not there
     assert bad is not None and bad.startswith(b"SIP/2.0 400")
-    rng = random.Random(7)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for _ in range(500):
-            data = bytearray(valid)
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            s.sendto(bytes(data[:rng.randint(1, len(data))]), ("127.0.0.1", port))
+    # A real call goes on while the listener is fuzzed: it must not notice.
+    os.symlink("/usr/share/sip-tester", tmp_path / "pcap")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(sipp, "uac_pcap", port, tmp_path, gw=gw, timeout_s=90)
+        time.sleep(1)
+        rng = random.Random(7)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for n in range(600):
+                data = bytearray(valid if n % 3 else invite(port, f"fuzz-{n}", 1))
+                for _ in range(rng.randint(1, 8)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+                s.sendto(bytes(data[:rng.randint(1, len(data))]), ("127.0.0.1", port))
+                time.sleep(0.002)
+        call.result()
     ok = udp_request(port, options(port, call_id="after-fuzz"))
     assert ok is not None and ok.startswith(b"SIP/2.0 200")
+    assert "SIP handler failed" not in gw.log()
 
 
 def test_sipp_places_an_answered_call_with_audio_and_hangs_up(appliance: Appliance, sip_gw, tmp_path: Path) -> None:
@@ -238,3 +252,35 @@ def test_digest_auth_and_rate_limiting(appliance: Appliance, tmp_path: Path) -> 
         assert "SIP digest auth failed" in gw.log()
     finally:
         gw.stop()
+
+
+def test_baresip_calls_speaks_hears_an_answer_and_hangs_up(appliance: Appliance, sip_gw, tmp_path: Path) -> None:
+    if not shutil.which("baresip"):
+        pytest.skip("baresip is needed")
+    gw, port = sip_gw
+    voice = espeak_wav(CANNED, tmp_path / "caller.wav", rate=8000, pad_s=1.0)
+    with wave.open(str(voice)) as w:
+        params, pcm = w.getparams(), w.readframes(w.getnframes())
+    with wave.open(str(voice), "wb") as w:    # baresip ends the call when its file ends: a long silence after
+        w.setparams(params)
+        w.writeframes(pcm + b"\0\0" * 8000 * 60)
+    started = time.time()
+    peer = Baresip(tmp_path / "baresip", voice, free_port(), free_port())
+    try:
+        peer.command("dial", f"sip:enclave@127.0.0.1:{port}")
+        peer.wait_for("CALL_ESTABLISHED", 30)
+        rows = sip_turns(appliance, started, timeout_s=90)    # transcribed, answered, stored
+        time.sleep(1)                                         # (the turn is stored once it has been played)
+        peer.command("hangup")
+        peer.wait_for("CALL_CLOSED", 15)
+    finally:
+        peer.close()
+    users = [r[1] for r in rows if r[0] == "user"]
+    assert users and users[0] == CANNED, (rows, gw.log()[-3000:])
+    assert any(r[0] == "assistant" for r in rows)
+    heard = [p for p in (tmp_path / "baresip" / "recordings").glob("*.wav") if "dec" in p.name]
+    assert heard, list((tmp_path / "baresip" / "recordings").iterdir())
+    with wave.open(str(heard[0])) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.abs(pcm.astype(np.int32)).max() > 1000, "what baresip heard is silent"
+    assert "caller_bye" in gw.log()
