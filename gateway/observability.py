@@ -71,7 +71,7 @@ class Metrics:
         self.sip_calls = Gauge("enclave_sip_calls", "SIP calls connected right now", registry=r)
         self.sip_call_ends = Counter("enclave_sip_calls_ended", "SIP calls ended, by reason", ["reason"], registry=r)
         self.sip_rtp = Counter("enclave_sip_rtp_packets", "RTP packets by direction and fate (sent, received, "
-                               "late_out, lost_in, late_in)", ["kind"], registry=r)
+                               "late_out, underrun_out, lost_in, late_in)", ["kind"], registry=r)
         self.sip_refused = Counter("enclave_sip_refused", "SIP messages refused (forbidden, rate_limited, auth)",
                                    ["reason"], registry=r)
         self.injections = Counter("enclave_injection_verdicts", "Guard verdicts other than pass", ["action"], registry=r)

@@ -93,7 +93,7 @@ class Call:
     answer_body: bytes = b""
     agent_phrase: str | None = None                 # what '0' means to this tenant's dialogue
     refer_result: asyncio.Future | None = None      # the transfer's outcome from NOTIFY (sipfrag status)
-    stats: dict[str, int] = field(default_factory=lambda: {"rtp_in": 0, "rtp_out": 0, "late_out": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"rtp_in": 0, "rtp_out": 0})
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -460,9 +460,7 @@ class SipServer(asyncio.DatagramProtocol):
             if call.closed or call.held or call.rtp_transport is None or call.sender is None:
                 return
             now = time.monotonic()
-            if last[0] and now - last[0] > 0.06 and now - last[0] < 0.5:
-                call.stats["late_out"] += 1     # a gap inside speech the caller can hear (> 3 frames)
-            talkspurt = not last[0] or now - last[0] > 0.5
+            talkspurt = not last[0] or now - last[0] > 0.1    # after a pause: the marker bit, for the far jitter buffer
             last[0] = now
             call.rtp_transport.sendto(call.sender.packet(frame, new_talkspurt=talkspurt), call.remote_rtp)
             call.stats["rtp_out"] += 1
@@ -605,16 +603,19 @@ class SipServer(asyncio.DatagramProtocol):
         if call.rtp_transport is not None:
             call.rtp_transport.close()
         jitter = call.jitter.stats if call.jitter is not None else {}
+        playout = call.session.playout if call.session is not None else {}
         if self.metrics is not None and call.pump is not None:     # an answered call
             m = self.metrics
             m.sip_calls.dec()
             m.sip_call_ends.labels(reason).inc()
             for kind, value in (("sent", call.stats["rtp_out"]), ("received", call.stats["rtp_in"]),
-                                ("late_out", call.stats["late_out"]), ("lost_in", jitter.get("lost", 0)),
+                                ("late_out", playout.get("late", 0)), ("underrun_out", playout.get("underrun", 0)),
+                                ("lost_in", jitter.get("lost", 0)),
                                 ("late_in", jitter.get("late", 0))):
                 m.sip_rtp.labels(kind).inc(value)
         log.info("call ended", extra={"call_id": call.call_id, "reason": reason,
                                       "seconds": round(time.monotonic() - call.started, 1), **call.stats,
+                                      **{f"out_{k}": v for k, v in playout.items() if k != "frames"},
                                       **{f"jitter_{k}": v for k, v in jitter.items() if k in ("late", "lost")}})
 
     async def close(self) -> None:

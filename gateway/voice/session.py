@@ -166,6 +166,9 @@ class CallSession:
         self.phase: str | None = None      # stt | pipeline | speaking | ending (of the current turn)
         self.on_hangup: Callable[[], Awaitable[None]] | None = None
         self.paused = False            # on hold or being transferred: input is ignored and nobody is reprompted
+        # Frames sent after the caller's player ran dry: ``late`` while the frame was ready (our scheduling fell
+        # behind), ``underrun`` while it was not (synthesis slower than playback). Both are gaps a caller hears.
+        self.playout = {"frames": 0, "late": 0, "underrun": 0}
 
     # -- audio in -----------------------------------------------------------------------------------------
 
@@ -393,7 +396,10 @@ class CallSession:
         started = None
         play_end = 0.0   # when the caller will have heard everything sent so far (a model of their player)
         try:
-            while (item := await frames.get()) is not None:
+            while True:
+                ready = not frames.empty()
+                if (item := await frames.get()) is None:
+                    break
                 i, frame = item
                 if frame is END:
                     playback.finished.add(i)
@@ -414,7 +420,10 @@ class CallSession:
                     await asyncio.sleep(delay)
                 if self.muted:
                     return
+                if play_end and time.monotonic() > play_end + frame_s:   # the caller's player ran dry
+                    self.playout["late" if ready else "underrun"] += 1
                 await self.send_audio(self._encode(frame))
+                self.playout["frames"] += 1
                 play_end = max(play_end, time.monotonic()) + frame_s
                 playback.frames_sent[i] = playback.frames_sent.get(i, 0) + 1
             remaining = play_end - time.monotonic()   # let the last frames play out before saying we are done
