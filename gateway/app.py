@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.api import admin, audit, chat, dialogue, health, knowledge, models, sessions, vault, voice
+from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledge, kpis, me, models, sessions, ui, vault, voice
 from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
@@ -102,6 +102,15 @@ def build_speech(settings: Settings) -> Speech:
     espeak = EspeakSpeech()
     return Speech(SpeechToText(stt_client), TextToSpeech(tts_client), espeak if espeak.available else None,
                   (stt_client, tts_client))
+
+
+async def watch_loop_lag(metrics: Metrics, every_s: float = 0.05) -> None:
+    """Sample how late the event loop wakes up (a blocking call or a starved process shows here first)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(every_s)
+        metrics.loop_lag.observe(max(0.0, loop.time() - start - every_s))
 
 
 def sip_config(settings: Settings, secret: bytes):
@@ -274,6 +283,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
         state.speech = speech = build_speech(settings)
         state.sip = await start_sip_channel(settings, state) if settings.sip_port else None
+        lag_watch = asyncio.create_task(watch_loop_lag(metrics))
+        background.add(lag_watch)
+        lag_watch.add_done_callback(background.discard)
         if settings.actions_runner and dialogue_parts.registry.loaded:
             runner = asyncio.create_task(dialogue_parts.actions.runner())
             background.add(runner)
@@ -299,8 +311,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
-    for module in (health, models, chat, sessions, admin, audit, vault, knowledge, dialogue, voice):
+    for module in (health, models, chat, sessions, feedback, kpis, me, admin, audit, vault, knowledge, dialogue,
+                   voice, ui):
         app.include_router(module.router)
+    app.mount("/ui", ui.ui_files(), name="ui")
     return app
 
 

@@ -24,7 +24,7 @@ from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
 
 AUTH_CACHE_TTL_S = 10.0
 # Probes and scraping need no identity; the actions webhook is authenticated by its HMAC signature instead.
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/actions/webhook"})
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/actions/webhook", "/"})   # "/": the UI's page
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ class Metrics:
                                  registry=r)
         self.breaker_state = Gauge("enclave_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                                    ["role", "upstream"], registry=r)
+        # How late the event loop wakes up: every live call's audio is paced by this loop, so a stall here is a
+        # gap a caller hears. Sampled every 50 ms.
+        self.loop_lag = Histogram("enclave_event_loop_lag_seconds", "How late the gateway's event loop wakes up",
+                                  buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
         self.active_streams = Gauge("enclave_active_streams", "SSE streams open right now", ["channel"], registry=r)
         self.summaries = Counter("enclave_summaries", "Rolling summaries written", ["status"], registry=r)
         # Labels are the PII type only: a metric label never carries a value.

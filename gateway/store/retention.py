@@ -50,6 +50,10 @@ def _purge_channels(conn: psycopg.Connection, tenant_id, channels: tuple[str, ..
         "UPDATE audit_log SET content = NULL, purged_at = %s WHERE tenant_id = %s AND ts < %s AND content IS NOT NULL "
         "AND action = 'chat.turn' AND (entry::jsonb ->> 'channel') = ANY(%s)",
         (now, tenant_id, cutoff, list(channels))).rowcount
+    # Feedback comments are text about those turns: they go with them (the rating stays for CSAT).
+    conn.execute(
+        "UPDATE feedback f SET comment = '' FROM sessions s WHERE f.session_id = s.id AND f.tenant_id = %s "
+        "AND s.channel = ANY(%s) AND f.created_at < %s AND f.comment <> ''", (tenant_id, list(channels), cutoff))
     # A session left with no live turn loses what was derived from them (summary, title).
     sessions = conn.execute(
         "UPDATE sessions s SET summary = NULL, summary_tokens = 0, title = '' WHERE s.tenant_id = %s "

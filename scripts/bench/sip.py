@@ -10,7 +10,8 @@ pipeline, LLM, TTS). Per step: calls completed and failed (sipp), the gateway's 
 ``late_out``: frames that were ready but went out after the caller's player ran dry (the gateway fell behind:
 what "no late packets" is about), ``underrun_out``: the same gap because synthesis was slower than playback
 (the model plane is saturated, not the SIP path), ``lost_in``/``late_in``: caller packets the jitter buffer
-had to conceal.
+had to conceal; ``stalls``: the gateway's event loop woke up more than 50 ms late (blocking code, or the
+process starved of CPU by the model plane on the same cores).
 
 Side by side, the same load against sipp's own UAS echoing the RTP (``-sn uas -rtp_echo``): what carrying the
 media alone costs, as a yardstick for the gateway's per-call CPU. The run goes up the steps and reports where
@@ -56,6 +57,10 @@ def rtp_counters(gateway_url: str) -> dict[str, float]:
         out[f"{m[1]}:{m[2]}"] = float(m[3])
     replies = re.search(r'^enclave_voice_stage_seconds_count\{stage="voice_to_voice"\} ([0-9.e+]+)$', text, re.M)
     out["replies"] = float(replies[1]) if replies else 0.0
+    # Event-loop wake-ups later than 50 ms: the count minus those within the 0.05 bucket.
+    count = re.search(r'^enclave_event_loop_lag_seconds_count ([0-9.e+]+)$', text, re.M)
+    within = re.search(r'^enclave_event_loop_lag_seconds_bucket\{le="0.05"\} ([0-9.e+]+)$', text, re.M)
+    out["stalls"] = float(count[1]) - float(within[1]) if count and within else 0.0
     return out
 
 
@@ -100,7 +105,7 @@ def step(target_port: int, proc: psutil.Process, n: int, work: Path, rate: int, 
     return {"calls": n, **calls, "wall_s": round(wall, 1), "cpu_s": round(cpu, 2),
             "cpu_per_call_second": per_call, "calls_per_core": 1 / per_call if per_call else float("inf"),
             "sent": int(delta.get("rtp_packets:sent", 0)), "received": int(delta.get("rtp_packets:received", 0)),
-            "replies": int(delta.get("replies", 0)), "late_out": int(delta.get("rtp_packets:late_out", 0)),
+            "replies": int(delta.get("replies", 0)), "loop_stalls_50ms": int(delta.get("stalls", 0)), "late_out": int(delta.get("rtp_packets:late_out", 0)),
             "underrun_out": int(delta.get("rtp_packets:underrun_out", 0)), "lost_in": int(delta.get("rtp_packets:lost_in", 0)),
             "late_in": int(delta.get("rtp_packets:late_in", 0))}
 
@@ -157,7 +162,7 @@ def main() -> int:
             appliance.stop()
     print(f"\n{'calls':>6} {'ok':>5} {'failed':>6} {'CPU s':>7} {'CPU/call-s':>11} {'calls/core':>10} "
           f"{'ref calls/core':>14} {'ratio':>6} {'replies':>7} {'sent':>7} {'late out':>8} {'underrun':>8} "
-          f"{'lost in':>7} {'late in':>7}")
+          f"{'lost in':>7} {'late in':>7} {'stalls':>6}")
     breaks = None
     for i, r in enumerate(results):
         ref = reference[i] if i < len(reference) else None
@@ -166,7 +171,7 @@ def main() -> int:
         print(f"{r['calls']:>6} {r['ok']:>5} {r['failed']:>6} {r['cpu_s']:>7.1f} {r['cpu_per_call_second']:>11.5f} "
               f"{r['calls_per_core']:>10.0f} {(ref or {}).get('calls_per_core', float('nan')):>14.0f} {ratio:>6.2f} "
               f"{r['replies']:>7} {r['sent']:>7} {r['late_out']:>8} {r['underrun_out']:>8} {r['lost_in']:>7} "
-              f"{r['late_in']:>7}")
+              f"{r['late_in']:>7} {r['loop_stalls_50ms']:>6}")
         if breaks is None and (r["failed"] or r["late_out"]):
             breaks = r["calls"]
     best = max((r["calls_per_core"] for r in results if not r["failed"] and not r["late_out"]), default=0.0)

@@ -64,6 +64,9 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/handoffs/{handoff_id}/messages"): AGENTS,
     ("POST", "/v1/handoffs/{handoff_id}/close"): AGENTS,
     ("GET", "/v1/sessions/{session_id}/actions"): CHAT,
+    ("POST", "/v1/sessions/{session_id}/turns/{turn_id}/feedback"): CHAT,
+    ("GET", "/v1/kpis"): {"supervisor", "auditor", "admin"},
+    ("GET", "/v1/me"): set(ROLES),
 }
 # A harmless request per route (what an allowed caller gets is in the comment; none of them changes state
 # beyond an empty session).
@@ -76,6 +79,7 @@ SAMPLE: dict[tuple[str, str], dict] = {
     ("POST", "/v1/knowledge/documents"): {"data": {"collection": "x"}},   # 400: no file
     ("GET", "/v1/knowledge/search"): {},                                  # 400: no q
     ("POST", "/v1/handoffs/{handoff_id}/messages"): {"json": {}},         # 400: no content
+    ("POST", "/v1/sessions/{session_id}/turns/{turn_id}/feedback"): {"json": {}},   # 400 (404 for the session)
 }
 
 PII = {  # what a customer types; none of it may be found anywhere but the vault (encrypted)
@@ -175,7 +179,7 @@ def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) 
     for (method, path), roles in EXPECTED_ROLES.items():
         url = (path.replace("{session_id}", str(uuid.uuid4())).replace("{document_id}", str(uuid.uuid4()))
                .replace("{item_id}", str(uuid.uuid4())).replace("{handoff_id}", str(uuid.uuid4()))
-               .replace("{prefix}", "enc_00000000"))
+               .replace("{prefix}", "enc_00000000").replace("{turn_id}", str(uuid.uuid4())))
         sample = SAMPLE.get((method, path), {})
         with client(appliance.gateway_url, None) as anonymous:
             r = anonymous.request(method, url, **sample)

@@ -1,0 +1,282 @@
+"""The staff UI in a real browser: Playwright drives Debian's Chromium (never `playwright install`) against the
+test appliance's gateway, which serves the page and its ES modules itself. Sign in, ask, watch the answer
+stream with its sources, leave feedback; a supervisor approves a pending transfer and the customer's chat
+continues; voice with Chromium's fake microphone fed an espeak-ng WAV; keyboard-only use; what people see when
+a key stops working or the server cannot be reached. Every main screen is saved as a screenshot under
+var/test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from gateway.store import api_keys
+from tests.conftest import espeak_wav
+from tests.integration.conftest import REPO, Appliance, GatewayProcess, start_gateway
+
+pytestmark = pytest.mark.timeout(600)
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "var" / "test-artifacts" / "ui"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FEES = """# Northbank fees and charges
+
+## Cards abroad
+Card payments in another currency cost 2.75% of the amount. Cash withdrawals abroad cost EUR 2.50 each.
+"""
+CANNED = "Hello, I would like to check my account balance."   # what the tiny Whisper always hears
+
+
+@pytest.fixture(scope="module")
+def keys(appliance: Appliance) -> dict[str, str]:
+    """Keys of the example bank's tenant (its pack answers), one per role the UI serves."""
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant = api_keys.ensure_tenant(conn, "demo-bank", "Northbank (example pack)")
+        return {role: api_keys.create_key(conn, tenant, role, label="ui test")
+                for role in ("user", "supervisor", "auditor", "agent")}
+
+
+@pytest.fixture(scope="module")
+def ui_gw(appliance: Appliance) -> Iterator[GatewayProcess]:
+    """A gateway serving the example bank's pack (and the UI), with short answers so the browser waits less."""
+    gw = start_gateway(appliance, "ui", packs=[str(REPO / "packs" / "retail-bank")], bank_url=appliance.bank_url,
+                       max_output_tokens=48, voice_max_output_tokens=16, voice_silence_reprompt_s=120)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def fees_doc(ui_gw: GatewayProcess, keys: dict) -> str:
+    with httpx.Client(base_url=ui_gw.url, headers={"Authorization": f"Bearer {keys['supervisor']}"},
+                      timeout=120, trust_env=False) as c:
+        r = c.post("/v1/knowledge/documents", data={"collection": "retail-bank"},
+                   files={"file": ("fees.md", FEES.encode(), "text/markdown")})
+        assert r.status_code in (200, 201), r.text
+        return r.json()["document"]["id"]
+
+
+@pytest.fixture(scope="module")
+def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The caller's voice for Chromium's fake microphone: the canned sentence, then silence (it loops)."""
+    path = espeak_wav(CANNED, tmp_path_factory.mktemp("mic") / "mic.wav", rate=48_000, pad_s=0.5)
+    with wave.open(str(path)) as w:
+        params, pcm = w.getparams(), w.readframes(w.getnframes())
+    with wave.open(str(path), "wb") as w:
+        w.setparams(params)
+        w.writeframes(pcm + b"\0\0" * 48_000 * 6)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(microphone: Path) -> Iterator:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is needed (scripts/install.sh installs it)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            *FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def new_page(browser, gw: GatewayProcess):
+    context = browser.new_context(base_url=gw.url, viewport={"width": 1280, "height": 800},
+                                  permissions=["microphone"])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors
+    return page
+
+
+def sign_in(page, key: str) -> None:
+    page.goto("/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("navigation", name="Main").wait_for()
+
+
+def seen(locator, page, timeout_ms: float = 60_000) -> None:
+    """Wait for ``locator``; on timeout, fail with what the page shows (and its errors) instead of a bare timeout."""
+    try:
+        locator.wait_for(timeout=timeout_ms)
+    except playwright_api.TimeoutError:
+        pytest.fail(f"not shown: {locator}\n--- page ---\n{page.inner_text('body')[-3000:]}\n--- errors ---\n{page.errors}")
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_ask_see_the_streamed_answer_and_its_source_and_leave_feedback(
+        appliance: Appliance, ui_gw: GatewayProcess, browser, keys: dict, fees_doc: str) -> None:
+    page = new_page(browser, ui_gw)
+    page.goto("/")
+    assert "default-src 'self'" in httpx.get(ui_gw.url + "/", trust_env=False).headers["content-security-policy"]
+    shot(page, "01-sign-in")
+    page.get_by_label("API key").fill("enc_deadbeef_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("That key was not accepted").wait_for()
+    sign_in(page, keys["user"])
+    page.get_by_label("Message").fill("How much is the fee for card payments abroad?")
+    page.get_by_role("button", name="Send").click()
+    answer = page.get_by_test_id("msg-assistant").last
+    seen(answer.get_by_test_id("source").first, page)          # the sources arrive before the first word
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    assert answer.inner_text().strip() not in ("", "…")
+    shot(page, "02-chat-answer")
+    answer.get_by_test_id("source").first.click()
+    passage = page.get_by_test_id("passage")
+    passage.wait_for()
+    assert "2.75%" in passage.inner_text()
+    shot(page, "03-source-passage")
+    page.get_by_role("button", name="Close").click()
+    answer.get_by_test_id("feedback-comment").fill("Clear answer, thanks. Call me on +44 20 7946 0958.")
+    answer.get_by_role("button", name="Good answer").click()
+    page.get_by_text("Thank you for the feedback.").wait_for()
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        rating, comment = conn.execute("SELECT rating, comment FROM feedback ORDER BY created_at DESC LIMIT 1").fetchone()
+    assert rating == 1 and "7946" not in comment and "Clear answer" in comment      # redacted like any text
+    with httpx.Client(base_url=ui_gw.url, headers={"Authorization": f"Bearer {keys['supervisor']}"},
+                      trust_env=False, timeout=60) as sup:
+        chat = next(c for c in sup.get("/v1/kpis", params={"days": 1}).json()["channels"] if c["channel"] == "chat")
+    assert chat["ratings"] >= 1 and chat["csat"] is not None and chat["sessions"] >= 1   # feeds the CSAT KPI
+    # The conversation is in the list, and reopening it shows the stored exchange.
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_test_id("conversation").first.click()
+    page.get_by_test_id("msg-assistant").first.wait_for()
+    assert page.errors == []
+
+
+def test_a_supervisor_approves_a_pending_transfer_and_the_chat_continues(
+        appliance: Appliance, ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    assert httpx.post(f"{appliance.bank_url}/_reset", trust_env=False).status_code == 200   # the seed balances
+    customer = new_page(browser, ui_gw)
+    sign_in(customer, keys["user"])
+    say = customer.get_by_label("Message")
+    say.fill("transfer 6000 euros from savings to checking")
+    say.press("Enter")
+    customer.wait_for_function("() => document.querySelectorAll('[data-testid=msg-assistant]').length >= 1 && "
+                               "!document.querySelector('[aria-busy=true]')")
+    say.fill("yes")
+    say.press("Enter")
+    customer.wait_for_function("() => document.querySelectorAll('[data-testid=msg-assistant]').length >= 2 && "
+                               "!document.querySelector('[aria-busy=true]')")
+    supervisor = new_page(browser, ui_gw)
+    sign_in(supervisor, keys["supervisor"])
+    supervisor.get_by_role("link", name="Review queue").click()
+    row = supervisor.get_by_test_id("review-row").filter(has_text="6000").first
+    seen(row, supervisor)
+    shot(supervisor, "04-review-queue")
+    row.get_by_test_id("approve").click()
+    dialog = supervisor.locator("dialog[open]")
+    if dialog.count():
+        dialog.locator("textarea").fill("customer verified by phone")
+        dialog.get_by_role("button", name="Approve").click()
+    supervisor.get_by_text("Approved").first.wait_for()
+    # The customer's open chat shows the outcome once the bank has executed it (the page polls its session).
+    seen(customer.get_by_text("6000.00 EUR moved", exact=False), customer, 90_000)
+    shot(customer, "05-chat-after-approval")
+    assert customer.errors == [] and supervisor.errors == []
+
+
+def test_the_console_screens(ui_gw: GatewayProcess, browser, keys: dict, fees_doc: str) -> None:
+    supervisor = new_page(browser, ui_gw)
+    sign_in(supervisor, keys["supervisor"])
+    supervisor.get_by_role("link", name="KPIs").click()
+    supervisor.get_by_test_id("kpi-card").first.wait_for()
+    shot(supervisor, "06-kpis")
+    supervisor.get_by_role("link", name="Hand-offs").click()
+    supervisor.get_by_role("heading", level=1).wait_for()
+    shot(supervisor, "07-handoffs")
+    supervisor.get_by_role("link", name="Knowledge").click()
+    supervisor.get_by_test_id("doc-row").first.wait_for()
+    form = supervisor.get_by_test_id("upload-form")
+    form.locator("input[type=file]").set_input_files(files=[{
+        "name": "hours.md", "mimeType": "text/markdown",
+        "buffer": b"# Branch hours\n\nBranches open 9:00 to 17:00 on weekdays and 9:00 to 13:00 on Saturdays.\n"}])
+    form.locator("button[type=submit], input[type=submit]").first.click()
+    supervisor.get_by_test_id("upload-result").wait_for()
+    supervisor.get_by_test_id("doc-row").filter(has_text="hours").first.wait_for()
+    shot(supervisor, "08-knowledge")
+    auditor = new_page(browser, ui_gw)
+    sign_in(auditor, keys["auditor"])
+    auditor.get_by_role("link", name="Audit").click()
+    auditor.get_by_test_id("audit-verify").click()
+    seen(auditor.locator("[data-testid=audit-result][data-ok=true]"), auditor)     # the hash chain verifies
+    shot(auditor, "09-audit")
+    assert supervisor.errors == [] and auditor.errors == []
+
+
+def test_voice_hands_free_with_the_fake_microphone(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    page = new_page(browser, ui_gw)
+    sign_in(page, keys["user"])
+    page.get_by_label("Voice mode").select_option("handsfree")
+    page.get_by_role("button", name="Start voice").click()
+    page.get_by_test_id("msg-user").filter(has_text="account balance").first.wait_for(timeout=90_000)
+    page.wait_for_function("() => window.__enclaveVoice && window.__enclaveVoice.playedSamples > 8000",
+                           timeout=90_000)
+    stats = page.evaluate("() => window.__enclaveVoice")
+    assert stats["framesSent"] > 50 and stats["framesReceived"] > 0, stats
+    shot(page, "10-voice")
+    page.get_by_role("button", name="Stop voice").click()
+    assert page.errors == []
+
+
+def test_keyboard_only_main_path(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    page = new_page(browser, ui_gw)
+    page.goto("/")
+    page.get_by_label("API key").wait_for()
+    page.keyboard.type(keys["user"])              # the key field has focus on arrival
+    page.keyboard.press("Enter")
+    page.get_by_role("navigation", name="Main").wait_for()
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'composer-input'")
+    page.keyboard.type("What are your branch opening hours?")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=msg-assistant]').length >= 1 && "
+                           "!document.querySelector('[aria-busy=true]')")
+    for _ in range(40):                            # Tab reaches the feedback buttons of the answer
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.dataset.testid") == "thumb-up":
+            break
+    else:
+        pytest.fail("Tab never reached the feedback buttons")
+    page.keyboard.press("Enter")
+    page.get_by_text("Thank you for the feedback.").wait_for()
+    assert page.errors == []
+
+
+def test_an_expired_key_returns_to_sign_in_and_a_down_server_keeps_the_message(
+        appliance: Appliance, ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant = api_keys.ensure_tenant(conn, "demo-bank", "Northbank (example pack)")
+        short_lived = api_keys.create_key(conn, tenant, "user", label="ui test, revoked")
+    page = new_page(browser, ui_gw)
+    sign_in(page, short_lived)
+    # The server cannot be reached: the typed message stays, a Retry appears.
+    page.route("**/v1/chat/completions", lambda route: route.abort("connectionrefused"))
+    page.get_by_label("Message").fill("Please keep this message")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("retry").wait_for()
+    assert page.get_by_label("Message").input_value() == "Please keep this message"
+    assert "cannot be reached" in page.get_by_test_id("chat-status").inner_text()
+    shot(page, "11-server-down")
+    page.unroute("**/v1/chat/completions")
+    # The key is revoked: the next call goes back to sign-in, saying why.
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_sha256 = %s", (api_keys.hash_key(short_lived),))
+    time.sleep(11)                                # the gateway caches a key for up to 10 s
+    page.get_by_test_id("retry").click()
+    page.get_by_text("no longer valid").wait_for()
+    assert page.get_by_label("API key").is_visible()
+    shot(page, "12-key-expired")
