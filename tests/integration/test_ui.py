@@ -280,3 +280,25 @@ def test_an_expired_key_returns_to_sign_in_and_a_down_server_keeps_the_message(
     page.get_by_text("no longer valid").wait_for()
     assert page.get_by_label("API key").is_visible()
     shot(page, "12-key-expired")
+
+
+def test_an_agent_takes_over_a_handed_off_chat(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    customer = new_page(browser, ui_gw)
+    sign_in(customer, keys["user"])
+    customer.get_by_label("Message").fill("I want to speak to a human about my card please")
+    customer.get_by_label("Message").press("Enter")
+    customer.wait_for_function("() => document.querySelectorAll('[data-testid=msg-assistant]').length >= 1 && "
+                               "!document.querySelector('[aria-busy=true]')")
+    agent = new_page(browser, ui_gw)
+    sign_in(agent, keys["agent"])
+    agent.get_by_role("link", name="Hand-offs").click()
+    row = agent.get_by_test_id("handoff-row").filter(has_text="about my card please").last   # the newest
+    seen(row, agent)
+    row.get_by_test_id("take-over").click()
+    composer = agent.get_by_test_id("handoff-composer")
+    seen(composer, agent)
+    composer.get_by_label("Message to the customer").fill("Hello, I am from the card team. How can I help?")
+    composer.get_by_test_id("send").click()
+    shot(agent, "13-handoff-taken-over")
+    seen(customer.get_by_text("I am from the card team", exact=False), customer, 30_000)   # via the poll
+    assert customer.errors == [] and agent.errors == []
