@@ -314,6 +314,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, models, chat, sessions, feedback, kpis, me, admin, audit, vault, knowledge, dialogue,
                    voice, ui):
         app.include_router(module.router)
+    app.include_router(ui.api_router)
     app.mount("/ui", ui.ui_files(), name="ui")
     return app
 

@@ -24,7 +24,9 @@ from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
 
 AUTH_CACHE_TTL_S = 10.0
 # Probes and scraping need no identity; the actions webhook is authenticated by its HMAC signature instead.
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/actions/webhook", "/"})   # "/": the UI's page
+# "/" is the UI's page; the UI's config and code exchange come before any sign-in.
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/actions/webhook", "/", "/v1/ui/config",
+                           "/v1/ui/oidc/token"})
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_tenant_claim: str = "tenant"
     oidc_roles_claim: str = "roles"
+    # OIDC sign-in in the staff UI (authorization code + PKCE): the browser goes to the authorize URL; the
+    # gateway exchanges the code at the token URL (internal addresses only, like the JWKS URL).
+    oidc_authorize_url: str | None = None
+    oidc_token_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_scope: str = "openid"
     # The PII vault key: base64 of 32 bytes, or a file (default VAR_DIR/vault.key), or a KMS hook.
     vault_key: str | None = Field(default=None, repr=False)
     vault_key_file: Path | None = None

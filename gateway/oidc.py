@@ -34,20 +34,20 @@ class TokenRejected(Exception):
     """Why a token is not accepted; the message is safe to show the caller."""
 
 
-def check_internal_url(url: str) -> None:
-    """Refuse a JWKS URL whose host is not loopback or private (nothing is fetched from outside)."""
+def check_internal_url(url: str, setting: str = "ENCLAVE_OIDC_JWKS_URL") -> None:
+    """Refuse a URL the gateway would call whose host is not loopback or private (nothing goes outside)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL={url!r} is not an http(s) URL")
+        raise OidcConfigError(f"{setting}={url!r} is not an http(s) URL")
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
-        raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL: cannot resolve {parts.hostname} ({e})") from None
+        raise OidcConfigError(f"{setting}: cannot resolve {parts.hostname} ({e})") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not (address.is_private or address.is_loopback):
-            raise OidcConfigError(f"ENCLAVE_OIDC_JWKS_URL: {parts.hostname} resolves to {address}, which is not an "
-                                  "internal address; Enclave only fetches keys from the premises")
+            raise OidcConfigError(f"{setting}: {parts.hostname} resolves to {address}, which is not an "
+                                  "internal address; Enclave only talks to services on the premises")
 
 
 class OidcVerifier:

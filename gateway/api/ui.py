@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+import httpx
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Scope
+
+from gateway.api.deps import body_size_limit
+from gateway.errors import InvalidRequest, UpstreamUnavailable
+from gateway.oidc import OidcConfigError, check_internal_url
 
 UI_DIR = Path(__file__).resolve().parents[1] / "ui"
 # Only this origin: scripts, styles, fetches and the voice WebSocket; blob: for recorded audio.
@@ -41,3 +47,58 @@ class UiFiles(StaticFiles):
 
 def ui_files() -> UiFiles:
     return UiFiles(directory=UI_DIR, html=False)
+
+
+# -- sign-in with the organisation's identity provider (OIDC authorization code + PKCE) ----------------------
+
+api_router = APIRouter(prefix="/v1/ui", tags=["ui"])
+
+
+class CodeExchange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=4096)
+    code_verifier: str = Field(min_length=43, max_length=128)
+    redirect_uri: str = Field(min_length=1, max_length=2048)
+
+
+@api_router.get("/config")
+async def ui_config(request: Request) -> dict:
+    """What the sign-in page needs to offer single sign-on (nothing secret: PKCE needs no client secret)."""
+    s = request.app.state.settings
+    oidc = None
+    if s.oidc_authorize_url and s.oidc_token_url and s.oidc_client_id:
+        oidc = {"authorize_url": s.oidc_authorize_url, "client_id": s.oidc_client_id, "scope": s.oidc_scope}
+    return {"object": "ui.config", "oidc": oidc}
+
+
+@api_router.post("/oidc/token", dependencies=[Depends(body_size_limit)])
+async def oidc_token(body: CodeExchange, request: Request) -> dict:
+    """Exchange the authorization code at the IdP's token endpoint (the browser may not reach it, and the
+    page's CSP allows no other origin). The token it returns is verified like any bearer on every call."""
+    s = request.app.state.settings
+    if not (s.oidc_token_url and s.oidc_client_id):
+        raise InvalidRequest("oidc_not_configured", "single sign-on is not configured on this gateway")
+    try:
+        check_internal_url(s.oidc_token_url, "ENCLAVE_OIDC_TOKEN_URL")
+    except OidcConfigError as e:
+        raise UpstreamUnavailable("oidc_token_failed", str(e)) from None
+    try:
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            r = await client.post(s.oidc_token_url, data={
+                "grant_type": "authorization_code", "code": body.code, "redirect_uri": body.redirect_uri,
+                "client_id": s.oidc_client_id, "code_verifier": body.code_verifier})
+    except httpx.HTTPError as e:
+        raise UpstreamUnavailable("oidc_token_failed", f"the identity provider cannot be reached ({type(e).__name__})") from None
+    try:
+        tokens = r.json()
+    except ValueError:
+        tokens = {}
+    if r.status_code != 200 or not isinstance(tokens, dict):
+        detail = tokens.get("error_description") or tokens.get("error") if isinstance(tokens, dict) else None
+        raise InvalidRequest("oidc_code_rejected", f"the identity provider refused the sign-in ({detail or r.status_code})")
+    access, id_token = tokens.get("access_token"), tokens.get("id_token")
+    token = access if isinstance(access, str) and access.count(".") == 2 else id_token
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise InvalidRequest("oidc_code_rejected", "the identity provider returned no JWT to sign in with")
+    return {"object": "ui.token", "token": token, "expires_in": tokens.get("expires_in")}

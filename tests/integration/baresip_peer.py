@@ -26,6 +26,7 @@ class Baresip:
             "ausrc_channels 1", "auplay_channels 1", f"module_path {MODULES}", "module g711.so", "module aufile.so",
             "module aubridge.so", "module sndfile.so", "module_app account.so", "module_app menu.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{ctrl_port}", f"snd_path {self.recordings}",
+            "net_interface 127.0.0.1",     # its own address: with only loopback up there is no default route
             "rtp_stats yes", ""]))
         self.log = folder / "baresip.log"
         self.proc = subprocess.Popen(["baresip", "-f", str(folder)], stdin=subprocess.DEVNULL,

@@ -195,7 +195,7 @@ def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) 
                 refused += 1
     with client(appliance.gateway_url, "enc_deadbeef_not-a-real-key") as c:
         assert c.get("/v1/models").json()["error"]["code"] == "invalid_api_key"
-    for path in PUBLIC_ROUTES - {"/v1/actions/webhook"}:
+    for path in PUBLIC_ROUTES - {"/v1/actions/webhook", "/v1/ui/oidc/token"}:
         assert httpx.get(appliance.gateway_url + path, trust_env=False).status_code in (200, 503)
     # The actions webhook takes no key: its HMAC signature is the credential.
     unsigned = httpx.post(appliance.gateway_url + "/v1/actions/webhook", json={}, trust_env=False)

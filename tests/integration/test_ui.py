@@ -207,8 +207,12 @@ def test_the_console_screens(ui_gw: GatewayProcess, browser, keys: dict, fees_do
         "buffer": b"# Branch hours\n\nBranches open 9:00 to 17:00 on weekdays and 9:00 to 13:00 on Saturdays.\n"}])
     form.locator("button[type=submit], input[type=submit]").first.click()
     supervisor.get_by_test_id("upload-result").wait_for()
-    supervisor.get_by_test_id("doc-row").filter(has_text="hours").first.wait_for()
+    hours = supervisor.get_by_test_id("doc-row").filter(has_text="hours").first
+    seen(hours, supervisor)
     shot(supervisor, "08-knowledge")
+    hours.get_by_test_id("doc-delete").click()
+    supervisor.locator("dialog[open]").get_by_role("button", name="Delete").click()
+    supervisor.get_by_test_id("doc-row").filter(has_text="hours").first.wait_for(state="detached")
     auditor = new_page(browser, ui_gw)
     sign_in(auditor, keys["auditor"])
     auditor.get_by_role("link", name="Audit").click()
@@ -229,6 +233,23 @@ def test_voice_hands_free_with_the_fake_microphone(ui_gw: GatewayProcess, browse
     stats = page.evaluate("() => window.__enclaveVoice")
     assert stats["framesSent"] > 50 and stats["framesReceived"] > 0, stats
     shot(page, "10-voice")
+    page.get_by_role("button", name="Stop voice").click()
+    assert page.errors == []
+
+
+def test_voice_push_to_talk(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    page = new_page(browser, ui_gw)
+    sign_in(page, keys["user"])
+    page.get_by_role("button", name="Start voice").click()          # push-to-talk is the default mode
+    talk = page.get_by_test_id("push-to-talk")
+    page.wait_for_function("() => window.__enclaveVoice && window.__enclaveVoice.framesSent > 25")
+    assert page.evaluate("() => window.__enclaveVoice.micFramesSent") == 0     # nothing of the mic until pressed
+    talk.focus()
+    page.keyboard.down("Space")                                    # hold to talk: the fake mic's sentence
+    page.wait_for_timeout(8000)                                    # longer than the silence in the looped WAV
+    page.keyboard.up("Space")
+    page.get_by_test_id("msg-user").filter(has_text="account balance").first.wait_for(timeout=90_000)
+    assert page.evaluate("() => window.__enclaveVoice.micFramesSent") > 100
     page.get_by_role("button", name="Stop voice").click()
     assert page.errors == []
 
@@ -302,3 +323,86 @@ def test_an_agent_takes_over_a_handed_off_chat(ui_gw: GatewayProcess, browser, k
     shot(agent, "13-handoff-taken-over")
     seen(customer.get_by_text("I am from the card team", exact=False), customer, 30_000)   # via the poll
     assert customer.errors == [] and agent.errors == []
+
+
+class FakeIdp:
+    """The organisation's identity provider, on loopback: /authorize sends the browser straight back with a
+    code (the person is "already signed in"), /token checks the PKCE verifier and returns a signed JWT."""
+
+    def __init__(self, claims: dict) -> None:
+        import base64
+        import hashlib
+        import json
+        import secrets
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode, urlsplit
+
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        self.jwks = {"keys": [{**jwk, "kid": "ui1", "use": "sig", "alg": "RS256"}]}
+        self.codes: dict[str, str] = {}        # code → the PKCE challenge it was issued for
+        self.exchanged: list[dict] = []
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                q = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                code = secrets.token_urlsafe(16)
+                idp.codes[code] = q["code_challenge"]
+                self.send_response(302)
+                self.send_header("Location", f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q['state']})}")
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+                idp.exchanged.append(form)
+                challenge = base64.urlsafe_b64encode(hashlib.sha256(form["code_verifier"].encode()).digest()).rstrip(b"=")
+                if idp.codes.pop(form.get("code", ""), None) != challenge.decode():
+                    body, status = {"error": "invalid_grant"}, 400
+                else:
+                    now = int(time.time())
+                    token = jwt.encode({"iss": "https://idp.bank.internal", "aud": "enclave", "iat": now,
+                                        "exp": now + 300, **claims}, idp.key, algorithm="RS256", headers={"kid": "ui1"})
+                    body, status = {"access_token": token, "token_type": "Bearer", "expires_in": 300}, 200
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_single_sign_on_by_redirect(appliance: Appliance, browser, keys: dict, tmp_path: Path) -> None:
+    import json
+
+    idp = FakeIdp({"sub": "alice", "tenant": "demo-bank", "roles": ["supervisor"]})
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(idp.jwks))
+    gw = start_gateway(appliance, "ui-sso", oidc_jwks_file=str(jwks), oidc_issuer="https://idp.bank.internal",
+                       oidc_audience="enclave", oidc_authorize_url=f"{idp.url}/authorize",
+                       oidc_token_url=f"{idp.url}/token", oidc_client_id="enclave-ui")
+    try:
+        page = new_page(browser, gw)
+        page.goto("/")
+        page.get_by_role("button", name="Sign in with single sign-on").click()
+        seen(page.get_by_role("navigation", name="Main"), page)
+        assert "oidc:alice" in page.get_by_text("oidc:alice").inner_text()
+        assert page.get_by_role("link", name="Review queue").is_visible()       # the token's roles
+        assert "code=" not in page.url                                          # the code left the address bar
+        assert idp.exchanged and idp.exchanged[0]["client_id"] == "enclave-ui"   # exchanged by the gateway, PKCE
+        shot(page, "14-signed-in-by-sso")
+        assert page.errors == []
+    finally:
+        idp.server.shutdown()
+        gw.stop()

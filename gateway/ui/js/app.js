@@ -92,6 +92,64 @@ async function route() {
   cleanup = module.mount(root, { me, banner, navigate: (h) => (location.hash = h) }) || null;
 }
 
+// -- single sign-on: OIDC authorization code with PKCE; the gateway exchanges the code (it alone may reach the
+// identity provider's token endpoint), and the token it returns is then used like a key.
+
+const SSO = "enclave.sso";
+
+function b64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function offerSso() {
+  let config = null;
+  try {
+    config = await api("/v1/ui/config");
+  } catch {
+    return;
+  }
+  if (!config.oidc) return;
+  const button = el("button", { type: "button", class: "secondary", "data-testid": "sso" }, "Sign in with single sign-on");
+  button.addEventListener("click", () => startSso(config.oidc));
+  $("signin-form").after(el("p", {}, button));
+}
+
+async function startSso(oidc) {
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const challenge = b64url(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))));
+  const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem(SSO, JSON.stringify({ verifier, state }));
+  const url = new URL(oidc.authorize_url);
+  for (const [k, v] of Object.entries({ response_type: "code", client_id: oidc.client_id, scope: oidc.scope,
+    redirect_uri: `${location.origin}/`, state, code_challenge: challenge, code_challenge_method: "S256" })) {
+    url.searchParams.set(k, v);
+  }
+  location.assign(url.toString());
+}
+
+/** Back from the identity provider (?code=…&state=… or ?error=…): finish the sign-in. */
+async function finishSso() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return false;
+  history.replaceState(null, "", "/");           // the code must not stay in the address bar or history
+  const saved = JSON.parse(sessionStorage.getItem(SSO) || "null");
+  sessionStorage.removeItem(SSO);
+  if (params.has("error")) {
+    showSignIn(`Single sign-on failed: ${params.get("error_description") || params.get("error")}.`);
+  } else if (!saved || saved.state !== params.get("state")) {
+    showSignIn("Single sign-on failed: the answer does not belong to this sign-in. Try again.");
+  } else {
+    try {
+      const r = await api("/v1/ui/oidc/token", { method: "POST", json: {
+        code: params.get("code"), code_verifier: saved.verifier, redirect_uri: `${location.origin}/` } });
+      await signIn(r.token);
+    } catch (err) {
+      showSignIn(`Single sign-on failed: ${describe(err)}`);
+    }
+  }
+  return true;
+}
+
 onSignedOut((message) => showSignIn(message));
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
@@ -101,6 +159,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (key) signIn(key);
   });
   $("signout").addEventListener("click", () => signOut("You signed out."));
-  if (token()) signIn(token());
-  else showSignIn();
+  offerSso();
+  finishSso().then((handled) => {
+    if (handled) return;
+    if (token()) signIn(token());
+    else showSignIn();
+  });
 });
