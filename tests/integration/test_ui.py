@@ -216,6 +216,7 @@ def test_the_console_screens(ui_gw: GatewayProcess, browser, keys: dict, fees_do
     auditor = new_page(browser, ui_gw)
     sign_in(auditor, keys["auditor"])
     auditor.get_by_role("link", name="Audit").click()
+    seen(auditor.get_by_test_id("audit-verify"), auditor)
     auditor.get_by_test_id("audit-verify").click()
     seen(auditor.locator("[data-testid=audit-result][data-ok=true]"), auditor)     # the hash chain verifies
     shot(auditor, "09-audit")

@@ -70,6 +70,8 @@ async function signIn(key) {
   else route();
 }
 
+let routeSeq = 0;
+
 async function route() {
   if (!me) return;
   const screens = allowed();
@@ -78,6 +80,9 @@ async function route() {
     banner("This key has no role that uses the UI.");
     return;
   }
+  const seq = ++routeSeq;
+  const module = await screen.load();
+  if (seq !== routeSeq || !me) return;    // a later navigation (or a sign-out) won while the module loaded
   for (const a of $("nav").querySelectorAll("a")) {
     if (a.getAttribute("href") === screen.hash) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -88,7 +93,6 @@ async function route() {
   const root = $("screen");
   root.replaceChildren();
   document.title = `${screen.label} · Enclave`;
-  const module = await screen.load();
   cleanup = module.mount(root, { me, banner, navigate: (h) => (location.hash = h) }) || null;
 }
 
