@@ -229,14 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
         ts.add_argument(f"--retention-{what}-days", type=int, help=f"days to keep {what} content (0 = for ever)")
     ts.set_defaults(func=cmd_tenants_set)
 
-    from deploy import cli_knowledge, cli_trust
+    from deploy import cli_backup, cli_knowledge, cli_trust
 
     cli_trust.add_commands(sub)
     cli_knowledge.add_commands(sub)
+    cli_backup.add_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deploy.backup import BackupError
     from models.bundle import BundleError
     from models.catalog import CatalogError, UnknownModelError, UnknownProfileError
     from models.fetch import OfflineError
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
-            BundleError, ProvisionError, FileNotFoundError, CliError) as e:
+            BundleError, ProvisionError, FileNotFoundError, CliError, BackupError) as e:
         err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
         return 2
     except KeyboardInterrupt:

