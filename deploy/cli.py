@@ -102,7 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from deploy.up import up
     from gateway.config import Settings
 
-    return up(Settings(), profile=args.profile, ready_file=Path(args.ready_file) if args.ready_file else None)
+    return up(Settings(), profile=args.profile, ready_file=Path(args.ready_file) if args.ready_file else None,
+              production=args.production)
 
 
 @contextmanager
@@ -192,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     up_p = sub.add_parser("up", help="bring the appliance up on this box (Postgres, Ray Serve, gateway)")
     up_p.add_argument("--profile", help="model profile (default: $ENCLAVE_MODEL_PROFILE or cpu-small)")
     up_p.add_argument("--ready-file", help=argparse.SUPPRESS)  # tests: written once /readyz is 200
+    up_p.add_argument("--production", action="store_true",
+                      help="refuse unsafe defaults (dev key, generated vault key, example bank, no TLS off loopback)")
     up_p.set_defaults(func=cmd_up)
 
     models = sub.add_parser("models", help="the model catalog and local store").add_subparsers(dest="models_cmd", required=True)

@@ -96,6 +96,16 @@ def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
     return key_file
 
 
+def dev_key_active(db_url: str, var_dir: Path) -> bool:
+    import psycopg
+
+    key_file = var_dir / "dev-api-key"
+    if not key_file.is_file():
+        return False
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return api_keys.key_is_active(conn, key_file.read_text().strip())
+
+
 def ensure_vault_key(settings: Settings) -> Path | None:
     """First start: a random PII vault key in var/vault.key (0600), unless a key or a KMS hook is configured.
     Returns the file when it was created now (the operator must back it up: without it the vault is lost)."""
@@ -270,8 +280,16 @@ def shutdown(running: Running) -> None:
         running.db.stop()
 
 
-def up(settings: Settings, profile: str | None = None, ready_file: Path | None = None) -> int:
-    """Bring the appliance up and block until SIGINT/SIGTERM. Returns the process exit code."""
+def up(settings: Settings, profile: str | None = None, ready_file: Path | None = None, production: bool = False) -> int:
+    """Bring the appliance up and block until SIGINT/SIGTERM. Returns the process exit code. ``production``
+    refuses unsafe defaults (deploy/production.py) and creates no development key or vault key."""
+    if production:
+        from deploy.production import configuration_problems
+
+        if problems := configuration_problems(settings):
+            console.print("[red]enclave up: refusing to start in production mode:[/]\n"
+                          + "\n".join(f"  - {p}" for p in problems))
+            return 1
     var_dir = settings.var_dir
     var_dir.mkdir(parents=True, exist_ok=True)
     (var_dir / "log").mkdir(exist_ok=True)
@@ -294,8 +312,15 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
             applied = migrate(running.db.url)
         console.print(f"[green]✓[/] PostgreSQL ({'embedded, data in ' + str(var_dir / 'pg') if running.db.embedded else 'external'})"
                       + (f"; migrations applied: {', '.join(applied)}" if applied else "; schema up to date"))
-        key_file = ensure_dev_key(running.db.url, var_dir)
-        new_vault_key = ensure_vault_key(settings)
+        if production:
+            from deploy.production import dev_key_problem
+
+            if problems := dev_key_problem(dev_key_active(running.db.url, var_dir)):
+                raise UpError("refusing to start in production mode:\n" + "\n".join(f"  - {p}" for p in problems))
+            key_file = None
+        else:
+            key_file = ensure_dev_key(running.db.url, var_dir)
+        new_vault_key = None if production else ensure_vault_key(settings)
         if new_vault_key:
             console.print(f"[yellow]created the PII vault key {new_vault_key}: back it up apart from the database "
                           "(without it the vault's originals cannot be read)[/]")
@@ -336,7 +361,7 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
             f"Enclave is up ({chosen} profile)\n"
             f"  gateway  {gw_url}   (/healthz, /readyz; log {gw_log})\n"
             f"  serving  {settings.serving_base_url}   (OpenAI paths: /v1/chat/completions, /v1/embeddings, …)\n"
-            f"  API key  {key_file}\n"
+            f"  API key  {key_file or 'named keys only (enclave keys create)'}\n"
             "Ctrl-C stops everything.", border_style="green",
         ))
         if ready_file:  # for scripts and tests: where everything is (the file is private to the operator)

@@ -1,0 +1,47 @@
+"""``enclave up --production``: refuse the defaults that are fine on a laptop and unsafe in a datacenter.
+
+Development conveniences — an admin key written to a file, a vault key generated on the fly, the example
+bank and its pack, a gateway reachable from the network without TLS, a SIP trunk open to anyone without
+digest auth — each become a named problem with what to do instead. Nothing starts until the list is empty.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from gateway.config import Settings
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """What is wrong before anything starts (no database needed)."""
+    problems = []
+    if not (settings.vault_key or settings.vault_key_provider or settings.vault_key_path.is_file()):
+        problems.append("no PII vault key: set ENCLAVE_VAULT_KEY_FILE to a key you back up apart from the database "
+                        "(or ENCLAVE_VAULT_KEY_PROVIDER); production never generates one on its own")
+    if not _loopback(settings.gateway_host):
+        problems.append(f"the gateway would listen on {settings.gateway_host} without TLS: keep ENCLAVE_GATEWAY_HOST "
+                        "on 127.0.0.1 behind the site's TLS terminator (HTTPS in the gateway itself is not built yet)")
+    if settings.example_bank:
+        problems.append("the example bank and its demo pack would start: set ENCLAVE_EXAMPLE_BANK=false")
+    if settings.sip_port and not settings.sip_auth_users and any(
+            ipaddress.ip_network(p, strict=False).prefixlen == 0 for p in settings.sip_trunk_peers):
+        problems.append("SIP accepts calls from any address without digest auth: list the PBX/SBC addresses in "
+                        "ENCLAVE_SIP_TRUNK_PEERS or set ENCLAVE_SIP_AUTH_USERS")
+    return problems
+
+
+def dev_key_problem(dev_key_active: bool) -> list[str]:
+    """The development admin key (var/dev-api-key) must be gone: it is a file anyone on the box can read."""
+    if not dev_key_active:
+        return []
+    return ["the development admin key (var/dev-api-key) is still active: revoke it (enclave keys revoke PREFIX), "
+            "delete the file, and create named keys with enclave keys create"]
