@@ -70,9 +70,9 @@ def server_major(conn: psycopg.Connection) -> int:
     return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
 
-def _libpq_env(url: str) -> tuple[str, dict[str, str]]:
-    """pg_dump takes the URL as --dbname; stray PG* variables must not redirect it elsewhere."""
-    return url, {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+def _client_env() -> dict[str, str]:
+    """The URL goes in --dbname; stray PG* variables must not redirect pg_dump or pg_restore elsewhere."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -105,9 +105,8 @@ def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Pa
         major = server_major(conn)
     with tempfile.TemporaryDirectory(prefix="enclave-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
-        dbname, env = _libpq_env(url)
         run = subprocess.run([pg_tool("pg_dump", major), "--format=custom", "--no-owner", f"--file={dump}",
-                              f"--dbname={dbname}"], env=env, capture_output=True, text=True)
+                              f"--dbname={url}"], env=_client_env(), capture_output=True, text=True)
         if run.returncode != 0:
             raise BackupError(f"pg_dump failed: {run.stderr.strip()[-2000:]}")
         manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -171,9 +170,8 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         dump = Path(tmp) / "database.dump"
         if _sha256(dump) != manifest["dump_sha256"]:
             raise BackupError("the dump does not match its manifest (sha256): the archive is damaged")
-        dbname, env = _libpq_env(url)
-        run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={dbname}", str(dump)],
-                             env=env, capture_output=True, text=True)
+        run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={url}", str(dump)],
+                             env=_client_env(), capture_output=True, text=True)
         if run.returncode != 0:
             raise BackupError(f"pg_restore failed: {run.stderr.strip()[-2000:]}")
     with psycopg.connect(url, autocommit=True) as conn:

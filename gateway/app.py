@@ -157,7 +157,7 @@ async def start_sip_channel(settings: Settings, state):
             if event["type"] in ("transcript", "turn_end", "barge_in", "error", "hangup"):
                 log.info("sip call event", extra={"call_id": call.call_id, "event": event["type"]})
             if event["type"] == "turn_end" and event.get("handoff") and server is not None:
-                server._spawn(server.hand_off(call, event["handoff"]["id"]))
+                server.spawn(server.hand_off(call, event["handoff"]["id"]))
 
         return CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback,
                            driver=VoiceDriver(state, identity, session, True, None), send_json=events,

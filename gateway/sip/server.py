@@ -126,6 +126,7 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 class SipServer(asyncio.DatagramProtocol):
     def __init__(self, config: SipConfig, new_session: Callable[..., Any], metrics=None) -> None:
         self.config, self.metrics = config, metrics
+        self.contact = f"<sip:enclave@{config.host}:{config.port}>"     # where peers send in-dialog requests
         self.allowed = [ipaddress.ip_network(a, strict=False) for a in config.allowed]
         self.new_session = new_session     # (call, send_audio) -> CallSession (or an awaitable of one)
         self.transport: asyncio.DatagramTransport | None = None
@@ -143,9 +144,10 @@ class SipServer(asyncio.DatagramProtocol):
         self._timer = asyncio.ensure_future(self._timers())
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self._spawn(self._handle(data, addr))
+        self.spawn(self._handle(data, addr))
 
-    def _spawn(self, coro: Awaitable) -> asyncio.Task:
+    def spawn(self, coro: Awaitable) -> asyncio.Task:
+        """Run ``coro`` in the background; a failure is logged, never lost, and never takes the listener down."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -246,7 +248,7 @@ class SipServer(asyncio.DatagramProtocol):
         call = self.calls.get(txn.request.call_id or "")
         if call is not None and call.invite is txn.request:
             log.warning("answer never acknowledged; ending the call", extra={"call_id": call.call_id})
-            self._spawn(self.hang_up(call, "no_ack"))
+            self.spawn(self.hang_up(call, "no_ack"))
 
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:
@@ -290,7 +292,7 @@ class SipServer(asyncio.DatagramProtocol):
             return     # already answered: the CANCEL has no effect (§9.2); the caller will send BYE
         self._respond(invite.request, addr, 487, to_tag=call.tag if call else new_tag())
         if call is not None:
-            self._spawn(self._end(call, "cancelled"))
+            self.spawn(self._end(call, "cancelled"))
 
     # -- a new call -----------------------------------------------------------------------------------------
 
@@ -336,8 +338,7 @@ class SipServer(asyncio.DatagramProtocol):
             log.exception("no RTP port free")
             self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
             return
-        contact = f"<sip:enclave@{self.config.host}:{self.config.port}>"
-        call.dialog = Dialog.from_invite(msg, tag, contact, addr)
+        call.dialog = Dialog.from_invite(msg, tag, self.contact, addr)
         call.sender = RtpSender(PT[call.codec])
         self.calls[call.call_id] = call
         self._respond(msg, addr, 180, to_tag=tag)
@@ -358,7 +359,7 @@ class SipServer(asyncio.DatagramProtocol):
                 await call.session.close()
             return
         call.session.on_hangup = lambda: self.hang_up(call)
-        self._respond(msg, addr, 200, extra=(("Contact", contact), ("Allow", ALLOW)), body=body,
+        self._respond(msg, addr, 200, extra=(("Contact", self.contact), ("Allow", ALLOW)), body=body,
                       content_type="application/sdp", to_tag=tag)
         call.last_rtp = time.monotonic()
         call.pump = asyncio.ensure_future(self._pump(call))
@@ -399,7 +400,7 @@ class SipServer(asyncio.DatagramProtocol):
         if call.dialog is not None:
             call.dialog.refresh_target(msg)
         if not msg.body:
-            extra = (("Contact", f"<sip:enclave@{self.config.host}:{self.config.port}>"),)
+            extra = (("Contact", self.contact),)
             if msg.method == "UPDATE":
                 self._respond(msg, addr, 200, extra=extra)
             else:
@@ -419,7 +420,7 @@ class SipServer(asyncio.DatagramProtocol):
             if call.jitter is not None and not held:
                 call.jitter = None       # the far end may restart its stream
             log.info("call on hold" if held else "call resumed", extra={"call_id": call.call_id})
-        self._respond(msg, addr, 200, extra=(("Contact", f"<sip:enclave@{self.config.host}:{self.config.port}>"),),
+        self._respond(msg, addr, 200, extra=(("Contact", self.contact),),
                       body=body, content_type="application/sdp")
 
     # -- audio ------------------------------------------------------------------------------------------------
@@ -450,7 +451,7 @@ class SipServer(asyncio.DatagramProtocol):
                     quiet_until += TICK_S
             except Exception:
                 log.exception("a call's audio failed; ending it")
-                self._spawn(self.hang_up(call))
+                self.spawn(self.hang_up(call))
                 return
 
     def _audio_out(self, call: Call):
@@ -487,7 +488,7 @@ class SipServer(asyncio.DatagramProtocol):
             return
         log.info("dtmf input", extra={"call_id": call.call_id, "digits": len(digits)})   # how many, never which
         text = call.agent_phrase if digits == self.config.agent_digit and call.agent_phrase else digits
-        self._spawn(call.session.text_input(text))
+        self.spawn(call.session.text_input(text))
 
     def _info(self, call: Call, msg: SipMessage, addr) -> None:
         """SIP INFO keypad digits (application/dtmf-relay or application/dtmf), as many PBXs send them."""
@@ -540,7 +541,7 @@ class SipServer(asyncio.DatagramProtocol):
         """BYE from our side: the call ends here at once; the BYE is retransmitted until the peer answers."""
         if call.closed:
             return
-        self._spawn(self.request(call, "BYE"))
+        self.spawn(self.request(call, "BYE"))
         await self._end(call, reason)
 
     async def hand_off(self, call: Call, handoff_id: str) -> None:

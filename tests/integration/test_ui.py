@@ -7,15 +7,24 @@ var/test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import secrets
 import shutil
+import threading
 import time
 import wave
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import jwt
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.store import api_keys
 from tests.conftest import espeak_wav
@@ -331,17 +340,6 @@ class FakeIdp:
     code (the person is "already signed in"), /token checks the PKCE verifier and returns a signed JWT."""
 
     def __init__(self, claims: dict) -> None:
-        import base64
-        import hashlib
-        import json
-        import secrets
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import parse_qs, urlencode, urlsplit
-
-        import jwt
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
         self.jwks = {"keys": [{**jwk, "kid": "ui1", "use": "sig", "alg": "RS256"}]}
@@ -385,8 +383,6 @@ class FakeIdp:
 
 
 def test_single_sign_on_by_redirect(appliance: Appliance, browser, keys: dict, tmp_path: Path) -> None:
-    import json
-
     idp = FakeIdp({"sub": "alice", "tenant": "demo-bank", "roles": ["supervisor"]})
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(idp.jwks))

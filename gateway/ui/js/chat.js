@@ -218,11 +218,7 @@ export function mount(root, ctx) {
       addFeedback(answer, turnId);
       input.value = "";
       if (isNew) loadSessions();
-      try {   // what is shown now matches what is stored (the next poll only adds what comes later)
-        state.rendered = (await api(`/v1/sessions/${state.sessionId}`)).turns.length;
-      } catch {
-        /* the poll will catch up */
-      }
+      await syncRendered();   // what is shown now matches what is stored: the next poll only adds what comes later
     } catch (err) {
       // Keep what was typed: put it back in the composer, and say what to do.
       answer.remove();

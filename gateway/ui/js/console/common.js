@@ -102,6 +102,25 @@ export function loader(ctx, fetcher, apply) {
 }
 
 /** Re-renders a container and keeps what the person was doing: open <details>, and focus (by data-key). */
+/** A list's table that redraws only when its items changed (auto-refresh must not steal focus or close
+ * what the person opened); `reset()` forces the next `show` to redraw. */
+export function changingTable(table, tbody, heading, row) {
+  let lastKey = null;
+  return {
+    show(items, key) {
+      const k = key + JSON.stringify(items);
+      if (k === lastKey) return false;
+      lastKey = k;
+      rerender(table, () => tbody.replaceChildren(...items.map(row)), heading);
+      table.hidden = items.length === 0;
+      return true;
+    },
+    reset() {
+      lastKey = null;
+    },
+  };
+}
+
 export function rerender(container, build, fallbackFocus) {
   const active = document.activeElement;
   const hadFocus = container.contains(active);

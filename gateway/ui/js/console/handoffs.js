@@ -2,7 +2,7 @@
 // mountHandoffs(root, ctx) returns a cleanup function.
 
 import { api, describe, el } from "../api.js";
-import { DASH, fmtDate, frame, hasRole, headerRow, isEmpty, jsonDetails, loader, rerender, selectField, shortId, truncate, uid } from "./common.js";
+import { DASH, fmtDate, frame, hasRole, headerRow, isEmpty, jsonDetails, loader, changingTable, selectField, shortId, truncate, uid } from "./common.js";
 
 // -- 2. hand-offs ---------------------------------------------------------------------------------------------
 
@@ -57,18 +57,14 @@ export function mountHandoffs(root, ctx) {
       el("td", {}, el("div", { class: "row-actions" }, action)));
   }
 
-  let lastKey = null;
+  const rows = changingTable(table, tbody, heading, row);
   const loadList = loader(ctx, async () => {
     const state = stateSel.value;
     const res = await api(`/v1/handoffs?state=${encodeURIComponent(state)}&limit=200`);
     return { state, items: (res && res.data) || [] };
   }, ({ state, items }) => {
     if (state !== stateSel.value || !convoView.hidden) return;
-    const key = state + JSON.stringify(items);
-    if (key === lastKey) return;
-    lastKey = key;
-    rerender(table, () => tbody.replaceChildren(...items.map(row)), heading);
-    table.hidden = items.length === 0;
+    if (!rows.show(items, state)) return;
     status.textContent = items.length
       ? `${items.length} ${state} hand-off${items.length === 1 ? "" : "s"}.`
       : state === "queued" ? "Nothing waiting." : `No ${state} hand-offs.`;
@@ -80,14 +76,14 @@ export function mountHandoffs(root, ctx) {
     convoView.hidden = true;
     convoView.replaceChildren();
     listView.hidden = false;
-    lastKey = null;
+    rows.reset();
     loadList(true);
     setTimer(() => loadList(), 5000);
     heading.focus();
   }
 
   stateSel.addEventListener("change", () => {
-    lastKey = null;
+    rows.reset();
     status.textContent = "Loading…";
     loadList(true);
   });
@@ -99,7 +95,7 @@ export function mountHandoffs(root, ctx) {
         handoff = { ...h, ...(await api(`/v1/handoffs/${encodeURIComponent(h.id)}/accept`, { method: "POST" })) };
       } catch (err) {
         ctx.banner(describe(err));
-        lastKey = null;
+        rows.reset();
         loadList(true);
         return;
       }

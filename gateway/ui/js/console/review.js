@@ -2,7 +2,7 @@
 // mountReview(root, ctx) returns a cleanup function.
 
 import { api, describe, el } from "../api.js";
-import { ask, DASH, fmtDate, frame, hasRole, headerRow, jsonDetails, loader, rerender, selectField, shortId, truncate } from "./common.js";
+import { ask, DASH, fmtDate, frame, hasRole, headerRow, jsonDetails, loader, changingTable, selectField, shortId, truncate } from "./common.js";
 
 const dialogOpen = (section) => Boolean(section.querySelector("dialog[open]"));
 
@@ -75,13 +75,9 @@ export function mountReview(root, ctx) {
       ...(canDecide ? [el("td", {}, el("div", { class: "row-actions" }, ...buttons))] : []));
   }
 
-  let lastKey = null;
+  const rows = changingTable(table, tbody, heading, row);
   function render(items, state) {
-    const key = state + JSON.stringify(items);
-    if (key === lastKey) return;
-    lastKey = key;
-    rerender(table, () => tbody.replaceChildren(...items.map(row)), heading);
-    table.hidden = items.length === 0;
+    if (!rows.show(items, state)) return;
     status.textContent = items.length
       ? `${items.length} ${state} item${items.length === 1 ? "" : "s"}${items.length >= 200 ? " (the first 200)" : ""}.`
       : state === "open" ? "Nothing waiting." : `No ${state} items.`;
@@ -123,14 +119,14 @@ export function mountReview(root, ctx) {
       ctx.banner(describe(err));
     } finally {
       busy = false;
-      lastKey = null;
+      rows.reset();
       await load(true);
       if (!section.contains(document.activeElement) || document.activeElement === document.body) heading.focus();
     }
   }
 
   stateSel.addEventListener("change", () => {
-    lastKey = null;
+    rows.reset();
     status.textContent = "Loading…";
     load(true);
   });
