@@ -1,5 +1,6 @@
-"""Non-INVITE client transactions over UDP (RFC 3261 §17.1.2) as pure timer logic, for the requests the UA sends
-itself inside a dialog (BYE, REFER).
+"""Non-INVITE client transactions (RFC 3261 §17.1.2) as pure timer logic, for the requests the UA sends
+itself inside a dialog (BYE, REFER). Over UDP requests are retransmitted (Timer E); a ``reliable`` transaction
+(the dialog runs over TLS) sends once, keeps Timer F as its deadline, and has a zero Timer K (§17.1.2.2).
 
 Like the server side in transaction.py: no sockets and no event loop; callers feed responses and the current time
 and get back the bytes to (re)send. The TU learns the outcome through ``on_final`` (the final response, or None on
@@ -44,6 +45,7 @@ class NonInviteClientTransaction:
         t2: float = T2,
         t4: float = T4,
         on_final: OnFinal | None = None,
+        reliable: bool = False,
     ) -> None:
         if not request.is_request or request.method in ("INVITE", "ACK"):
             raise ValueError("a non-INVITE client transaction needs a non-INVITE request")
@@ -54,13 +56,14 @@ class NonInviteClientTransaction:
             raise ValueError("request has no Via branch")
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.on_final = on_final
+        self.reliable = reliable
         self.created_at = now
         self.state = "trying"
         self.final: SipMessage | None = None
         self.timed_out = False
         self._bytes = request.to_bytes()
         self._interval = t1
-        self._retransmit_at: float | None = now + t1  # Timer E
+        self._retransmit_at: float | None = None if reliable else now + t1  # Timer E: only when unreliable
         self._end_at: float | None = now + 64 * t1  # Timer F, later Timer K
 
     @property
@@ -103,7 +106,7 @@ class NonInviteClientTransaction:
         self.state = "completed"
         self.final = resp
         self._retransmit_at = None
-        self._end_at = now + self.t4  # Timer K: absorb retransmitted finals
+        self._end_at = now + (0 if self.reliable else self.t4)  # Timer K: absorb retransmitted finals
         self._notify(resp)
         return True
 
@@ -147,11 +150,13 @@ class ClientTransactionTable:
         now: float | None = None,
         *,
         on_final: OnFinal | None = None,
+        reliable: bool = False,
     ) -> bytes:
-        """Open a transaction for ``request`` and return its first datagram for ``addr``."""
+        """Open a transaction for ``request`` and return its first datagram for ``addr``; ``reliable``: it goes
+        over a stream transport (TLS), so it is never retransmitted."""
         now = self.clock() if now is None else now
         txn = NonInviteClientTransaction(
-            request, addr, now=now, t1=self.t1, t2=self.t2, t4=self.t4, on_final=on_final
+            request, addr, now=now, t1=self.t1, t2=self.t2, t4=self.t4, on_final=on_final, reliable=reliable
         )
         if txn.key in self._by_key:
             raise TransactionError(f"transaction {txn.key} already exists")

@@ -20,6 +20,8 @@ _URI_HEADER_SAFE = "!*'()[]/:+$"
 # Requests that do not take a fresh local CSeq (§12.2.1.1): ACK/CANCEL reuse the number of what they refer to.
 _NOT_SEQUENCED = ("ACK", "CANCEL")
 
+_VIA_TRANSPORTS = ("UDP", "TCP", "TLS")
+
 
 def _name_addr(value: str) -> str:
     """Route-set entries are kept as name-addr; a bare URI (illegal in Record-Route but seen) gets brackets so its
@@ -117,11 +119,18 @@ class Dialog:
         *,
         via_host: str,
         via_port: int,
+        via_transport: str = "UDP",
         extra_headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         content_type: str | None = None,
     ) -> SipMessage:
-        """In-dialog request per §12.2.1.1 with the next local CSeq and a fresh branch (a new transaction)."""
+        """In-dialog request per §12.2.1.1 with the next local CSeq and a fresh branch (a new transaction).
+
+        ``via_transport`` is the transport the request leaves by (``UDP`` or ``TLS``), as the Via says (§18.1.1).
+        """
+        via_transport = via_transport.upper()
+        if via_transport not in _VIA_TRANSPORTS:
+            raise ValueError(f"unknown Via transport {via_transport!r}")
         if method in _NOT_SEQUENCED:
             raise ValueError(f"{method} reuses another request's CSeq; build it from that request")
         if body and content_type is None:
@@ -132,7 +141,7 @@ class Dialog:
             raise ValueError("local CSeq exhausted")
         host = f"[{via_host}]" if ":" in via_host and not via_host.startswith("[") else via_host
         msg = SipMessage(method=method, uri=uri)
-        msg.add_header("Via", f"SIP/2.0/UDP {host}:{via_port};branch={new_branch()};rport")
+        msg.add_header("Via", f"SIP/2.0/{via_transport} {host}:{via_port};branch={new_branch()};rport")
         for route in routes:
             msg.add_header("Route", route)
         msg.add_header("Max-Forwards", "70")
@@ -163,6 +172,7 @@ class Dialog:
         *,
         via_host: str,
         via_port: int,
+        via_transport: str = "UDP",
         extra_headers: Iterable[tuple[str, str]] = (),
         uri_headers: dict[str, str] | None = None,
     ) -> SipMessage:
@@ -181,7 +191,8 @@ class Dialog:
                 pairs.append(f"{quote(name, safe=_URI_HEADER_SAFE)}={quote(value, safe=_URI_HEADER_SAFE)}")
             refer_to += ("&" if "?" in target_uri else "?") + "&".join(pairs)
         headers = [("Refer-To", f"<{refer_to}>"), ("Referred-By", f"<{self.local_uri}>"), *extra_headers]
-        return self.request("REFER", via_host=via_host, via_port=via_port, extra_headers=headers)
+        return self.request("REFER", via_host=via_host, via_port=via_port, via_transport=via_transport,
+                            extra_headers=headers)
 
     # -- incoming ------------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The SIP user agent for trunk peers (a PBX or SBC) over UDP: each answered call bridges G.711 RTP into a
-voice ``CallSession``.
+"""The SIP user agent for trunk peers (a PBX or SBC) over UDP, and optionally over TLS as a second listener
+(gateway/sip/tls.py): each answered call bridges G.711 RTP into a voice ``CallSession``.
 
 What a trunk needs, and nothing more: an allow-list of peers (403 for anyone else) with per-address rate
 limiting, optional digest auth, INVITE → 180 → 200 with an SDP answer, ACK, CANCEL, OPTIONS keep-alives,
@@ -9,6 +9,13 @@ Incoming audio goes through a jitter buffer and is fed to the session on one clo
 
 Bad input never crashes it: a message that does not parse gets a 400 when it can be answered and is
 dropped otherwise, and one call's failure ends only that call.
+
+TLS (``SipConfig.tls_port`` and ``tls_context``): every message read off a TLS connection goes through the same
+``_handle`` as a datagram, so the allow-list, rate limiter and digest auth apply unchanged; the peer's address is
+a ``TlsAddr``, which keeps everything of a call that arrived over TLS on that connection (responses, our BYE and
+REFER with a ``SIP/2.0/TLS`` Via, a Contact with ``;transport=tls`` or ``sips:``), with no retransmissions on
+the reliable stream. A dropped connection ends its calls ("transport_closed"). Only signalling is protected: the
+media stays plain RTP (SRTP is out of scope).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import inspect
 import ipaddress
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,10 +37,20 @@ from gateway.sip.auth import DigestAuth
 from gateway.sip.client_transaction import ClientTransactionTable
 from gateway.sip.dialog import Dialog, refer_status
 from gateway.sip.dtmf import DtmfReceiver
-from gateway.sip.message import SipMessage, SipParseError, new_tag, parse, parse_name_addr, parse_uri, response_to
+from gateway.sip.message import (
+    SipMessage,
+    SipParseError,
+    new_tag,
+    parse,
+    parse_name_addr,
+    parse_uri,
+    response_to,
+    split_header_values,
+)
 from gateway.sip.ratelimit import RateLimiter
 from gateway.sip.rtp import JitterBuffer, RtpError, RtpSender, parse_rtp
 from gateway.sip.sdp import AudioOffer, SdpError, answer, parse_sdp
+from gateway.sip.tls import TlsAddr, TlsListener
 from gateway.sip.transaction import TransactionTable
 from gateway.voice.codec import alaw_encode, ulaw_encode
 from gateway.voice.session import CallSession
@@ -61,6 +79,8 @@ class SipConfig:
     ring_ms: int = 0                                       # ring this long before answering
     auth: DigestAuth | None = None
     limiter: RateLimiter | None = None
+    tls_port: int | None = None                            # SIP over TLS on (host, tls_port); 0: any free port
+    tls_context: ssl.SSLContext | None = None              # server side, e.g. gateway.sip.tls.server_tls_context()
 
 
 @dataclass
@@ -72,6 +92,8 @@ class Call:
     codec: str
     tenant: str = ""
     did: str = ""
+    transport: str = "udp"                          # the signalling transport of the dialog: "udp" or "tls"
+    sips: bool = False                              # the INVITE asked for SIPS (§12.1.1): our Contact is sips:
     rtp_transport: asyncio.DatagramTransport | None = None
     sender: RtpSender | None = None
     session: CallSession | None = None
@@ -126,10 +148,11 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 class SipServer(asyncio.DatagramProtocol):
     def __init__(self, config: SipConfig, new_session: Callable[..., Any], metrics=None) -> None:
         self.config, self.metrics = config, metrics
-        self.contact = f"<sip:enclave@{config.host}:{config.port}>"     # where peers send in-dialog requests
+        self.contact = f"<sip:enclave@{config.host}:{config.port}>"     # where UDP peers send in-dialog requests
         self.allowed = [ipaddress.ip_network(a, strict=False) for a in config.allowed]
         self.new_session = new_session     # (call, send_audio) -> CallSession (or an awaitable of one)
         self.transport: asyncio.DatagramTransport | None = None
+        self.tls: TlsListener | None = None
         self.transactions = TransactionTable(on_terminated=self._transaction_over)
         self.client_transactions = ClientTransactionTable()
         self.calls: dict[str, Call] = {}
@@ -159,8 +182,62 @@ class SipServer(asyncio.DatagramProtocol):
             log.error("SIP handler failed", exc_info=task.exception())
 
     def send(self, data: bytes, addr) -> None:
+        """To a ``TlsAddr``: over that peer's TLS connection, or nowhere if it is gone (never over UDP); to a plain
+        address: a UDP datagram, as always."""
+        if isinstance(addr, TlsAddr):
+            if self.tls is None or not self.tls.send(data, addr):
+                log.info("TLS connection gone; SIP message not sent", extra={"to": addr[0]})
+            return
         if self.transport is not None:
             self.transport.sendto(data, addr)
+
+    # -- TLS ------------------------------------------------------------------------------------------------
+
+    async def start_tls(self) -> None:
+        """Listen for SIP over TLS on (host, tls_port) with ``config.tls_context``."""
+        config = self.config
+        if config.tls_port is None or config.tls_context is None:
+            raise ValueError("SIP over TLS needs both tls_port and tls_context")
+        listener = TlsListener(config.tls_context, on_message=self._tls_message, on_reject=self._tls_reject,
+                               on_closed=self._tls_closed)
+        await listener.start(config.host, config.tls_port)
+        self.tls = listener
+        log.info("SIP over TLS listening", extra={"host": config.host, "port": listener.port})
+
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS port peers reach us on (the bound one when configured as 0); None without TLS."""
+        if self.tls is not None and self.tls.port is not None:
+            return self.tls.port
+        return self.config.tls_port
+
+    def _tls_message(self, data: bytes, addr: TlsAddr) -> None:
+        self.spawn(self._handle(data, addr))
+
+    def _tls_reject(self, head: bytes, addr: TlsAddr, status: int, reason: str) -> None:
+        """A message the stream cannot frame (no Content-Length, too large): answered when its headers allow,
+        before the listener closes the connection."""
+        if head:
+            self._bad_request(head, addr, SipParseError(status, reason))
+
+    def _tls_closed(self, addr: TlsAddr) -> None:
+        """The connection is gone: its calls cannot be signalled any more, so they end (others are untouched)."""
+        for call in list(self.calls.values()):
+            if call.transport == "tls" and call.remote_sip == addr and not call.closed:
+                log.warning("TLS connection closed during a call; ending it", extra={"call_id": call.call_id})
+                self.spawn(self._end(call, "transport_closed"))
+
+    def contact_for(self, call: Call) -> str:
+        """Our Contact for ``call``'s dialog: reached the way the call came in (RFC 5630 §3: a SIPS dialog gets a
+        sips: URI; a sip: dialog over TLS says ;transport=tls)."""
+        if call.transport != "tls":
+            return self.contact
+        host = self.config.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        if call.sips:
+            return f"<sips:enclave@{host}:{self.tls_port}>"
+        return f"<sip:enclave@{host}:{self.tls_port};transport=tls>"
 
     async def _timers(self) -> None:
         while True:
@@ -202,7 +279,7 @@ class SipServer(asyncio.DatagramProtocol):
             self._refused("forbidden")
             self.send(response_to(msg, 403, "Forbidden").to_bytes(), addr)
             return
-        dispatch = self.transactions.on_request(msg, addr)
+        dispatch = self.transactions.on_request(msg, addr, reliable=isinstance(addr, TlsAddr))
         for out in dispatch.to_send:
             self.send(out, addr)
         if not dispatch.deliver:
@@ -328,7 +405,7 @@ class SipServer(asyncio.DatagramProtocol):
         try:
             offer = parse_sdp(msg.body)
             call = Call(msg.call_id or "", tag, addr, (offer.connection_ip, offer.port), "PCMU", tenant=tenant, did=did,
-                        invite=msg)
+                        invite=msg, transport="tls" if isinstance(addr, TlsAddr) else "udp", sips=_asks_sips(msg))
             call.rtp_transport = await self._open_rtp(call)
             body = self._answer(call, offer)
         except SdpError as e:
@@ -338,7 +415,10 @@ class SipServer(asyncio.DatagramProtocol):
             log.exception("no RTP port free")
             self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
             return
-        call.dialog = Dialog.from_invite(msg, tag, self.contact, addr)
+        call.dialog = Dialog.from_invite(msg, tag, self.contact_for(call), addr)
+        if call.transport == "tls" and (self.tls is None or not self.tls.is_open(addr)):
+            call.rtp_transport.close()     # the caller's connection is already gone: nobody to answer
+            return
         call.sender = RtpSender(PT[call.codec])
         self.calls[call.call_id] = call
         self._respond(msg, addr, 180, to_tag=tag)
@@ -359,7 +439,7 @@ class SipServer(asyncio.DatagramProtocol):
                 await call.session.close()
             return
         call.session.on_hangup = lambda: self.hang_up(call)
-        self._respond(msg, addr, 200, extra=(("Contact", self.contact), ("Allow", ALLOW)), body=body,
+        self._respond(msg, addr, 200, extra=(("Contact", self.contact_for(call)), ("Allow", ALLOW)), body=body,
                       content_type="application/sdp", to_tag=tag)
         call.last_rtp = time.monotonic()
         call.pump = asyncio.ensure_future(self._pump(call))
@@ -400,7 +480,7 @@ class SipServer(asyncio.DatagramProtocol):
         if call.dialog is not None:
             call.dialog.refresh_target(msg)
         if not msg.body:
-            extra = (("Contact", self.contact),)
+            extra = (("Contact", self.contact_for(call)),)
             if msg.method == "UPDATE":
                 self._respond(msg, addr, 200, extra=extra)
             else:
@@ -420,7 +500,7 @@ class SipServer(asyncio.DatagramProtocol):
             if call.jitter is not None and not held:
                 call.jitter = None       # the far end may restart its stream
             log.info("call on hold" if held else "call resumed", extra={"call_id": call.call_id})
-        self._respond(msg, addr, 200, extra=(("Contact", self.contact),),
+        self._respond(msg, addr, 200, extra=(("Contact", self.contact_for(call)),),
                       body=body, content_type="application/sdp")
 
     # -- audio ------------------------------------------------------------------------------------------------
@@ -516,13 +596,17 @@ class SipServer(asyncio.DatagramProtocol):
                       uri_headers: dict[str, str] | None = None, timeout_s: float = 32.0) -> SipMessage | None:
         """Send an in-dialog request and wait for its final response (None on timeout)."""
         assert call.dialog is not None
-        via = (self.config.host, self.config.port)
+        tls = call.transport == "tls"
+        if tls and (self.tls is None or not self.tls.is_open(call.remote_sip)):
+            log.info("TLS connection gone; in-dialog request not sent", extra={"call_id": call.call_id, "method": method})
+            return None
+        via = (self.config.host, self.tls_port or 0, "TLS") if tls else (self.config.host, self.config.port, "UDP")
         if method == "REFER":
             assert refer_to is not None
-            msg = call.dialog.refer(refer_to, via_host=via[0], via_port=via[1], extra_headers=extra,
+            msg = call.dialog.refer(refer_to, via_host=via[0], via_port=via[1], via_transport=via[2], extra_headers=extra,
                                     uri_headers=uri_headers)
         else:
-            msg = call.dialog.request(method, via_host=via[0], via_port=via[1], extra_headers=extra)
+            msg = call.dialog.request(method, via_host=via[0], via_port=via[1], via_transport=via[2], extra_headers=extra)
         loop = asyncio.get_running_loop()
         final: asyncio.Future[SipMessage | None] = loop.create_future()
 
@@ -530,7 +614,7 @@ class SipServer(asyncio.DatagramProtocol):
             if not final.done():
                 final.set_result(resp)
 
-        self.send(self.client_transactions.send(msg, call.remote_sip, time.monotonic(), on_final=on_final),
+        self.send(self.client_transactions.send(msg, call.remote_sip, time.monotonic(), on_final=on_final, reliable=tls),
                   call.remote_sip)
         try:
             return await asyncio.wait_for(final, timeout_s)
@@ -627,13 +711,36 @@ class SipServer(asyncio.DatagramProtocol):
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
+        if self.tls is not None:
+            await self.tls.close()
 
 
 async def start_sip(config: SipConfig, new_session, metrics=None) -> SipServer:
+    """The UDP listener, and the TLS one when ``config.tls_port`` and ``config.tls_context`` are both set (one
+    without the other is a configuration error, raised before anything is bound)."""
+    if (config.tls_port is None) != (config.tls_context is None):
+        raise ValueError("SIP over TLS needs both tls_port and tls_context (or neither)")
     loop = asyncio.get_running_loop()
     server = SipServer(config, new_session, metrics)
     await loop.create_datagram_endpoint(lambda: server, local_addr=(config.host, config.port))
+    if config.tls_port is not None:
+        try:
+            await server.start_tls()
+        except BaseException:
+            await server.close()
+            raise
     return server
+
+
+def _asks_sips(invite: SipMessage) -> bool:
+    """§12.1.1: a SIPS Request-URI, or a SIPS top Record-Route (else Contact), makes our Contact a SIPS URI."""
+    candidates = [invite.uri or ""]
+    routes = invite.header("Record-Route")
+    target = routes if routes is not None else invite.header("Contact")
+    if target:
+        with contextlib.suppress(Exception):
+            candidates.append(parse_name_addr(split_header_values(target)[0])[1])
+    return any(c.strip().lower().startswith("sips:") for c in candidates)
 
 
 def call_subject(call: Call) -> str:

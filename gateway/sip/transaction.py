@@ -1,7 +1,14 @@
-"""Server transactions over UDP (RFC 3261 §17.2, with the RFC 6026 "accepted" state) as pure timer logic.
+"""Server transactions (RFC 3261 §17.2, with the RFC 6026 "accepted" state) as pure timer logic.
 
 No sockets and no event loop here: callers feed requests, responses and the current time, and get back the
 bytes to (re)send, so every retransmission schedule is testable with a fake clock.
+
+Over UDP (the default) responses are retransmitted on the T1-doubling schedule. A transaction created with
+``reliable=True`` (a request that came over TLS) never retransmits on its own (§17.2.1: Timer G only for
+unreliable transports). The 2xx retransmission (§13.3.1.4, folded in here) is left out as well: RFC 3261 keeps
+it end to end for UDP hops further along, but a TLS trunk peer is our next hop and ACKs over the same stream.
+Timers I and J are zero (§17.2.1, §17.2.2). It still answers a retransmitted request with the last response,
+and Timer H / L still wait 64*T1 for the ACK, so an answer never acknowledged still times out.
 """
 
 from __future__ import annotations
@@ -59,8 +66,10 @@ class _ServerTransaction:
         t4: float = T4,
         clock: Callable[[], float] = time.monotonic,
         now: float | None = None,
+        reliable: bool = False,
     ) -> None:
         self.request = request
+        self.reliable = reliable  # a stream transport (TLS): no retransmissions, Timer I / J zero
         self.created_at = clock() if now is None else now
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.clock = clock
@@ -122,7 +131,7 @@ class InviteServerTransaction(_ServerTransaction):
         if self.state == "completed":
             self.state = "confirmed"
             self._retransmit_at = None
-            self._end_at = now + self.t4  # Timer I: absorb further ACK retransmissions
+            self._end_at = now + (0 if self.reliable else self.t4)  # Timer I: absorb further ACK retransmissions
             return True
         if self.state == "accepted" and not self.acked:
             self.acked = True
@@ -138,7 +147,7 @@ class InviteServerTransaction(_ServerTransaction):
             if status < 200:
                 return out
             self._interval = self.t1
-            self._retransmit_at = now + self.t1
+            self._retransmit_at = None if self.reliable else now + self.t1  # Timer G / 2xx only when unreliable
             self._end_at = now + 64 * self.t1  # Timer H, or Timer L for 2xx
             self.state = "accepted" if status < 300 else "completed"
             return out
@@ -192,7 +201,7 @@ class NonInviteServerTransaction(_ServerTransaction):
             self.state = "proceeding"
         else:
             self.state = "completed"
-            self._end_at = now + 64 * self.t1
+            self._end_at = now + (0 if self.reliable else 64 * self.t1)  # Timer J
         return out
 
     def next_timer(self) -> float | None:
@@ -258,7 +267,9 @@ class TransactionTable:
         txn = self._by_key.get((branch, sent_by, "INVITE"))
         return txn if isinstance(txn, InviteServerTransaction) else None
 
-    def on_request(self, msg: SipMessage, addr: Hashable = None, now: float | None = None) -> Dispatch:
+    def on_request(self, msg: SipMessage, addr: Hashable = None, now: float | None = None, *,
+                   reliable: bool = False) -> Dispatch:
+        """Match ``msg`` to its transaction or open one; ``reliable``: it came over a stream transport (TLS)."""
         now = self.clock() if now is None else now
         key = transaction_key(msg)
         txn = self._by_key.get(key)
@@ -277,7 +288,7 @@ class TransactionTable:
             busy = response_to(msg, 503, extra_headers=[("Retry-After", "5")])
             return Dispatch(None, [busy.to_bytes()])
         cls = InviteServerTransaction if msg.method == "INVITE" else NonInviteServerTransaction
-        new = cls(msg, t1=self.t1, t2=self.t2, t4=self.t4, clock=self.clock, now=now)
+        new = cls(msg, t1=self.t1, t2=self.t2, t4=self.t4, clock=self.clock, now=now, reliable=reliable)
         self._by_key[key] = new
         self._addr[key] = addr
         if isinstance(new, InviteServerTransaction):
