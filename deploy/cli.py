@@ -106,6 +106,47 @@ def cmd_up(args: argparse.Namespace) -> int:
               production=args.production)
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from deploy.site_bundle import BundleBuildError, build_bundle
+    from gateway.config import Settings
+
+    models_dir = Path(args.models_dir) if args.models_dir else Settings().model_store_dir
+    try:
+        build_bundle(Path(args.output), args.profile, args.extra, models_dir,
+                     Path(args.wheelhouse) if args.wheelhouse else None, say=console.print)
+    except BundleBuildError as e:
+        raise CliError(str(e)) from e
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from deploy.site_install import InstallError, install
+
+    try:
+        install(Path(args.bundle), Path(args.prefix), Path(args.models_dir) if args.models_dir else None)
+    except InstallError as e:
+        raise CliError(str(e)) from e
+    return 0
+
+
+def cmd_config_env_file(args: argparse.Namespace) -> int:
+    from deploy.envfile import render_env_file, write_env_file
+
+    if args.output:
+        console.print(f"wrote {write_env_file(Path(args.output))}")
+    else:
+        sys.stdout.write(render_env_file())
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from deploy.services import run
+    from gateway.config import Settings
+
+    return run(args.service, Settings(), profile=getattr(args, "profile", None),
+               production=getattr(args, "production", False))
+
+
 @contextmanager
 def _database() -> Iterator[tuple[str, list[str]]]:
     """The appliance's database (embedded or ENCLAVE_DATABASE_URL), migrated: (url, migrations applied now)."""
@@ -220,6 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+    db.add_parser("run", help="the embedded PostgreSQL in the foreground (systemd: enclave-postgres.service)"
+                  ).set_defaults(func=cmd_service, service="db")
+    serving = sub.add_parser("serving", help="the serving plane").add_subparsers(dest="serving_cmd", required=True)
+    sr = serving.add_parser("run", help="Ray head + Serve with the profile's models, foreground (enclave-serving.service)")
+    sr.add_argument("--profile", help="model profile (default: $ENCLAVE_MODEL_PROFILE)")
+    sr.set_defaults(func=cmd_service, service="serving")
+    bundle = sub.add_parser("bundle", help="one archive for an air-gapped site: wheels, models, chart, units")
+    bundle.add_argument("-o", "--output", required=True, help="the archive to write (.tar)")
+    bundle.add_argument("--profile", default="gpu", help="model profile to carry (default gpu)")
+    bundle.add_argument("--extra", default="gpu", choices=["cpu", "gpu", "none"],
+                        help="which serving stack's wheels (none: the gateway only)")
+    bundle.add_argument("--wheelhouse", help="take the wheels from this folder (a mirror) instead of fetching them")
+    bundle.add_argument("--models-dir", help="model store (default: $ENCLAVE_MODELS_DIR or ./var/models)")
+    bundle.set_defaults(func=cmd_bundle)
+    inst = sub.add_parser("install", help="install from a bundle, offline, and verify everything installed")
+    inst.add_argument("--from", dest="bundle", required=True, help="the bundle archive")
+    inst.add_argument("--prefix", default="/opt/enclave", help="where to install (default /opt/enclave)")
+    inst.add_argument("--models-dir", help="the model store (default PREFIX/models)")
+    inst.set_defaults(func=cmd_install)
+    config = sub.add_parser("config", help="settings").add_subparsers(dest="config_cmd", required=True)
+    ce = config.add_parser("env-file", help="print the documented environment file (every ENCLAVE_* setting)")
+    ce.add_argument("-o", "--output", help="write it here instead")
+    ce.set_defaults(func=cmd_config_env_file)
+    gateway = sub.add_parser("gateway", help="the gateway").add_subparsers(dest="gateway_cmd", required=True)
+    gr = gateway.add_parser("run", help="migrate and serve the gateway, foreground (enclave-gateway.service)")
+    gr.add_argument("--production", action="store_true", help="refuse unsafe defaults first (as enclave up --production)")
+    gr.set_defaults(func=cmd_service, service="gateway")
 
     tenants = sub.add_parser("tenants", help="tenants and their token caps").add_subparsers(dest="tenants_cmd", required=True)
     tenants.add_parser("list", help="tenants, their caps and session counts").set_defaults(func=cmd_tenants_list)

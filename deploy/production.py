@@ -1,7 +1,7 @@
 """``enclave up --production``: refuse the defaults that are fine on a laptop and unsafe in a datacenter.
 
 Development conveniences — an admin key written to a file, a vault key generated on the fly, the example
-bank and its pack, a gateway reachable from the network without TLS, a SIP trunk open to anyone without
+bank and its pack, a gateway reachable from the network without TLS (or with certificate files missing), a SIP trunk open to anyone without
 digest auth — each become a named problem with what to do instead. Nothing starts until the list is empty.
 """
 
@@ -24,12 +24,28 @@ def _loopback(host: str) -> bool:
 def configuration_problems(settings: Settings) -> list[str]:
     """What is wrong before anything starts (no database needed)."""
     problems = []
+    if settings.vault_key_path.is_file() and not (settings.vault_key or settings.vault_key_provider):
+        from gateway.safety.vault import VaultKeyError, load_key_provider
+
+        try:
+            load_key_provider(None, settings.vault_key_path, None)
+        except VaultKeyError as e:
+            problems.append(f"the PII vault key is unusable: {e} (a key is base64 of 32 random bytes)")
     if not (settings.vault_key or settings.vault_key_provider or settings.vault_key_path.is_file()):
         problems.append("no PII vault key: set ENCLAVE_VAULT_KEY_FILE to a key you back up apart from the database "
                         "(or ENCLAVE_VAULT_KEY_PROVIDER); production never generates one on its own")
-    if not _loopback(settings.gateway_host):
-        problems.append(f"the gateway would listen on {settings.gateway_host} without TLS: keep ENCLAVE_GATEWAY_HOST "
-                        "on 127.0.0.1 behind the site's TLS terminator (HTTPS in the gateway itself is not built yet)")
+    if not _loopback(settings.gateway_host) and not settings.gateway_tls:
+        problems.append(f"the gateway would listen on {settings.gateway_host} without TLS: set ENCLAVE_TLS_CERT_FILE "
+                        "and ENCLAVE_TLS_KEY_FILE, or keep ENCLAVE_GATEWAY_HOST on 127.0.0.1 behind the site's TLS "
+                        "terminator")
+    for what, path in (("ENCLAVE_TLS_CERT_FILE", settings.tls_cert_file), ("ENCLAVE_TLS_KEY_FILE", settings.tls_key_file),
+                       ("ENCLAVE_SIP_TLS_CERT_FILE", settings.sip_tls_cert_file),
+                       ("ENCLAVE_SIP_TLS_KEY_FILE", settings.sip_tls_key_file)):
+        if path is not None and not path.is_file():
+            problems.append(f"{what} names {path}, which is not a readable file")
+    if settings.sip_tls_port and not (settings.sip_tls_cert_file or settings.tls_cert_file):
+        problems.append("ENCLAVE_SIP_TLS_PORT is set without a certificate: set ENCLAVE_SIP_TLS_CERT_FILE and "
+                        "ENCLAVE_SIP_TLS_KEY_FILE (or the gateway's ENCLAVE_TLS_CERT_FILE / ENCLAVE_TLS_KEY_FILE)")
     if settings.example_bank:
         problems.append("the example bank and its demo pack would start: set ENCLAVE_EXAMPLE_BANK=false")
     if settings.sip_port and not settings.sip_auth_users and any(

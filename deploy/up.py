@@ -217,13 +217,20 @@ def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
     })
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:build_app",
-         "--host", settings.gateway_host, "--port", str(settings.gateway_port), "--no-access-log"],
+        [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:build_app", *uvicorn_args(settings)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
-def _wait_serve(apps: list, deadline: float) -> None:
+def uvicorn_args(settings: Settings) -> list[str]:
+    """uvicorn's command-line options for the gateway: address, and HTTPS when certificate files are set."""
+    args = ["--host", settings.gateway_host, "--port", str(settings.gateway_port), "--no-access-log"]
+    if settings.gateway_tls:
+        args += ["--ssl-certfile", str(settings.tls_cert_file), "--ssl-keyfile", str(settings.tls_key_file)]
+    return args
+
+
+def wait_serve(apps: list, deadline: float) -> None:
     from serving.app import app_status
 
     last = ""
@@ -251,8 +258,8 @@ def _wait_ready(url: str, gateway: subprocess.Popen, timeout_s: float, log_path:
         while time.monotonic() < deadline:
             if gateway.poll() is not None:
                 raise UpError(f"the gateway exited with code {gateway.returncode}; see {log_path}")
-            try:
-                r = httpx.get(f"{url}/readyz", timeout=3, trust_env=False)
+            try:  # our own process on this box: its certificate is not what is being checked here
+                r = httpx.get(f"{url}/readyz", timeout=3, trust_env=False, verify=False)
                 if r.status_code == 200:
                     return
                 last = r.json().get("checks", {})
@@ -340,11 +347,11 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
             apps = deploy(catalog, chosen, store)
             running.app_names = tuple(a.role for a in apps)
         console.print(f"[green]✓[/] Ray ({'local head' if running.owns_ray else 'joined ' + os.environ['RAY_ADDRESS']}); Serve on http://{settings.serve_host}:{settings.serve_port}")
-        _wait_serve(apps, time.monotonic() + SERVE_DEPLOY_TIMEOUT_S)
+        wait_serve(apps, time.monotonic() + SERVE_DEPLOY_TIMEOUT_S)
         console.print("[green]✓[/] serving: " + ", ".join(f"{a.role}={a.model_id}" for a in apps))
 
         gw_log = var_dir / "log" / "gateway.log"
-        gw_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        gw_url = settings.gateway_url
         ensure_webhook_secret(settings)
         gw_env = dict(os.environ)
         bank_url = ""

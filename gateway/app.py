@@ -123,11 +123,22 @@ def sip_config(settings: Settings, secret: bytes):
     auth = DigestAuth(realm=settings.sip_auth_realm, credentials=settings.sip_auth_users, secret=secret) \
         if settings.sip_auth_users else None
     limiter = RateLimiter(settings.sip_rate_per_s, int(settings.sip_rate_per_s * 4)) if settings.sip_rate_per_s else None
+    tls_context = None
+    if settings.sip_tls_port is not None:
+        from gateway.sip.tls import server_tls_context
+
+        cert, key = (settings.sip_tls_cert_file, settings.sip_tls_key_file) if settings.sip_tls_cert_file \
+            else (settings.tls_cert_file, settings.tls_key_file)
+        if cert is None or key is None:
+            raise ValueError("ENCLAVE_SIP_TLS_PORT needs a certificate: ENCLAVE_SIP_TLS_CERT_FILE and "
+                             "ENCLAVE_SIP_TLS_KEY_FILE (or the gateway's ENCLAVE_TLS_CERT_FILE / ENCLAVE_TLS_KEY_FILE)")
+        tls_context = server_tls_context(cert, key)
     return SipConfig(host=settings.sip_host, port=settings.sip_port or 5060, rtp_host=settings.sip_rtp_host,
                      rtp_ports=(int(low), int(high)) if low else (0, 0), allowed=tuple(settings.sip_trunk_peers),
                      routes=dict(settings.sip_routes), default_tenant=settings.sip_tenant,
                      transfer_uri=settings.sip_transfer_uri, agent_digit=settings.sip_agent_digit,
-                     jitter_ms=settings.sip_jitter_ms, ring_ms=settings.sip_ring_ms, auth=auth, limiter=limiter)
+                     jitter_ms=settings.sip_jitter_ms, ring_ms=settings.sip_ring_ms, auth=auth, limiter=limiter,
+                     tls_port=settings.sip_tls_port, tls_context=tls_context)
 
 
 async def start_sip_channel(settings: Settings, state):
@@ -166,7 +177,8 @@ async def start_sip_channel(settings: Settings, state):
 
     # Nonces are signed with a per-process secret: a restart only makes peers answer one fresh challenge.
     server = await start_sip(sip_config(settings, os.urandom(32)), new_session, state.metrics)
-    log.info("SIP user agent listening", extra={"host": settings.sip_host, "port": settings.sip_port})
+    log.info("SIP user agent listening", extra={"host": settings.sip_host, "port": settings.sip_port,
+                                                "tls_port": server.tls_port})
     return server
 
 

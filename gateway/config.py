@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.clients.llm import UpstreamConfig
@@ -15,88 +15,91 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENCLAVE_", env_file=None, extra="ignore")
 
     # Where the appliance keeps its state (embedded Postgres, models, dev API key).
-    var_dir: Path = Path("var")
+    var_dir: Path = Field(default=Path("var"), description="Where the appliance keeps its state: embedded Postgres, logs, keys, the default model store.")
     models_dir: Path | None = Field(default=None, description="The model store; default VAR_DIR/models.")
     database_url: str | None = Field(
         default=None, description="Postgres DSN; unset means the embedded server that `enclave up` starts."
     )
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 8700
-    model_profile: str = "cpu-small"
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on; off loopback, production wants TLS.")
+    gateway_port: int = Field(default=8080, description="HTTP(S) port of the gateway.")
+    # HTTPS in the gateway itself (PEM files); unset: plain HTTP, fine on loopback behind the site's terminator.
+    tls_cert_file: Path | None = Field(default=None, description="Certificate chain (PEM) for HTTPS.")
+    tls_key_file: Path | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
+    serve_host: str = Field(default="127.0.0.1", description="Address of Ray Serve's HTTP proxy (the serving plane); keep it on loopback.")
+    serve_port: int = Field(default=8700, description="Port of Ray Serve's HTTP proxy.")
+    model_profile: str = Field(default="cpu-small", description="Model profile from models/catalog.toml: tiny, cpu-small or gpu.")
     # Upstream (serving) base URL; defaults to the local Serve HTTP port.
-    serving_url: str | None = None
-    db_pool_min: int = 1
-    db_pool_max: int = 10
-    readiness_timeout_s: float = 2.0
-    log_level: str = "INFO"
+    serving_url: str | None = Field(default=None, description="Base URL of the serving plane; default http://SERVE_HOST:SERVE_PORT.")
+    db_pool_min: int = Field(default=1, description="Smallest number of pooled database connections per gateway process.")
+    db_pool_max: int = Field(default=10, description="Largest number of pooled database connections per gateway process.")
+    readiness_timeout_s: float = Field(default=2.0, description="Time each /readyz check (database, serving roles) may take.")
+    log_level: str = Field(default="INFO", description="Gateway log level: DEBUG, INFO, WARNING or ERROR (JSON lines).")
 
     # The LLM fallback chain, tried in order (JSON in ENCLAVE_LLM_CHAIN). A link without url/model uses
     # the local serving plane and the profile's LLM; a "canned" link answers with a fixed apology.
     llm_chain: list[UpstreamConfig] = Field(default_factory=lambda: [
-        UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")])
-    connect_timeout_s: float = 2.0
-    first_token_timeout_s: float = 30.0
-    total_timeout_s: float = 300.0
+        UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")], description="LLM fallback chain (JSON list of {name, kind, url, model}), tried in order.")
+    connect_timeout_s: float = Field(default=2.0, description="Connecting to an upstream model server.")
+    first_token_timeout_s: float = Field(default=30.0, description="Waiting for a streamed reply's first token before the next link of the chain.")
+    total_timeout_s: float = Field(default=300.0, description="A whole upstream reply.")
     upstream_retries: int = Field(default=1, ge=0, le=5, description="Extra attempts per link, before the first token only.")
-    retry_backoff_s: float = 0.2
-    breaker_failure_threshold: int = Field(default=3, ge=1)
-    breaker_reset_s: float = 10.0
+    retry_backoff_s: float = Field(default=0.2, description="Pause before retrying a link of the chain.")
+    breaker_failure_threshold: int = Field(default=3, ge=1, description="Failures in a row that open a link's circuit breaker.")
+    breaker_reset_s: float = Field(default=10.0, description="How long an open breaker waits before trying its link again.")
 
     # Context window and rolling summary. The window defaults to the catalog's max_model_len of the model.
-    context_window_tokens: int | None = None
-    context_recent_turns: int = Field(default=12, ge=0)
-    summary_threshold_tokens: int = Field(default=1500, ge=1)
-    summary_keep_turns: int = Field(default=4, ge=0)
-    summary_max_tokens: int = Field(default=200, ge=16)
+    context_window_tokens: int | None = Field(default=None, description="Prompt budget in tokens; default: the catalog's max_model_len of the LLM.")
+    context_recent_turns: int = Field(default=12, ge=0, description="Most recent turns always kept verbatim in the prompt.")
+    summary_threshold_tokens: int = Field(default=1500, ge=1, description="Older history beyond this many tokens is folded into a rolling summary.")
+    summary_keep_turns: int = Field(default=4, ge=0, description="Turns left out of the summary when it is rebuilt.")
+    summary_max_tokens: int = Field(default=200, ge=16, description="Length cap of the rolling summary.")
 
     # Caps per tenant (the tenants table overrides them per tenant) and request limits.
     max_input_tokens: int = Field(default=4096, ge=1, description="Per user message.")
     max_output_tokens: int = Field(default=1024, ge=1, description="Largest max_tokens a request may ask for.")
     default_output_tokens: int = Field(default=512, ge=1, description="max_tokens when a request gives none.")
-    max_request_bytes: int = 1 << 20
-    sse_keepalive_s: float = 15.0
+    max_request_bytes: int = Field(default=1 << 20, description="Largest request body the gateway accepts (uploads have their own cap).")
+    sse_keepalive_s: float = Field(default=15.0, description="Interval of SSE keep-alive comments on a quiet stream.")
 
     # Trust layer. The gateway connects as its own database role (INSERT + SELECT on the audit log, no more):
     # `enclave up` passes GATEWAY_DATABASE_URL; without one it switches DATABASE_URL's session to DB_ROLE.
-    gateway_database_url: str | None = None
-    db_role: str = Field(default="enclave_gateway", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    gateway_database_url: str | None = Field(default=None, description="The gateway's own database login (restricted role); default: DATABASE_URL with SET ROLE.")
+    db_role: str = Field(default="enclave_gateway", pattern=r"^([a-z_][a-z0-9_]{0,62})?$", description="Restricted database role of the gateway (INSERT + SELECT on the audit log); empty: none.")
     rate_limit_per_min: int = Field(default=600, ge=1, description="Per key, unless the key sets its own.")
     # OIDC bearer tokens: a JWKS from a file or an internal URL (never from outside the premises).
-    oidc_jwks_file: Path | None = None
-    oidc_jwks_url: str | None = None
-    oidc_issuer: str | None = None
-    oidc_audience: str | None = None
-    oidc_tenant_claim: str = "tenant"
-    oidc_roles_claim: str = "roles"
+    oidc_jwks_file: Path | None = Field(default=None, description="OIDC: the identity provider's JWKS as a file.")
+    oidc_jwks_url: str | None = Field(default=None, description="OIDC: the JWKS URL (an internal address only).")
+    oidc_issuer: str | None = Field(default=None, description="OIDC: the expected iss claim.")
+    oidc_audience: str | None = Field(default=None, description="OIDC: the expected aud claim.")
+    oidc_tenant_claim: str = Field(default="tenant", description="OIDC: the claim naming the user's tenant slug.")
+    oidc_roles_claim: str = Field(default="roles", description="OIDC: the claim listing the user's roles.")
     # OIDC sign-in in the staff UI (authorization code + PKCE): the browser goes to the authorize URL; the
     # gateway exchanges the code at the token URL (internal addresses only, like the JWKS URL).
-    oidc_authorize_url: str | None = None
-    oidc_token_url: str | None = None
-    oidc_client_id: str | None = None
-    oidc_scope: str = "openid"
+    oidc_authorize_url: str | None = Field(default=None, description="OIDC sign-in in the UI: the authorize endpoint the browser goes to.")
+    oidc_token_url: str | None = Field(default=None, description="OIDC sign-in in the UI: the token endpoint the gateway exchanges the code at (internal).")
+    oidc_client_id: str | None = Field(default=None, description="OIDC sign-in in the UI: the public client id.")
+    oidc_scope: str = Field(default="openid", description="OIDC sign-in in the UI: scopes requested.")
     # The PII vault key: base64 of 32 bytes, or a file (default VAR_DIR/vault.key), or a KMS hook.
-    vault_key: str | None = Field(default=None, repr=False)
-    vault_key_file: Path | None = None
-    vault_key_provider: str | None = None
+    vault_key: str | None = Field(default=None, repr=False, description="PII vault key, base64 of 32 bytes (prefer VAULT_KEY_FILE: environments leak).")
+    vault_key_file: Path | None = Field(default=None, description="PII vault key file; default VAR_DIR/vault.key. Back it up apart from the database.")
+    vault_key_provider: str | None = Field(default=None, description="module:function returning the vault key (a KMS/HSM hook) instead of a file.")
     # PII: which types the reply may show back to their owner (the others are masked), extra patterns.
-    pii_never_echo: list[str] = Field(default_factory=lambda: ["CARD", "SSN"])
+    pii_never_echo: list[str] = Field(default_factory=lambda: ["CARD", "SSN"], description="PII types never shown back, even to their owner (JSON list).")
     pii_patterns: list[dict] | None = Field(default=None, description="JSON list of {type, pattern, context}; "
                                             "replaces the default PASSPORT and ACCOUNT patterns.")
-    reveal_reason_min_chars: int = 10
+    reveal_reason_min_chars: int = Field(default=10, description="Shortest reason an auditor must give to reveal a vault original.")
     # Knowledge base: chunking (tokens of the embedding model), retrieval and grounding.
-    knowledge_chunk_tokens: int = Field(default=200, ge=32, le=2000)
-    knowledge_chunk_overlap_tokens: int = Field(default=40, ge=0, le=500)
-    knowledge_max_upload_bytes: int = Field(default=20 << 20, ge=1024)
-    knowledge_top_k: int = Field(default=4, ge=1, le=20)
-    knowledge_voice_top_k: int = Field(default=2, ge=1, le=20)
+    knowledge_chunk_tokens: int = Field(default=200, ge=32, le=2000, description="Chunk size, in tokens of the embedding model.")
+    knowledge_chunk_overlap_tokens: int = Field(default=40, ge=0, le=500, description="Overlap between consecutive chunks.")
+    knowledge_max_upload_bytes: int = Field(default=20 << 20, ge=1024, description="Largest document upload.")
+    knowledge_top_k: int = Field(default=4, ge=1, le=20, description="Passages given to a chat answer.")
+    knowledge_voice_top_k: int = Field(default=2, ge=1, le=20, description="Passages given to a spoken answer (shorter prompts, faster replies).")
     knowledge_min_similarity: float | None = Field(default=None, ge=-1, le=1, description=(
         "Below this cosine similarity nothing counts as relevant; default: the embedding model's "
         "relevance_threshold in the catalog."))
-    knowledge_max_reference_tokens: int = Field(default=1200, ge=64)
-    knowledge_candidates: int = Field(default=40, ge=1, le=1000)
-    knowledge_ef_search: int = Field(default=100, ge=1, le=1000)
+    knowledge_max_reference_tokens: int = Field(default=1200, ge=64, description="Token budget of the passages in one prompt.")
+    knowledge_candidates: int = Field(default=40, ge=1, le=1000, description="Candidates each side (vector, text) of the hybrid search before fusion.")
+    knowledge_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW ef_search of the vector side (recall vs latency).")
     knowledge_text_terms: int = Field(default=6, ge=1, le=32, description="Rarest question words the text side uses.")
     knowledge_text_max_matches: int = Field(default=1000, ge=1, description="Most chunks the text side ranks.")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
@@ -153,7 +156,21 @@ class Settings(BaseSettings):
         "SIP messages a second allowed from one address (bursts of 4×); beyond it they are dropped. 0: no limit."))
     sip_ring_ms: int = Field(default=0, ge=0, le=30_000, description="How long a call rings before it is answered.")
     sip_jitter_ms: int = Field(default=60, ge=0, le=500, description="Jitter buffer depth for incoming RTP.")
+    sip_tls_port: int | None = Field(default=None, description=(
+        "TCP port for SIP over TLS next to the UDP one (signalling only; media stays RTP); unset: no SIP-TLS."))
+    sip_tls_cert_file: Path | None = Field(default=None, description="SIP-TLS certificate (PEM); default: tls_cert_file.")
+    sip_tls_key_file: Path | None = Field(default=None, description="SIP-TLS private key (PEM); default: tls_key_file.")
     dialogue_llm_timeout_s: float = Field(default=15.0, gt=0, description="Structured LLM calls of the dialogue.")
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for cert, key, what in ((self.tls_cert_file, self.tls_key_file, "TLS"),
+                                (self.sip_tls_cert_file, self.sip_tls_key_file, "SIP_TLS")):
+            if (cert is None) != (key is None):
+                raise ValueError(f"set both ENCLAVE_{what}_CERT_FILE and ENCLAVE_{what}_KEY_FILE, or neither")
+        if self.sip_tls_port is not None and not self.sip_port:
+            raise ValueError("ENCLAVE_SIP_TLS_PORT needs ENCLAVE_SIP_PORT too (the SIP user agent listens on both)")
+        return self
 
     @property
     def model_store_dir(self) -> Path:
@@ -166,6 +183,14 @@ class Settings(BaseSettings):
     @property
     def webhook_secret_path(self) -> Path:
         return self.action_webhook_secret_file or self.var_dir / "webhook.key"
+
+    @property
+    def gateway_tls(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{'https' if self.gateway_tls else 'http'}://{self.gateway_host}:{self.gateway_port}"
 
     @property
     def serving_base_url(self) -> str:

@@ -62,6 +62,11 @@ else
   "$VPY" -m pip install --progress-bar on -e ".[gpu,dev]"
 fi
 
+step "Prefetching the gateway's dependency wheels into var/wheelhouse (the offline bundle test installs from them)"
+"$VPY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+  > "$VENV/core-requirements.txt"
+"$VPY" -m pip wheel -q -w "$ROOT/var/wheelhouse" -c scripts/constraints-cpu.txt -r "$VENV/core-requirements.txt"
+
 step "Checking imports"
 "$VPY" - <<'PY'
 import importlib, sys

@@ -54,8 +54,9 @@ def _options(dep: RoleDeployment, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def build_role_apps(catalog: Catalog, profile: str, store: ModelStore) -> list[RoleApp]:
-    """Resolve every model of ``profile`` in the store (raises if missing) and build its Serve app."""
+def build_role_apps(catalog: Catalog, profile: str, store: ModelStore, roles: list[str] | None = None) -> list[RoleApp]:
+    """Resolve every model of ``profile`` (or only of ``roles``) in the store (raises if missing) and build
+    its Serve app."""
     from serving.embed import Embedder
     from serving.llm import build_llm_app
     from serving.stt import SpeechToText
@@ -65,6 +66,8 @@ def build_role_apps(catalog: Catalog, profile: str, store: ModelStore) -> list[R
     env = replica_env()
     apps: list[RoleApp] = []
     for role, dep in prof.roles.items():
+        if roles is not None and role not in roles:
+            continue
         entry = catalog.model(dep.model)
         model_dir = str(store.resolve(entry.id))
         threads = max(1, math.floor(dep.num_cpus) or 1)

@@ -76,7 +76,7 @@ def load_key_provider(key_b64: str | None, key_file: Path | None, provider: str 
     if key_file is None or not key_file.is_file():
         raise VaultKeyError(f"no vault key: set ENCLAVE_VAULT_KEY, or create {key_file} "
                             "(`enclave up` makes one on first start)")
-    return StaticKey(_decode(key_file.read_text(), str(key_file)))
+    return StaticKey(_decode(key_file.read_bytes().decode("ascii", errors="replace"), str(key_file)))
 
 
 @dataclass(frozen=True)

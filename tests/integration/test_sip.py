@@ -12,6 +12,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -284,3 +285,91 @@ def test_baresip_calls_speaks_hears_an_answer_and_hangs_up(appliance: Appliance,
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     assert np.abs(pcm.astype(np.int32)).max() > 1000, "what baresip heard is silent"
     assert "caller_bye" in gw.log()
+
+
+def read_sip(stream, buffer: bytearray) -> bytes:
+    """One SIP message off a stream (headers, then Content-Length bytes of body)."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = stream.recv(65535)
+        assert chunk, "the TLS connection closed"
+        buffer += chunk
+    head, _, _rest = bytes(buffer).partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith((b"content-length:", b"l:"))), 0)
+    while len(buffer) < len(head) + 4 + length:
+        buffer += stream.recv(65535)
+    message = bytes(buffer[:len(head) + 4 + length])
+    del buffer[:len(message)]
+    return message
+
+
+def send_speech_rtp(sock: socket.socket, local: tuple, answer_200: bytes, tmp_path: Path) -> None:
+    """Speak CANNED into the call: PCMU RTP, 20 ms a packet, to the port the 200 OK's SDP names."""
+    import struct
+
+    from gateway.voice.codec import ulaw_encode
+
+    port = int(next(line for line in answer_200.decode().split("\r\n") if line.startswith("m=audio")).split()[1])
+    voice = espeak_wav(CANNED, tmp_path / "tls-caller.wav", rate=8000, pad_s=0.5)
+    with wave.open(str(voice)) as w:
+        pcm = w.readframes(w.getnframes()) + b"\0\0" * 8000 * 3
+    payload = ulaw_encode(pcm)
+    started = time.monotonic()
+    for n, at in enumerate(range(0, len(payload) - 159, 160)):
+        header = struct.pack("!BBHII", 0x80, 0x80 if n == 0 else 0, n, n * 160, 0x5EED)
+        sock.sendto(header + payload[at:at + 160], ("127.0.0.1", port))
+        time.sleep(max(0.0, started + (n + 1) * 0.02 - time.monotonic()))
+
+
+def test_a_call_over_sip_tls_is_answered_and_heard(appliance: Appliance, tmp_path: Path) -> None:
+    """SIP over TLS (ENCLAVE_SIP_TLS_PORT, certificate from files) through the real gateway: INVITE, 200 with a
+    TLS Contact, ACK, the greeting arrives as RTP, BYE — all signalling on one verified TLS connection."""
+    import ssl
+
+    from tests.tls_certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    udp_port, tls_port = free_port(), free_port()
+    gw = start_gateway(appliance, "sip-tls", sip_port=udp_port, sip_tls_port=tls_port, sip_tenant="dev",
+                       sip_tls_cert_file=str(pki.cert_file), sip_tls_key_file=str(pki.key_file),
+                       voice_silence_reprompt_s=120)
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    try:
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+            rtp.bind(("127.0.0.1", 0))
+            rtp.settimeout(60)
+            local = tls.getsockname()[1]
+            buffer = bytearray()
+            uri = f"sip:enclave@127.0.0.1:{tls_port};transport=tls"
+            sdp = ("v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                   f"m=audio {rtp.getsockname()[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+            common = (f"From: <sip:pbx@127.0.0.1>;tag=tls1\r\nCall-ID: tls-call-1\r\nMax-Forwards: 70\r\n"
+                      f"Contact: <sip:pbx@127.0.0.1:{local};transport=tls>\r\n")
+            tls.sendall((f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{local};branch=z9hG4bKtls1\r\n{common}"
+                         f"To: <sip:enclave@127.0.0.1>\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+                         f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode())
+            answer = read_sip(tls, buffer)
+            while answer.startswith(b"SIP/2.0 1"):
+                answer = read_sip(tls, buffer)
+            assert answer.startswith(b"SIP/2.0 200"), answer
+            lines = answer.decode().split("\r\n")
+            assert any(h.startswith("Contact:") and "transport=tls" in h for h in lines), answer
+            assert any(h.startswith("Via: SIP/2.0/TLS") for h in lines), answer
+            to = next(h for h in lines if h.startswith("To:"))
+            tls.sendall((f"ACK {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{local};branch=z9hG4bKtls2\r\n{common}"
+                         f"{to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode())
+            # The caller speaks (G.711 RTP paced at 20 ms); the assistant's answer comes back as RTP.
+            speaker = threading.Thread(target=send_speech_rtp, args=(rtp, rtp.getsockname(), answer, tmp_path),
+                                       daemon=True)
+            speaker.start()
+            packets = [rtp.recv(2048) for _ in range(25)]
+            assert all(p[0] >> 6 == 2 and p[1] & 0x7F == 0 for p in packets)
+            speaker.join(30)
+            tls.sendall((f"BYE {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{local};branch=z9hG4bKtls3\r\n{common}"
+                         f"{to}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").encode())
+            assert read_sip(tls, buffer).startswith(b"SIP/2.0 200")
+        assert "SIP user agent listening" in gw.log() and str(tls_port) in gw.log()
+    finally:
+        gw.stop()
