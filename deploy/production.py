@@ -34,10 +34,10 @@ def configuration_problems(settings: Settings) -> list[str]:
     if not (settings.vault_key or settings.vault_key_provider or settings.vault_key_path.is_file()):
         problems.append("no PII vault key: set ENCLAVE_VAULT_KEY_FILE to a key you back up apart from the database "
                         "(or ENCLAVE_VAULT_KEY_PROVIDER); production never generates one on its own")
-    if not _loopback(settings.gateway_host) and not settings.gateway_tls:
+    if not _loopback(settings.gateway_host) and not settings.gateway_tls and not settings.tls_terminated_upstream:
         problems.append(f"the gateway would listen on {settings.gateway_host} without TLS: set ENCLAVE_TLS_CERT_FILE "
                         "and ENCLAVE_TLS_KEY_FILE, or keep ENCLAVE_GATEWAY_HOST on 127.0.0.1 behind the site's TLS "
-                        "terminator")
+                        "terminator (or, when a terminator in front really does TLS, ENCLAVE_TLS_TERMINATED_UPSTREAM=true)")
     for what, path in (("ENCLAVE_TLS_CERT_FILE", settings.tls_cert_file), ("ENCLAVE_TLS_KEY_FILE", settings.tls_key_file),
                        ("ENCLAVE_SIP_TLS_CERT_FILE", settings.sip_tls_cert_file),
                        ("ENCLAVE_SIP_TLS_KEY_FILE", settings.sip_tls_key_file)):

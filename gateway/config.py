@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # HTTPS in the gateway itself (PEM files); unset: plain HTTP, fine on loopback behind the site's terminator.
     tls_cert_file: Path | None = Field(default=None, description="Certificate chain (PEM) for HTTPS.")
     tls_key_file: Path | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
+    tls_terminated_upstream: bool = Field(default=False, description=(
+        "The site terminates TLS in front of the gateway (ingress, load balancer, service mesh): production then "
+        "accepts plain HTTP on a non-loopback address. Say so only when it is true."))
     serve_host: str = Field(default="127.0.0.1", description="Address of Ray Serve's HTTP proxy (the serving plane); keep it on loopback.")
     serve_port: int = Field(default=8700, description="Port of Ray Serve's HTTP proxy.")
     model_profile: str = Field(default="cpu-small", description="Model profile from models/catalog.toml: tiny, cpu-small or gpu.")

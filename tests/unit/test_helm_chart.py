@@ -276,7 +276,7 @@ def test_gateway_runs_migrations_first_and_reads_settings_and_secrets() -> None:
     (migrate,) = spec["initContainers"]
     assert migrate["command"] == ["enclave", "db", "migrate"]
     gateway = gateway_container("defaults")
-    assert gateway["command"] == ["enclave", "gateway", "run"]
+    assert gateway["command"] == ["enclave", "gateway", "run", "--production"]
     assert migrate["image"] == gateway["image"]
     assert spec["automountServiceAccountToken"] is False
     db = env_of(gateway)["ENCLAVE_DATABASE_URL"]["secretKeyRef"]
@@ -513,3 +513,34 @@ def test_values_yaml_documents_every_leaf_of_the_chart_defaults() -> None:
 def test_the_chart_packages(tmp_path: Path) -> None:
     archive = Path(helm.package(CHART, destination=tmp_path))
     assert archive.name == "enclave-0.1.0.tgz" and archive.stat().st_size > 0
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_the_rendered_gateway_settings_pass_the_production_checks(scenario: str, tmp_path: Path, monkeypatch) -> None:
+    """The chart runs the gateway with --production: what it renders must be what those checks accept."""
+    import base64
+
+    from deploy.production import configuration_problems
+    from gateway.config import Settings
+
+    for key in [k for k in __import__("os").environ if k.startswith("ENCLAVE_")]:
+        monkeypatch.delenv(key)
+    for key, value in gateway_settings(scenario).items():
+        monkeypatch.setenv(key, value)
+    # The mounted Secrets, stood in for by local files at the paths the chart points the settings to.
+    vault = tmp_path / "vault.key"
+    vault.write_text(base64.b64encode(b"v" * 32).decode())
+    monkeypatch.setenv("ENCLAVE_VAULT_KEY_FILE", str(vault))
+    for var in ("ENCLAVE_TLS_CERT_FILE", "ENCLAVE_TLS_KEY_FILE", "ENCLAVE_SIP_TLS_CERT_FILE", "ENCLAVE_SIP_TLS_KEY_FILE"):
+        if var in gateway_settings(scenario):
+            (tmp_path / var).write_text("pem")
+            monkeypatch.setenv(var, str(tmp_path / var))
+    if gateway_settings(scenario).get("ENCLAVE_SIP_PORT"):
+        monkeypatch.setenv("ENCLAVE_SIP_AUTH_USERS", '{"pbx": "secret"}')    # from the SIP auth Secret in the pod
+    assert configuration_problems(Settings()) == []
+
+
+def test_plain_http_without_a_terminator_in_front_is_refused_at_render_time() -> None:
+    values = merged(MINIMAL, {"gateway": {"tls": {"enabled": False, "terminatedUpstream": False}}})
+    with pytest.raises(helm.HelmError, match="terminatedUpstream"):
+        render_raw(values)

@@ -50,6 +50,7 @@ def test_tls_makes_a_network_address_acceptable_and_missing_files_are_named(tmp_
     cert.write_text("-----BEGIN CERTIFICATE-----\n")
     key.write_text("-----BEGIN PRIVATE KEY-----\n")
     assert configuration_problems(safe(tmp_path, gateway_host="0.0.0.0", tls_cert_file=cert, tls_key_file=key)) == []
+    assert configuration_problems(safe(tmp_path, gateway_host="0.0.0.0", tls_terminated_upstream=True)) == []
     problems = configuration_problems(safe(tmp_path, gateway_host="0.0.0.0", tls_cert_file=tmp_path / "gone.crt",
                                            tls_key_file=key))
     assert len(problems) == 1 and "gone.crt" in problems[0]
