@@ -46,17 +46,22 @@ class RoleApp:
     app: Any  # ray.serve Application
 
 
-def _options(dep: RoleDeployment, env: dict[str, str]) -> dict[str, Any]:
-    return {
-        "num_replicas": dep.replicas,
-        "max_ongoing_requests": dep.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": dep.num_cpus, "num_gpus": dep.num_gpus, "runtime_env": {"env_vars": env}},
-    }
+# A sliver of a node's custom resource: enough to pin a replica to nodes that advertise it, never a limit.
+PIN_AMOUNT = 0.001
 
 
-def build_role_apps(catalog: Catalog, profile: str, store: ModelStore, roles: list[str] | None = None) -> list[RoleApp]:
+def _options(dep: RoleDeployment, env: dict[str, str], pin_resource: str | None = None) -> dict[str, Any]:
+    actor: dict[str, Any] = {"num_cpus": dep.num_cpus, "num_gpus": dep.num_gpus, "runtime_env": {"env_vars": env}}
+    if pin_resource:
+        actor["resources"] = {pin_resource: PIN_AMOUNT}
+    return {"num_replicas": dep.replicas, "max_ongoing_requests": dep.max_ongoing_requests, "ray_actor_options": actor}
+
+
+def build_role_apps(catalog: Catalog, profile: str, store: ModelStore, roles: list[str] | None = None,
+                    pin_resource: str | None = None) -> list[RoleApp]:
     """Resolve every model of ``profile`` (or only of ``roles``) in the store (raises if missing) and build
-    its Serve app."""
+    its Serve app. ``pin_resource``: a Ray custom resource the replicas ask a sliver of, so that on a cluster
+    they land only on the nodes (worker group) that advertise it."""
     from serving.embed import Embedder
     from serving.llm import build_llm_app
     from serving.stt import SpeechToText
@@ -74,13 +79,13 @@ def build_role_apps(catalog: Catalog, profile: str, store: ModelStore, roles: li
         common = {"model_id": entry.id, "model_dir": model_dir, "engine": entry.engine,
                   "num_gpus": dep.num_gpus, "cpu_threads": threads}
         if role == "llm":
-            app = build_llm_app(entry, dep, model_dir, env)
+            app = build_llm_app(entry, dep, model_dir, env, pin_resource=pin_resource)
         elif role == "stt":
-            app = SpeechToText.options(**_options(dep, env)).bind(**common)
+            app = SpeechToText.options(**_options(dep, env, pin_resource)).bind(**common)
         elif role == "tts":
-            app = TextToSpeech.options(**_options(dep, env)).bind(**common)
+            app = TextToSpeech.options(**_options(dep, env, pin_resource)).bind(**common)
         else:
-            app = Embedder.options(**_options(dep, env)).bind(
+            app = Embedder.options(**_options(dep, env, pin_resource)).bind(
                 **common, max_batch_size=dep.max_batch_size, batch_wait_timeout_s=dep.batch_wait_timeout_s)
         apps.append(RoleApp(role, entry.id, ROLE_ROUTES[role], app))
     return apps

@@ -1,8 +1,10 @@
 """Serve application builders for a Ray cluster that Enclave does not start itself (KubeRay's RayService).
 
 A RayService's ``serveConfigV2`` names one application per role with ``import_path:
-serving.builders:role_app`` and ``args: {role, profile, models_dir}``; Serve calls ``role_app(args)`` on
-the head and deploys what it returns — the same app ``enclave up`` builds (serving/app.py).
+serving.builders:role_app`` and ``args: {role, profile, models_dir, pin_resource}``; Serve calls
+``role_app(args)`` on the head and deploys what it returns — the same app ``enclave up`` builds
+(serving/app.py). ``pin_resource`` (optional) is the custom resource the role's worker group advertises
+(``role_llm`` …), so each role's replicas land on its own group.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def role_app(args: dict[str, Any]) -> Any:
     roles = catalog.profile(profile).roles
     if role not in roles:
         raise BuilderArgsError(f"profile {profile!r} has no role {role!r} (it has {', '.join(roles)})")
-    for ra in build_role_apps(catalog, profile, ModelStore(Path(models_dir), catalog), roles=[role]):
+    for ra in build_role_apps(catalog, profile, ModelStore(Path(models_dir), catalog), roles=[role],
+                              pin_resource=args.get("pin_resource")):
         return ra.app
     raise BuilderArgsError(f"no app built for role {role!r}")

@@ -34,8 +34,21 @@ def engine_kwargs(entry: ModelEntry, model_dir: str, gpu: bool) -> dict[str, Any
     return kwargs
 
 
-def build_llm_app(entry: ModelEntry, dep: RoleDeployment, model_dir: str, env_vars: dict[str, str]):
-    """One OpenAI-compatible Serve application for the profile's LLM."""
+def engine_bundle(dep: RoleDeployment, pin_resource: str | None = None) -> dict[str, float]:
+    """The engine's placement-group bundle: its CPUs (and GPUs), plus a sliver of the pinning resource."""
+    from serving.app import PIN_AMOUNT
+
+    bundle: dict[str, float] = {"CPU": dep.num_cpus}
+    if dep.num_gpus > 0:
+        bundle["GPU"] = dep.num_gpus
+    if pin_resource:
+        bundle[pin_resource] = PIN_AMOUNT
+    return bundle
+
+
+def build_llm_app(entry: ModelEntry, dep: RoleDeployment, model_dir: str, env_vars: dict[str, str],
+                  pin_resource: str | None = None):
+    """One OpenAI-compatible Serve application for the profile's LLM (``pin_resource``: see build_role_apps)."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
     gpu = dep.num_gpus > 0
@@ -47,7 +60,7 @@ def build_llm_app(entry: ModelEntry, dep: RoleDeployment, model_dir: str, env_va
         model_loading_config={"model_id": entry.id, "model_source": model_dir},
         engine_kwargs=engine_kwargs(entry, model_dir, gpu),
         accelerator_config={"kind": "gpu" if gpu else "cpu"},
-        placement_group_config={"bundles": [{"GPU": dep.num_gpus, "CPU": dep.num_cpus} if gpu else {"CPU": dep.num_cpus}]},
+        placement_group_config={"bundles": [engine_bundle(dep, pin_resource)]},
         deployment_config={
             "num_replicas": dep.replicas,
             "max_ongoing_requests": dep.max_ongoing_requests,

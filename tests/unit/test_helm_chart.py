@@ -225,7 +225,8 @@ def test_serve_config_lists_one_app_per_role_at_its_route(scenario: str) -> None
     for role, app in apps.items():
         assert app["import_path"] == "serving.builders:role_app"
         assert app["route_prefix"] == ROUTES[role]
-        assert app["args"] == {"role": role, "profile": profile, "models_dir": "/models"}
+        # pin_resource: the custom resource the role's worker group advertises (see the worker-group test).
+        assert app["args"] == {"role": role, "profile": profile, "models_dir": "/models", "pin_resource": f"role_{role}"}
     assert config["http_options"]["port"] == 8000
 
 
