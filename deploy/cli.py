@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.backup import BackupError
+    from gateway.store.migrate import MigrationError
     from models.bundle import BundleError
     from models.catalog import CatalogError, UnknownModelError, UnknownProfileError
     from models.fetch import OfflineError
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
-            BundleError, ProvisionError, FileNotFoundError, CliError, BackupError) as e:
+            BundleError, ProvisionError, FileNotFoundError, CliError, BackupError, MigrationError) as e:
         err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
         return 2
     except KeyboardInterrupt:

@@ -154,13 +154,15 @@ def run_gateway(settings: Settings, production: bool) -> int:
 
 
 def run(service: str, settings: Settings, *, profile: str | None = None, production: bool = False) -> int:
+    from gateway.store.migrate import MigrationError
+
     try:
         if service == "db":
             return run_database(settings)
         if service == "serving":
             return run_serving(settings, profile)
         return run_gateway(settings, production)
-    except ServiceError as e:
+    except (ServiceError, MigrationError) as e:
         console.print(f"[red]enclave {service} run: {e}[/]")
         return 1
 

@@ -25,7 +25,7 @@ from deploy import ray_runtime
 from deploy.postgres import Database, start_database
 from gateway.config import Settings
 from gateway.store import api_keys
-from gateway.store.migrate import migrate
+from gateway.store.migrate import MigrationError, migrate
 from models.catalog import Catalog, load_catalog
 from models.provision import build_tiny_profile
 from models.store import ModelStore
@@ -316,7 +316,10 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
 
         with console.status("PostgreSQL: starting…"):
             running.db = start_database(var_dir, settings.database_url)
-            applied = migrate(running.db.url)
+            try:
+                applied = migrate(running.db.url)
+            except MigrationError as e:
+                raise UpError(str(e)) from e
         console.print(f"[green]✓[/] PostgreSQL ({'embedded, data in ' + str(var_dir / 'pg') if running.db.embedded else 'external'})"
                       + (f"; migrations applied: {', '.join(applied)}" if applied else "; schema up to date"))
         if production:

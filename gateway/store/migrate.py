@@ -1,7 +1,8 @@
 """Apply ``migrations/NNN_name.sql`` in order, each once, each in its own transaction.
 
-Forward only: a file already applied is never re-run, and an edited one is reported (its checksum is
-recorded) rather than silently ignored. An advisory lock lets several gateways start at once.
+Forward only: a file already applied is never re-run, an edited one is reported (its checksum is
+recorded) rather than silently ignored, and a database migrated by a newer Enclave is refused (the way back
+from an upgrade is restoring the backup taken before it). An advisory lock lets several gateways start at once.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+def check_not_newer(conn: psycopg.Connection, known: list[Migration]) -> None:
+    """An older Enclave must not run on a database a newer one has migrated: its code would misread the schema.
+    Migrations only go forward; the way back is the backup taken before the upgrade."""
+    newest_known = max((m.version for m in known), default=0)
+    ahead = conn.execute("SELECT version, name FROM schema_migrations WHERE version > %s ORDER BY version",
+                         (newest_known,)).fetchall()
+    if ahead:
+        raise MigrationError(
+            f"the database has migrations this Enclave does not know ({', '.join(n for _v, n in ahead)}): a newer "
+            "Enclave ran here. Install that version again, or roll back by restoring the backup taken before the "
+            "upgrade (enclave restore) into a fresh database")
+
+
 def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; returns the names applied now."""
     applied_now: list[str] = []
@@ -58,7 +72,9 @@ def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
-            for mig in discover(directory):
+            known = discover(directory)
+            check_not_newer(conn, known)
+            for mig in known:
                 if mig.version in done:
                     if done[mig.version] != mig.checksum:
                         raise MigrationError(

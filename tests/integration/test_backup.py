@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -83,3 +84,43 @@ def test_backup_then_restore_into_a_new_database_loses_nothing(appliance: Applia
             for db in (name, f"{name}_busy"):
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     assert os.path.exists(archive)
+
+
+def test_upgrade_is_forward_only_and_the_backup_before_it_is_the_rollback(appliance: Appliance, tmp_path: Path) -> None:
+    """The documented upgrade path (docs/deploy.md): back up, let the newer Enclave migrate, and if it must be
+    undone, the older Enclave refuses the migrated database and the pre-upgrade backup restores cleanly."""
+    from gateway.store.migrate import MIGRATIONS_DIR, migrate
+
+    name = f"upgrade_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}_rollback"')
+    current, rollback = other_database(appliance.database_url, name), other_database(appliance.database_url, f"{name}_rollback")
+    try:
+        assert enclave(appliance, current, "db", "migrate").returncode == 0
+        archive = tmp_path / "before-upgrade.tar"
+        made = enclave(appliance, current, "backup", "-o", str(archive), "--vault-key-out", str(tmp_path / "vault.key"))
+        assert made.returncode == 0, made.stdout + made.stderr
+
+        # The newer release: the same migrations plus one more, applied forward.
+        newer = tmp_path / "newer-migrations"
+        shutil.copytree(MIGRATIONS_DIR, newer)
+        (newer / "999_next_release.sql").write_text("CREATE TABLE next_release_table (id int PRIMARY KEY);")
+        assert migrate(current, newer) == ["999_next_release.sql"]
+
+        # This (older) release on that database: refused, with the way back named.
+        older = enclave(appliance, current, "db", "migrate")
+        assert older.returncode == 2
+        assert "999_next_release.sql" in older.stderr and "enclave restore" in older.stderr
+
+        # The rollback: the pre-upgrade backup into a fresh database, which this release accepts as it is.
+        restored = enclave(appliance, rollback, "restore", str(archive))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        again = enclave(appliance, rollback, "db", "migrate")
+        assert again.returncode == 0 and "schema is up to date" in again.stdout + again.stderr
+        verify = enclave(appliance, rollback, "audit", "verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+            for db in (name, f"{name}_rollback"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
