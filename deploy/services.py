@@ -104,9 +104,9 @@ def run_serving(settings: Settings, profile: str | None) -> int:
         raise ServiceError(f"profile {chosen!r} is not in the model store {store.root}: missing "
                            + ", ".join(f"{role} ({e.id})" for role, e in missing.items())
                            + "; install it from a bundle: enclave install --from BUNDLE")
-    stop = _stop_event()
     started_at = time.time()
     owns = ray_runtime.start_ray(catalog.profile(chosen), os.environ.get("RAY_ADDRESS"))
+    stop = _stop_event()    # after ray.init: Ray's core installs a SIGTERM handler that aborts the driver
     apps = []
     try:
         ray_runtime.start_serve(settings.serve_host, settings.serve_port)

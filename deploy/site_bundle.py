@@ -39,7 +39,13 @@ class BundleBuildError(RuntimeError):
     pass
 
 
-def _run(cmd: list[str], what: str) -> str:
+def _run(cmd: list[str], what: str, stream: bool = False) -> str:
+    """Run a step; ``stream``: let its output (pip's download progress) reach the terminal as it comes."""
+    if stream:
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0:
+            raise BundleBuildError(f"{what} failed (exit {proc.returncode}); its output is above")
+        return ""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BundleBuildError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -91,10 +97,10 @@ def resolve_wheels(project_wheel: Path, extra: str, wheelhouse: Path, scratch: P
 def fetch_wheels(extra: str, project_wheel: Path, wheelhouse: Path) -> None:
     """Connected machine: every dependency as a wheel (sdists are built into wheels here, once)."""
     target = f"{project_wheel}[{extra}]" if extra != "none" else str(project_wheel)
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheelhouse), target]
+    cmd = [sys.executable, "-m", "pip", "wheel", "--progress-bar", "on", "-w", str(wheelhouse), target]
     if extra in CONSTRAINTS:
         cmd[4:4] = ["-c", str(CONSTRAINTS[extra])]
-    _run(cmd, "fetching the dependency wheels (pip wheel; needs the network or a configured mirror)")
+    _run(cmd, "fetching the dependency wheels (pip wheel; needs the network or a configured mirror)", stream=True)
 
 
 def package_chart(out: Path) -> Path:

@@ -113,11 +113,22 @@ def extract_verified(archive: Path, manifest: dict, staging: Path) -> None:
     _say(f"  verified {len(files)} files against the manifest (sha256)")
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, stream: bool = False) -> str:
+    """Run a step; ``stream``: show its output as it comes (pip on a few GB of wheels takes minutes)."""
+    if not stream:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise InstallError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+        return proc.stdout
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            _say("    " + line.rstrip())
     if proc.returncode != 0:
-        raise InstallError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return proc.stdout
+        raise InstallError(f"{what} failed (exit {proc.returncode}):\n{''.join(lines)[-3000:]}")
+    return "".join(lines)
 
 
 def install(archive: Path, prefix: Path, models_dir: Path | None = None) -> dict:
@@ -144,7 +155,7 @@ def install(archive: Path, prefix: Path, models_dir: Path | None = None) -> dict
         requirement = f"enclave[{manifest['extra']}]=={manifest['version']}" if manifest["extra"] != "none" \
             else f"enclave=={manifest['version']}"
         _run([py, "-m", "pip", "install", "--no-index", "--find-links", str(staging / "wheels"),
-              "--progress-bar", "off", requirement], "pip install", env=offline_env)
+              "--progress-bar", "off", requirement], "pip install", env=offline_env, stream=True)
         _say(f"  installed {requirement} and {len(manifest['wheels']) - 1} dependencies")
 
         _say("3/5 unpacking the models")
