@@ -54,6 +54,45 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return cli._with_database(work)
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    """A new key, printed and NOT stored: for a Secret that `enclave keys import` later brings in."""
+    from gateway.store.api_keys import new_key
+
+    print(new_key()[0])
+    return 0
+
+
+def cmd_keys_import(args: argparse.Namespace) -> int:
+    """Bring in a key held in ENCLAVE_IMPORT_KEY (never on the command line: argv is visible to every user)."""
+    import os
+
+    cli = _cli()
+    key = os.environ.get("ENCLAVE_IMPORT_KEY", "").strip()
+    if not key:
+        raise cli.CliError("set ENCLAVE_IMPORT_KEY to the key (for example from a Kubernetes Secret)")
+
+    def work(conn) -> int:
+        from gateway.store import api_keys
+        from gateway.store.audit import AuditEvent, append_sync
+
+        row = conn.execute("SELECT id FROM tenants WHERE slug = %s", (args.tenant,)).fetchone()
+        if row is None and not args.create_tenant:
+            raise cli.CliError(f"no tenant '{args.tenant}' (add --create-tenant, or `enclave tenants set {args.tenant}`)")
+        with conn.transaction():
+            tenant_id = str(row[0]) if row else api_keys.ensure_tenant(conn, args.tenant, args.tenant)
+            try:
+                prefix, stored = api_keys.import_key_row(conn, tenant_id, args.role, key, args.label, "import")
+            except api_keys.KeyImportError as e:
+                raise cli.CliError(str(e)) from None
+            if stored:
+                append_sync(conn, AuditEvent("key.import", "cli", tenant_id, content={
+                    "prefix": prefix, "role": args.role, "label": args.label}))
+        cli.err.print(f"{'imported' if stored else 'already present:'} {args.role} key {prefix} for tenant {args.tenant}")
+        return 0
+
+    return cli._with_database(work)
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     cli = _cli()
 
@@ -168,6 +207,14 @@ def add_commands(sub) -> None:
     kc.add_argument("--label", default="", help="what the key is for")
     kc.add_argument("--rate-limit", type=int, help="requests per minute (default: the gateway's)")
     kc.set_defaults(func=cmd_keys_create)
+    keys.add_parser("generate", help="print a new key without storing it (for a Secret; then `keys import`)"
+                    ).set_defaults(func=cmd_keys_generate)
+    ki = keys.add_parser("import", help="store the key in $ENCLAVE_IMPORT_KEY (idempotent; only its hash is kept)")
+    ki.add_argument("--tenant", required=True, help="tenant slug")
+    ki.add_argument("--role", required=True, choices=ROLES)
+    ki.add_argument("--label", default="", help="what the key is for")
+    ki.add_argument("--create-tenant", action="store_true", help="create the tenant if it does not exist")
+    ki.set_defaults(func=cmd_keys_import)
     kl = keys.add_parser("list", help="keys by tenant (prefixes, never secrets)")
     kl.add_argument("--tenant", help="only this tenant")
     kl.set_defaults(func=cmd_keys_list)

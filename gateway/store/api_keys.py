@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 import psycopg
@@ -19,6 +20,38 @@ def new_key() -> tuple[str, str]:
     """(full secret key, public prefix). The prefix identifies a key in listings without revealing it."""
     public = secrets.token_hex(4)
     return f"{KEY_PREFIX}{public}_{secrets.token_urlsafe(24)}", f"{KEY_PREFIX}{public}"
+
+
+KEY_FORMAT = re.compile(rf"^{KEY_PREFIX}[0-9a-f]{{8}}_[A-Za-z0-9_-]{{32,}}$")
+
+
+class KeyImportError(ValueError):
+    """The key cannot be imported; the message says why."""
+
+
+def import_key_row(conn: psycopg.Connection, tenant_id: str, role: str, key: str, label: str = "",
+                   created_by: str = "import") -> tuple[str, bool]:
+    """Store a key generated elsewhere (a Kubernetes Secret, a vault) — its hash only. Idempotent:
+    (prefix, True) when stored now, (prefix, False) when this very key is already there with this role.
+    A revoked key stays revoked, and a key held under another role or tenant is refused."""
+    if not KEY_FORMAT.match(key):
+        raise KeyImportError(f"not an Enclave key: expected {KEY_PREFIX}<8 hex>_<32+ URL-safe characters> "
+                             "(make one with `enclave keys generate`)")
+    prefix = key[:len(KEY_PREFIX) + 8]
+    row = conn.execute("SELECT tenant_id, role, key_sha256, revoked_at FROM api_keys WHERE prefix = %s OR key_sha256 = %s",
+                       (prefix, hash_key(key))).fetchone()
+    if row is None:
+        conn.execute("INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, created_by) "
+                     "VALUES (%s, %s, %s, %s, %s, %s)", (tenant_id, prefix, hash_key(key), role, label, created_by))
+        return prefix, True
+    held_tenant, held_role, held_hash, revoked_at = row
+    if held_hash != hash_key(key):
+        raise KeyImportError(f"another key already has the prefix {prefix}: generate a new one")
+    if revoked_at is not None:
+        raise KeyImportError(f"key {prefix} was revoked; a revoked key is never brought back — generate a new one")
+    if str(held_tenant) != str(tenant_id) or held_role != role:
+        raise KeyImportError(f"key {prefix} is already held with another tenant or role ({held_role})")
+    return prefix, False
 
 
 def ensure_tenant(conn: psycopg.Connection, slug: str, name: str) -> str:

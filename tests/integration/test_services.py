@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from deploy.background import stop_process
@@ -117,3 +118,33 @@ def test_gateway_service_refuses_unsafe_production_settings(appliance: Appliance
     assert r.returncode == 1
     assert "refusing to start in production mode" in r.stderr and "ENCLAVE_TLS_CERT_FILE" in r.stderr
     assert "vault key" in r.stderr
+
+
+def test_keys_generated_elsewhere_are_imported_once_and_never_revived(appliance: Appliance) -> None:
+    """`enclave keys generate` → a Secret → `enclave keys import` (what the chart's init container runs):
+    the key works, a second import changes nothing, a revoked key is not brought back, junk is refused."""
+    env = {**appliance.env, "ENCLAVE_DATABASE_URL": appliance.database_url, "ENCLAVE_VAR_DIR": str(appliance.var_dir)}
+    generated = enclave(env, "keys", "generate")
+    assert generated.returncode == 0
+    key = generated.stdout.strip()
+    assert key.startswith("enc_")
+    first = enclave({**env, "ENCLAVE_IMPORT_KEY": key}, "keys", "import", "--tenant", "imported-tenant", "--role", "admin",
+                    "--label", "from a secret", "--create-tenant")
+    assert first.returncode == 0 and "imported admin key" in first.stderr, first.stderr
+    again = enclave({**env, "ENCLAVE_IMPORT_KEY": key}, "keys", "import", "--tenant", "imported-tenant", "--role", "admin")
+    assert again.returncode == 0 and "already present" in again.stderr
+    other_role = enclave({**env, "ENCLAVE_IMPORT_KEY": key}, "keys", "import", "--tenant", "imported-tenant", "--role", "user")
+    assert other_role.returncode == 2 and "another tenant or role" in other_role.stderr
+    r = httpx.get(f"{appliance.gateway_url}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=30, trust_env=False)
+    assert r.status_code == 200 and "admin" in r.json()["roles"], r.text
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant_id = conn.execute("SELECT id FROM tenants WHERE slug = 'imported-tenant'").fetchone()[0]
+    assert r.json()["tenant_id"] == str(tenant_id)
+
+    assert enclave(env, "keys", "revoke", key[:12]).returncode == 0
+    revived = enclave({**env, "ENCLAVE_IMPORT_KEY": key}, "keys", "import", "--tenant", "imported-tenant", "--role", "admin")
+    assert revived.returncode == 2 and "revoked" in revived.stderr
+    junk = enclave({**env, "ENCLAVE_IMPORT_KEY": "hunter2"}, "keys", "import", "--tenant", "imported-tenant", "--role", "admin")
+    assert junk.returncode == 2 and "not an Enclave key" in junk.stderr
+    missing = enclave(env, "keys", "import", "--tenant", "imported-tenant", "--role", "admin")
+    assert missing.returncode == 2 and "ENCLAVE_IMPORT_KEY" in missing.stderr

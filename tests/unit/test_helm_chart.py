@@ -545,3 +545,18 @@ def test_plain_http_without_a_terminator_in_front_is_refused_at_render_time() ->
     values = merged(MINIMAL, {"gateway": {"tls": {"enabled": False, "terminatedUpstream": False}}})
     with pytest.raises(helm.HelmError, match="terminatedUpstream"):
         render_raw(values)
+
+
+def test_api_keys_come_from_secrets_through_an_import_init_container() -> None:
+    values = merged(MINIMAL, {"secrets": {"apiKeys": [{"existingSecret": "enclave-admin-key", "tenant": "acme",
+                                                        "role": "admin", "label": "bootstrap"}]}})
+    dep = yaml.safe_load(render_raw(values)["enclave/templates/gateway-deployment.yaml"])
+    inits = {c["name"]: c for c in dep["spec"]["template"]["spec"]["initContainers"]}
+    assert list(inits) == ["migrate", "import-key-0"]      # after the migrations, before the gateway
+    imp = inits["import-key-0"]
+    assert imp["command"][:3] == ["enclave", "keys", "import"] and "--create-tenant" in imp["command"]
+    assert imp["command"][imp["command"].index("--tenant") + 1] == "acme"
+    key_env = env_of(imp)["ENCLAVE_IMPORT_KEY"]
+    assert key_env == {"secretKeyRef": {"name": "enclave-admin-key", "key": "api-key"}}   # never inline
+    with pytest.raises(helm.HelmError):
+        render_raw(merged(MINIMAL, {"secrets": {"apiKeys": [{"existingSecret": "k", "tenant": "acme", "role": "root"}]}}))
