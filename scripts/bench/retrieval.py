@@ -84,7 +84,8 @@ def dataset(base: np.ndarray, size: int) -> np.ndarray:
 
 # -- database -------------------------------------------------------------------------------------------
 
-def load(url: str, vectors: np.ndarray, sentences: list[str], m: int = 24, ef_construction: int = 128) -> dict:
+def load(url: str, vectors: np.ndarray, sentences: list[str], m: int = 24, ef_construction: int = 128,
+         build_workers: int = 2) -> dict:
     """One tenant, one collection, one document per 1,000 chunks; binary COPY; then the HNSW build."""
     import psycopg
     from pgvector.psycopg import register_vector
@@ -112,7 +113,7 @@ def load(url: str, vectors: np.ndarray, sentences: list[str], m: int = 24, ef_co
                                 HalfVector(vectors[i])))
         copy_s = time.perf_counter() - t0
         conn.execute("SET maintenance_work_mem = '2GB'")
-        conn.execute("SET max_parallel_maintenance_workers = 2")
+        conn.execute(f"SET max_parallel_maintenance_workers = {int(build_workers)}")
         t1 = time.perf_counter()
         conn.execute("CREATE INDEX kb_chunks_embedding_384 ON kb_chunks USING hnsw ((embedding::halfvec(384)) "
                      f"halfvec_cosine_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) WHERE dims = 384")
@@ -183,6 +184,7 @@ def main() -> int:
     ap.add_argument("--exact-queries", type=int, default=50, help="queries checked against exact search (slow at 1M)")
     ap.add_argument("--m", type=int, default=24, help="HNSW m (the migration's index: 24; pgvector's default: 16)")
     ap.add_argument("--ef-construction", type=int, default=128, help="HNSW ef_construction (migration: 128; default 64)")
+    ap.add_argument("--build-workers", type=int, default=2, help="parallel workers of the HNSW build (0: serial)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     efs = [int(x) for x in args.ef_search.split(",")]
@@ -203,12 +205,13 @@ def main() -> int:
             migrate(db.url)
             vectors = dataset(base, size)
             print(f"{size:,} chunks: loading…", flush=True)
-            loaded = load(db.url, vectors, sentences, args.m, args.ef_construction)
+            loaded = load(db.url, vectors, sentences, args.m, args.ef_construction, args.build_workers)
             print(f"  COPY {loaded['ingest_chunks_per_s']:,.0f} chunks/s, HNSW build {loaded['index_build_s']:.1f} s", flush=True)
             for ef in efs:
                 n = min(args.exact_queries, len(queries))
                 m = asyncio.run(measure(db.url, loaded["tenant"], queries[:n], query_texts[:n], ef))
                 rows.append({"chunks": size, "m": args.m, "ef_construction": args.ef_construction,
+                             "build_workers": args.build_workers,
                              **{k: v for k, v in loaded.items() if k != "tenant"}, **m})
                 print(f"  ef_search {ef}: hybrid p95 {m['hybrid']['p95_ms']:.1f} ms, vector p95 {m['vector']['p95_ms']:.1f} ms, "
                       f"exact p95 {m['exact']['p95_ms']:.1f} ms, recall@10 {m['recall_at_10']:.3f} "
