@@ -102,7 +102,7 @@ def extract_verified(archive: Path, manifest: dict, staging: Path) -> None:
         for member in tar.getmembers():
             if member.name == MANIFEST or not member.isfile():
                 continue
-            tar.extract(member, staging, filter="data")
+            _extract(tar, member, staging)
             done += member.size
             if time.monotonic() - last > 2 or done == total:
                 _say(f"  unpacked {done / 1e6:,.0f} / {total / 1e6:,.0f} MB")
@@ -111,6 +111,19 @@ def extract_verified(archive: Path, manifest: dict, staging: Path) -> None:
     if bad:
         raise InstallError("the bundle is damaged or was altered; sha256 differs for: " + ", ".join(sorted(bad)))
     _say(f"  verified {len(files)} files against the manifest (sha256)")
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """Extract one regular file safely. Python ≥ 3.11.4 has tarfile's "data" filter; older ones (Debian 12
+    ships 3.11.2) get the same rule by hand: a relative path that stays inside ``dest``, a plain file."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extract(member, dest, filter="data")
+        return
+    target = (dest / member.name).resolve()
+    if member.name.startswith("/") or ".." in Path(member.name).parts or not target.is_relative_to(dest.resolve()) \
+            or not member.isfile():
+        raise InstallError(f"unsafe path in the bundle: {member.name}")
+    tar.extract(member, dest)
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, stream: bool = False) -> str:

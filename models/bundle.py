@@ -47,7 +47,14 @@ def unbundle(store: ModelStore, archive: Path) -> str:
             index = json.load(index_member)
             store.root.mkdir(parents=True, exist_ok=True)
             members = [m for m in tar.getmembers() if m.name != BUNDLE_INDEX]
-            tar.extractall(store.root, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(store.root, members=members, filter="data")
+            else:   # Python < 3.11.4 (Debian 12's 3.11.2): the "data" filter's rule by hand
+                root = store.root.resolve()
+                if bad := [m.name for m in members if not (m.isfile() or m.isdir())
+                           or not (root / m.name).resolve().is_relative_to(root)]:
+                    raise BundleError(f"{archive}: unsafe entries: {', '.join(bad[:5])}")
+                tar.extractall(store.root, members=members)
     except (tarfile.TarError, KeyError, OSError, ValueError) as e:
         raise BundleError(f"{archive}: cannot read bundle: {e}") from e
     bad = [c for mid in index["models"].values() for c in store.verify(mid) if c.problem]
