@@ -5,6 +5,7 @@ endpointing, barge-in, G.711, concurrency, and the fallback paths when a speech 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
@@ -94,6 +95,11 @@ class Call:
                 return event
         raise AssertionError(f"no {kind} event; got {[e['type'] for _, e in self.events]}")
 
+    def drain(self, quiet_s: float = 0.1) -> None:
+        """Record whatever has already arrived (until the line is quiet for ``quiet_s``)."""
+        with contextlib.suppress(AssertionError):
+            self.read_until("(nothing)", timeout_s=quiet_s)
+
     def kinds(self) -> list[str]:
         return [e["type"] for _, e in self.events]
 
@@ -178,6 +184,7 @@ def test_barge_in_stops_the_audio_within_a_frame_and_truncates_the_stored_turn(
             second = call.read_until("transcript", timeout_s=60)   # what the caller said over it is the next turn
             call.read_until("audio_start")
             talking.result()
+        call.drain()
         call.close()                                      # hanging up mid-answer: that turn is interrupted too
     finally:
         gw.stop()
@@ -193,7 +200,11 @@ def test_barge_in_stops_the_audio_within_a_frame_and_truncates_the_stored_turn(
     assert len(first[1]["content"]) < len(generated) or not first[1]["content"]
     assert second["text"] == CANNED
     rows = wait_for_turns(appliance, ready["session_id"], 2)
-    assert [(r["role"], r["status"]) for r in rows if r["seq"] == 2] == [("user", "complete"), ("assistant", "interrupted")]
+    # Hanging up interrupts the second answer — unless the tiny model's reply was short enough to finish
+    # playing before the hang-up (its turn_end then arrived before it, and it is complete).
+    ends = [e for _, e in call.events if e["type"] == "turn_end"]
+    expected = ends[1]["status"] if len(ends) > 1 else "interrupted"
+    assert [(r["role"], r["status"]) for r in rows if r["seq"] == 2] == [("user", "complete"), ("assistant", expected)]
 
 
 def test_g711_mulaw_at_8k_both_ways(appliance: Appliance, voice_gw: GatewayProcess, speech: bytes) -> None:
