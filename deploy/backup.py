@@ -12,7 +12,6 @@ alters anything fails loudly. Migrations only go forward; restoring the previous
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from gateway.store.audit import verify_sync
+from models.store import sha256_file
 
 FORMAT = "enclave-backup/1"
 # What a round trip must bring back, table by table (counted at backup time, compared after restore).
@@ -82,13 +82,6 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
             for t in COUNTED if t in present}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 @dataclass
 class BackupResult:
@@ -110,7 +103,7 @@ def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Pa
         if run.returncode != 0:
             raise BackupError(f"pg_dump failed: {run.stderr.strip()[-2000:]}")
         manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "dump_sha256": _sha256(dump), "migrations": migrations, "counts": counts,
+                    "dump_sha256": sha256_file(dump), "migrations": migrations, "counts": counts,
                     "vault_key": "not included: back it up apart (enclave backup --vault-key-out)"}
         (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +161,7 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         with tarfile.open(archive) as tar:
             tar.extract("database.dump", tmp, filter="data")
         dump = Path(tmp) / "database.dump"
-        if _sha256(dump) != manifest["dump_sha256"]:
+        if sha256_file(dump) != manifest["dump_sha256"]:
             raise BackupError("the dump does not match its manifest (sha256): the archive is damaged")
         run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={url}", str(dump)],
                              env=_client_env(), capture_output=True, text=True)

@@ -12,8 +12,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-
 from gateway.config import Settings
 
 ENV_FILE = Path(__file__).resolve().parent / "systemd" / "enclave.env"
@@ -54,8 +52,7 @@ def render_env_file() -> str:
              *(f"{k}={v}" for k, v in OFFLINE_ENV.items()), "", "# -- every Enclave setting"]
     for name, field in Settings.model_fields.items():
         var = f"ENCLAVE_{name.upper()}"
-        default = _default_text(field.default_factory() if field.default is PydanticUndefined and field.default_factory
-                                else field.default)
+        default = _default_text(field.get_default(call_default_factory=True))
         lines += textwrap.wrap(field.description or "", width=110, initial_indent="# ", subsequent_indent="# ")
         if var in PRODUCTION_VALUES:
             lines += [f"#   (default: {default or 'unset'}; set here for production)", f"{var}={PRODUCTION_VALUES[var]}"]

@@ -43,7 +43,7 @@ def configuration_problems(settings: Settings) -> list[str]:
                        ("ENCLAVE_SIP_TLS_KEY_FILE", settings.sip_tls_key_file)):
         if path is not None and not path.is_file():
             problems.append(f"{what} names {path}, which is not a readable file")
-    if settings.sip_tls_port and not (settings.sip_tls_cert_file or settings.tls_cert_file):
+    if settings.sip_tls_port is not None and not (settings.sip_tls_cert_file or settings.tls_cert_file):
         problems.append("ENCLAVE_SIP_TLS_PORT is set without a certificate: set ENCLAVE_SIP_TLS_CERT_FILE and "
                         "ENCLAVE_SIP_TLS_KEY_FILE (or the gateway's ENCLAVE_TLS_CERT_FILE / ENCLAVE_TLS_KEY_FILE)")
     if settings.example_bank:

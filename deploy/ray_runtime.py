@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import signal
 import time
 
 from models.catalog import Profile
@@ -33,23 +34,30 @@ def logical_cpus(profile: Profile) -> int:
 
 
 def start_ray(profile: Profile, address: str | None = None) -> bool:
-    """Start or join Ray. Returns True when this process started (and so owns) the cluster."""
+    """Start or join Ray. Returns True when this process started (and so owns) the cluster. The caller's
+    SIGINT/SIGTERM handlers survive: Ray's core installs its own, which aborts the driver on SIGTERM (no
+    clean-up, vLLM shared memory left behind)."""
     import ray
 
     quiet_offline_env()
-    if address:
-        ray.init(address=address, namespace="enclave", log_to_driver=False, logging_level="WARNING")
-        return False
-    ray.init(
-        num_cpus=logical_cpus(profile),
-        namespace="enclave",
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        object_store_memory=512 * 1024 * 1024,
-        log_to_driver=False,
-        logging_level="WARNING",
-    )
-    return True
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if address:
+            ray.init(address=address, namespace="enclave", log_to_driver=False, logging_level="WARNING")
+            return False
+        ray.init(
+            num_cpus=logical_cpus(profile),
+            namespace="enclave",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            object_store_memory=512 * 1024 * 1024,
+            log_to_driver=False,
+            logging_level="WARNING",
+        )
+        return True
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def start_serve(host: str, port: int) -> None:

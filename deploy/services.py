@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 from rich.console import Console
 
@@ -91,7 +90,7 @@ def run_serving(settings: Settings, profile: str | None) -> int:
     """A local Ray head with Serve on ``serve_host:serve_port`` and every role of the profile, until SIGTERM.
     Unlike ``enclave up`` it never falls back to the tiny profile: missing models are an error to fix."""
     from deploy import ray_runtime
-    from deploy.up import UpError, wait_serve
+    from deploy.up import SERVE_DEPLOY_TIMEOUT_S, UpError, wait_serve
     from models.catalog import load_catalog
     from models.store import ModelStore
     from serving.app import deploy
@@ -104,15 +103,15 @@ def run_serving(settings: Settings, profile: str | None) -> int:
         raise ServiceError(f"profile {chosen!r} is not in the model store {store.root}: missing "
                            + ", ".join(f"{role} ({e.id})" for role, e in missing.items())
                            + "; install it from a bundle: enclave install --from BUNDLE")
+    stop = _stop_event()
     started_at = time.time()
     owns = ray_runtime.start_ray(catalog.profile(chosen), os.environ.get("RAY_ADDRESS"))
-    stop = _stop_event()    # after ray.init: Ray's core installs a SIGTERM handler that aborts the driver
     apps = []
     try:
         ray_runtime.start_serve(settings.serve_host, settings.serve_port)
         apps = deploy(catalog, chosen, store)
         try:
-            wait_serve(apps, time.monotonic() + float(os.environ.get("ENCLAVE_SERVE_TIMEOUT_S", "900")))
+            wait_serve(apps, time.monotonic() + SERVE_DEPLOY_TIMEOUT_S)
         except UpError as e:
             raise ServiceError(str(e)) from e
         console.print(f"serving {chosen} on {settings.serving_base_url}: "
@@ -130,7 +129,7 @@ def run_gateway(settings: Settings, production: bool) -> int:
     import uvicorn
 
     from deploy.production import configuration_problems, dev_key_problem
-    from deploy.up import dev_key_active, gateway_database_url
+    from deploy.up import dev_key_active, gateway_database_url, uvicorn_options
     from gateway.store.migrate import migrate
 
     if production and (problems := configuration_problems(settings)):
@@ -145,11 +144,9 @@ def run_gateway(settings: Settings, production: bool) -> int:
     if not settings.gateway_database_url and settings.db_role:
         if role_url := gateway_database_url(url, settings.db_role):
             os.environ["ENCLAVE_GATEWAY_DATABASE_URL"] = role_url
-    tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)} \
-        if settings.gateway_tls else {}
     console.print(f"gateway on {settings.gateway_url}")
-    uvicorn.run("gateway.app:build_app", factory=True, host=settings.gateway_host, port=settings.gateway_port,
-                access_log=False, log_level=settings.log_level.lower(), **tls)
+    uvicorn.run("gateway.app:build_app", factory=True, log_level=settings.log_level.lower(),
+                **uvicorn_options(settings))
     return 0
 
 
@@ -166,12 +163,3 @@ def run(service: str, settings: Settings, *, profile: str | None = None, product
         console.print(f"[red]enclave {service} run: {e}[/]")
         return 1
 
-
-def unit_exec_commands(unit_dir: Path) -> dict[str, str]:
-    """unit file name → its ExecStart line (for tests and `enclave doctor`-style checks)."""
-    out = {}
-    for unit in sorted(unit_dir.glob("*.service")):
-        for line in unit.read_text().splitlines():
-            if line.startswith("ExecStart="):
-                out[unit.name] = line.removeprefix("ExecStart=")
-    return out

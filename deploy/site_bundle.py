@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy import site_install
-from deploy.site_install import FORMAT, MANIFEST, sha256_file, this_platform
+from deploy.site_install import FORMAT, MANIFEST, this_platform
+from models.store import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 CHART_DIR = REPO / "helm" / "enclave"
@@ -172,6 +173,5 @@ def build_bundle(output: Path, profile: str, extra: str, models_dir: Path, wheel
             for name in files:
                 tar.add(stage / name, arcname=name)
         partial.replace(output)
-    say(f"bundle written: {output} ({output.stat().st_size / 1e6:,.0f} MB, {len(files)} files, sha256 "
-        f"{sha256_file(output)[:16]}…)")
+    say(f"bundle written: {output} ({output.stat().st_size / 1e6:,.0f} MB, {len(files)} files)")
     return manifest

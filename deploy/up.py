@@ -222,11 +222,19 @@ def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
     )
 
 
-def uvicorn_args(settings: Settings) -> list[str]:
-    """uvicorn's command-line options for the gateway: address, and HTTPS when certificate files are set."""
-    args = ["--host", settings.gateway_host, "--port", str(settings.gateway_port), "--no-access-log"]
+def uvicorn_options(settings: Settings) -> dict:
+    """How uvicorn serves the gateway: address, no access log, and HTTPS when certificate files are set."""
+    options: dict = {"host": settings.gateway_host, "port": settings.gateway_port, "access_log": False}
     if settings.gateway_tls:
-        args += ["--ssl-certfile", str(settings.tls_cert_file), "--ssl-keyfile", str(settings.tls_key_file)]
+        options |= {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
+    return options
+
+
+def uvicorn_args(settings: Settings) -> list[str]:
+    """The same options on uvicorn's command line (the gateway as a subprocess of `enclave up`)."""
+    args = []
+    for name, value in uvicorn_options(settings).items():
+        args += ["--no-access-log"] if name == "access_log" else [f"--{name.replace('_', '-')}", str(value)]
     return args
 
 

@@ -96,7 +96,7 @@ class Call:
         raise AssertionError(f"no {kind} event; got {[e['type'] for _, e in self.events]}")
 
     def drain(self, quiet_s: float = 0.1) -> None:
-        """Record whatever has already arrived (until the line is quiet for ``quiet_s``)."""
+        """Record whatever has already arrived, reading for ``quiet_s``."""
         with contextlib.suppress(AssertionError):
             self.read_until("(nothing)", timeout_s=quiet_s)
 

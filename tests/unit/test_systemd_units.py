@@ -14,7 +14,6 @@ import pytest
 
 from deploy.cli import build_parser
 from deploy.envfile import ENV_FILE, PRODUCTION_VALUES, render_env_file
-from deploy.services import unit_exec_commands
 from gateway.config import Settings
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
@@ -51,6 +50,12 @@ def test_the_env_file_sets_the_production_choices_and_settings_accept_every_defa
     for name, field in Settings.model_fields.items():
         if f"ENCLAVE_{name.upper()}" not in PRODUCTION_VALUES:
             assert getattr(loaded, name) == field.get_default(call_default_factory=True), name
+
+
+def unit_exec_commands(unit_dir: Path) -> dict[str, str]:
+    """unit file name → its ExecStart line."""
+    return {unit.name: line.removeprefix("ExecStart=") for unit in sorted(unit_dir.glob("*.service"))
+            for line in unit.read_text().splitlines() if line.startswith("ExecStart=")}
 
 
 def test_every_exec_start_is_an_enclave_command_the_cli_knows() -> None:

@@ -117,18 +117,8 @@ export class VoiceCall {
       return;
     }
     this._ended = true;
-    const ws = this._ws;
     await this._finalReport();
-    try {
-      if (ws && ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ type: "stop" }));
-        ws.close(1000, "stop");
-      } else if (ws && ws.readyState === WebSocket.CONNECTING) {
-        ws.close();
-      }
-    } catch {
-      /* already closing */
-    }
+    this._closeSocket("stop");
     await this._teardown();
     this._setState("closed", true);
   }
@@ -435,22 +425,27 @@ export class VoiceCall {
     });
   }
 
-  /** A failure: said once, everything released. Returns false (for start's callers). */
-  _fail(message) {
-    if (this._ended) return false;
-    this._ended = true;
-    this._setState(`error:${message}`, true);
+  /** Tell the server we are done (an open socket gets "stop" first) and close; a closing socket is left be. */
+  _closeSocket(reason) {
     const ws = this._ws;
     try {
       if (ws && ws.readyState === WebSocket.OPEN) {
         ws.send(JSON.stringify({ type: "stop" }));
-        ws.close(1000, "client error");
+        ws.close(1000, reason);
       } else if (ws && ws.readyState === WebSocket.CONNECTING) {
         ws.close();
       }
     } catch {
       /* already closing */
     }
+  }
+
+  /** A failure: said once, everything released. Returns false (for start's callers). */
+  _fail(message) {
+    if (this._ended) return false;
+    this._ended = true;
+    this._setState(`error:${message}`, true);
+    this._closeSocket("client error");
     this._teardown();
     return false;
   }
