@@ -4,10 +4,12 @@ chunks, with recall@10 against exact search, and ingest throughput.
     .venv/bin/python scripts/bench/retrieval.py [--sizes 10000,100000,1000000] [--queries 200] [--ef-search 40,100]
 
 Vectors are embedding-like, not random: real MiniLM embeddings of the knowledge-test corpus' sentences
-(computed once, in this process, with the model the appliance serves), and variations of them — a
-random mix of two sentence embeddings plus noise, renormalised — so clusters and neighbourhoods look
-like a real corpus'. Chunk texts are sentences of the same corpus, recombined. Both are cached under
-var/bench/retrieval/. Queries are fresh variations (not stored rows). Each size is loaded into a
+(computed once, in this process, with the model the appliance serves), and variations of them. By default
+(`--vectors sentences`) a chunk is three distinct corpus sentences — its text — and its vector the mean of
+their three embeddings, renormalised; scripts/bench/retrieval_calibration.py checks that HNSW finds such a
+set as hard as MiniLM's own embeddings of such chunks. `--vectors blend` is a stress set: two embeddings
+blended plus isotropic noise, which is harder than real. Vectors and triples are cached under
+var/bench/retrieval/. Queries are fresh (never stored rows). Each size is loaded into a
 scratch embedded PostgreSQL with binary COPY (ingest chunks/s), indexed (HNSW build time), then
 queried through the gateway's own SQL (`gateway.knowledge.retrieve`), side by side with exact search
 (the reference for recall). Results go to scripts/bench/results/retrieval-*.json and print as a table.
@@ -65,7 +67,10 @@ def base_embeddings(sentences: list[str]) -> tuple[np.ndarray, float]:
 
 
 def variations(base: np.ndarray, n: int, seed: int, noise: float = 0.35) -> np.ndarray:
-    """n embedding-like vectors: a random blend of two real embeddings plus Gaussian noise, unit length."""
+    """The stress set: a random blend of two real embeddings plus isotropic Gaussian noise, unit length.
+
+    Harder than real chunk embeddings: the noise makes ~800 high-dimensional noise balls in which HNSW's greedy
+    search can miss a query's whole neighbourhood (see scripts/bench/retrieval_calibration.py)."""
     r = np.random.default_rng(seed)
     a, b = r.integers(0, len(base), n), r.integers(0, len(base), n)
     w = r.uniform(0.55, 1.0, (n, 1)).astype(np.float32)
@@ -73,19 +78,75 @@ def variations(base: np.ndarray, n: int, seed: int, noise: float = 0.35) -> np.n
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def dataset(base: np.ndarray, size: int) -> np.ndarray:
-    path = CACHE / f"chunks-{size}.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    vecs = variations(base, size, seed=size).astype(np.float16)
+def sentence_triples(n_sentences: int, n: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """n distinct chunks, each three distinct corpus sentences (sorted ids), none of them in ``exclude``."""
+    r = np.random.default_rng(seed)
+    key = lambda t: (t[:, 0].astype(np.int64) * n_sentences + t[:, 1]) * n_sentences + t[:, 2]  # noqa: E731
+    taken = set() if exclude is None else set(key(exclude).tolist())
+    if n > n_sentences * (n_sentences - 1) * (n_sentences - 2) // 6 - len(taken):
+        raise ValueError(f"{n:,} distinct chunks of three out of {n_sentences} sentences do not exist")
+    out: list[np.ndarray] = []
+    have = 0
+    while have < n:
+        t = np.sort(r.integers(0, n_sentences, (int((n - have) * 1.1) + 16, 3)), axis=1)
+        t = t[(t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2])]
+        _, first = np.unique(key(t), return_index=True)
+        t = t[np.sort(first)]
+        fresh = np.array([k not in taken for k in key(t).tolist()], dtype=bool)
+        t = t[fresh][: n - have]
+        taken.update(key(t).tolist())
+        out.append(t)
+        have += len(t)
+    return np.concatenate(out).astype(np.int16)
+
+
+def triple_vectors(base: np.ndarray, triples: np.ndarray) -> np.ndarray:
+    """A chunk of three real sentences ~ the mean of their real embeddings, unit length (cosine 0.87 median with
+    MiniLM's embedding of the joined text; at 100k its recall is the real embeddings', a little lower at small
+    ef_search — see the calibration script)."""
+    v = base[triples].mean(axis=1)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+QUERY_SEED, QUERY_POOL = 1, 1000
+
+
+def query_triples(n_sentences: int) -> np.ndarray:
+    """The pool queries are drawn from; stored chunks never repeat one of them."""
+    return sentence_triples(n_sentences, QUERY_POOL, seed=QUERY_SEED)
+
+
+def queries_for(kind: str, base: np.ndarray, sentences: list[str], n: int) -> tuple[np.ndarray, list[str]]:
+    """Fresh queries (never stored rows): vectors and the question-length text the full-text side searches."""
+    if kind == "sentences":
+        triples = query_triples(len(sentences))[:n]
+        return triple_vectors(base, triples), [sentences[t[0]] for t in triples]
+    texts = [sentences[i % len(sentences)] for i in rng.integers(0, len(sentences), n)]
+    return variations(base, n, seed=QUERY_SEED), texts
+
+
+def dataset(kind: str, base: np.ndarray, size: int, query_triples: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(vectors as float16, sentence triples or None), cached: the 1M set takes a while to draw and 768 MB."""
+    path = CACHE / f"chunks-{kind}-{size}.npy"
+    triples_path = CACHE / f"chunks-{kind}-{size}-triples.npy"
+    if path.is_file() and (kind != "sentences" or triples_path.is_file()):
+        return np.load(path, mmap_mode="r"), (np.load(triples_path) if kind == "sentences" else None)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    triples = None
+    if kind == "sentences":
+        triples = sentence_triples(len(base), size, seed=size, exclude=query_triples)
+        vecs = triple_vectors(base, triples).astype(np.float16)
+        np.save(triples_path, triples)
+    else:
+        vecs = variations(base, size, seed=size).astype(np.float16)
     np.save(path, vecs)
-    return vecs
+    return vecs, triples
 
 
 # -- database -------------------------------------------------------------------------------------------
 
-def load(url: str, vectors: np.ndarray, sentences: list[str], m: int = 24, ef_construction: int = 128,
-         build_workers: int = 2) -> dict:
+def load(url: str, vectors: np.ndarray, triples: np.ndarray | None, sentences: list[str], m: int = 24,
+         ef_construction: int = 128, build_workers: int = 2) -> dict:
     """One tenant, one collection, one document per 1,000 chunks; binary COPY; then the HNSW build."""
     import psycopg
     from pgvector.psycopg import register_vector
@@ -108,7 +169,8 @@ def load(url: str, vectors: np.ndarray, sentences: list[str], m: int = 24, ef_co
                                 "embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["uuid", "uuid", "uuid", "int4", "text", "text", "int4", "int2", "halfvec"])
             for i in range(len(vectors)):
-                text = " ".join(sentences[(i * 7 + k * 13) % len(sentences)] for k in range(3))
+                ids = triples[i] if triples is not None else [(i * 7 + k * 13) % len(sentences) for k in range(3)]
+                text = " ".join(sentences[j] for j in ids)
                 copy.write_row((tenant, docs[i // 1000], collection, i % 1000, f"Section {i % 17}", text, 60, DIMS,
                                 HalfVector(vectors[i])))
         copy_s = time.perf_counter() - t0
@@ -184,8 +246,13 @@ def main() -> int:
     ap.add_argument("--exact-queries", type=int, default=50, help="queries checked against exact search (slow at 1M)")
     ap.add_argument("--m", type=int, default=24, help="HNSW m (the migration's index: 24; pgvector's default: 16)")
     ap.add_argument("--ef-construction", type=int, default=128, help="HNSW ef_construction (migration: 128; default 64)")
+    ap.add_argument("--vectors", choices=("sentences", "blend"), default="sentences",
+                    help="sentences: chunks of three real sentences, their embeddings' mean (like real chunk embeddings); "
+                         "blend: two embeddings blended plus isotropic noise (a stress set, harder than real)")
     ap.add_argument("--build-workers", type=int, default=2, help="parallel workers of the HNSW build (0: serial)")
     args = ap.parse_args()
+    if args.queries > QUERY_POOL:
+        ap.error(f"--queries: at most {QUERY_POOL} (the pool stored chunks are kept apart from)")
     sizes = [int(x) for x in args.sizes.split(",")]
     efs = [int(x) for x in args.ef_search.split(",")]
 
@@ -195,22 +262,22 @@ def main() -> int:
     sentences = corpus_sentences()
     base, embed_rate = base_embeddings(sentences)
     print(f"{len(base)} real sentence embeddings; MiniLM embeds {embed_rate:.0f} sentences/s here (the bound on ingest)")
-    queries = variations(base, args.queries, seed=1)
-    query_texts = [sentences[i % len(sentences)] for i in rng.integers(0, len(sentences), args.queries)]
+    queries, query_texts = queries_for(args.vectors, base, sentences, args.queries)
     rows = []
     for size in sizes:
         scratch = Path(tempfile.mkdtemp(prefix="retrieval-bench-", dir=REPO / "var"))
         db = start_database(scratch, None)
         try:
             migrate(db.url)
-            vectors = dataset(base, size)
+            vectors, triples = dataset(args.vectors, base, size,
+                                       query_triples(len(base)) if args.vectors == "sentences" else None)
             print(f"{size:,} chunks: loading…", flush=True)
-            loaded = load(db.url, vectors, sentences, args.m, args.ef_construction, args.build_workers)
+            loaded = load(db.url, vectors, triples, sentences, args.m, args.ef_construction, args.build_workers)
             print(f"  COPY {loaded['ingest_chunks_per_s']:,.0f} chunks/s, HNSW build {loaded['index_build_s']:.1f} s", flush=True)
             for ef in efs:
                 n = min(args.exact_queries, len(queries))
                 m = asyncio.run(measure(db.url, loaded["tenant"], queries[:n], query_texts[:n], ef))
-                rows.append({"chunks": size, "m": args.m, "ef_construction": args.ef_construction,
+                rows.append({"chunks": size, "vectors": args.vectors, "m": args.m, "ef_construction": args.ef_construction,
                              "build_workers": args.build_workers,
                              **{k: v for k, v in loaded.items() if k != "tenant"}, **m})
                 print(f"  ef_search {ef}: hybrid p95 {m['hybrid']['p95_ms']:.1f} ms, vector p95 {m['vector']['p95_ms']:.1f} ms, "
