@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval bench-intents bench-voice bench-sip lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -37,6 +37,9 @@ bench-trust: install
 
 bench-retrieval: install
 	$(PY) scripts/bench/retrieval.py
+
+bench-retrieval-calibration: install
+	$(PY) scripts/bench/retrieval_calibration.py
 
 bench-sip: install
 	$(PY) scripts/bench/sip.py

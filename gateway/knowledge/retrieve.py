@@ -101,7 +101,7 @@ def _sql(dims: int, mode: str) -> str:
 
 
 class Retriever:
-    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, *, candidates: int = 40, ef_search: int = 100,
+    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, *, candidates: int = 40, ef_search: int = 60,
                  text_terms: int = 6, text_max_matches: int = 1000) -> None:
         self.pool, self.embedder = pool, embedder
         self.candidates, self.ef_search = candidates, ef_search
