@@ -34,6 +34,22 @@ def url_ok(url: str) -> bool:
         return False
 
 
+def listening_process(port: int, kind: str = "tcp") -> Any:
+    """The process (a psutil.Process) that listens on this loopback port, to read its CPU time."""
+    import psutil
+
+    for conn in psutil.net_connections(kind=kind):
+        if conn.laddr and conn.laddr.port == port and conn.pid and (kind == "udp" or conn.status == psutil.CONN_LISTEN):
+            return psutil.Process(conn.pid)
+    raise SystemExit(f"nothing listens on {kind.upper()} {port} (is it running?)")
+
+
+def cpu_seconds(proc: Any) -> float:
+    """User + system CPU a process has used so far (a psutil.Process)."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

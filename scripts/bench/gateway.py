@@ -25,11 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -38,9 +41,9 @@ _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from deploy.background import ApplianceStartError, BackgroundAppliance, free_port, stop_process  # noqa: E402
-from scripts.bench.common import pct, run_concurrent, url_ok, write_results  # noqa: E402
+from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, url_ok, write_results  # noqa: E402
 
-console = Console(width=max(160, Console().width))  # the table has 12 columns
+console = Console(width=max(180, Console().width))  # the table has 14 columns
 LOG_DIR = _REPO / "var" / "log"
 LITELLM_VENV = _REPO / "var" / "bench" / "litellm-venv"
 LITELLM_SCRIPT = _HERE / "litellm_venv.sh"
@@ -126,21 +129,58 @@ class Target:
     url: str
     model: str
     headers: dict[str, str] = field(default_factory=dict)
+    # Cumulative CPU seconds of the processes that do this path's work besides the shared upstream (the
+    # gateway and its Postgres, LiteLLM, or the paced upstream itself for the direct path), by name.
+    cpu_meters: dict[str, Callable[[], float]] = field(default_factory=dict)
+
+
+def process_tree_cpu(proc: Any) -> Callable[[], float]:
+    """CPU of a process and its current children (LiteLLM's and Postgres's workers), for a batch's delta.
+    A child that exits mid-batch moves into the parent's children_* times, so it is still counted."""
+    def total() -> float:
+        t = proc.cpu_times()
+        cpu = t.user + t.system + t.children_user + t.children_system
+        for child in proc.children(recursive=True):
+            try:
+                cpu += cpu_seconds(child)
+            except psutil.NoSuchProcess:
+                pass
+        return cpu
+    return total
+
+
+def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | None) -> dict[str, Callable[[], float]]:
+    """The gateway process (when it listens on this machine) and, for an appliance this benchmark started,
+    its embedded Postgres: the turn is stored there, so that CPU is part of what the gateway costs."""
+    meters: dict[str, Callable[[], float]] = {}
+    url = urlsplit(gateway_url)
+    if url.hostname in ("127.0.0.1", "localhost") and url.port:
+        proc = listening_process(url.port)
+        meters["gateway"] = lambda: cpu_seconds(proc)
+    if appliance is not None:
+        postmaster = psutil.Process(int((appliance.var_dir / "pg" / "postmaster.pid").read_text().split()[0]))
+        meters["postgres"] = process_tree_cpu(postmaster)
+    return meters
 
 
 def request_body(model: str, max_tokens: int) -> dict[str, Any]:
     """The one body every target gets (only the model name differs: each target's name for the same model)."""
     return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-            "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}
+            "stream_options": {"include_usage": True}, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}
 
 
 async def stream_chat(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    """One streamed request. TTFT is the first SSE chunk carrying content (role-only chunks don't count);
-    content chunks stand in for tokens. Never raises: failures come back as ok=False with a reason."""
+    """One streamed request. TTFT is the first SSE chunk carrying content (role-only chunks don't count).
+    Tokens are the final usage chunk's ``completion_tokens`` (the body asks for it), not the content chunks:
+    under load vLLM folds several decode steps into one chunk when its API side falls behind, so the same
+    64 tokens arrived as 22 to 64 chunks here, fewer on whichever path was busier. Never raises: failures
+    come back as ok=False with a reason."""
     start = time.perf_counter()
     ttft = None
     chunks = 0
     status = None
+    finish = None
+    usage_tokens = None
     try:
         async with client.stream("POST", "/v1/chat/completions", json=body) as r:
             status = r.status_code
@@ -153,17 +193,23 @@ async def stream_chat(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[s
                 data = line[5:].strip()
                 if not data or data == "[DONE]":
                     continue
-                choices = json.loads(data).get("choices") or []
+                chunk = json.loads(data)
+                if chunk.get("usage"):
+                    usage_tokens = chunk["usage"].get("completion_tokens")
+                choices = chunk.get("choices") or []
                 if choices and (choices[0].get("delta") or {}).get("content"):
                     chunks += 1
                     if ttft is None:
                         ttft = (time.perf_counter() - start) * 1000
+                if choices and choices[0].get("finish_reason"):
+                    finish = choices[0]["finish_reason"]
     except Exception as e:  # a benchmark counts errors, it does not stop on them
         return {"ok": False, "status": status, "error": f"{type(e).__name__}: {e}"[:200]}
     total = (time.perf_counter() - start) * 1000
     if chunks == 0:
         return {"ok": False, "status": status, "error": "stream carried no content"}
-    return {"ok": True, "status": status, "ttft_ms": ttft, "total_ms": total, "chunks": chunks}
+    return {"ok": True, "status": status, "ttft_ms": ttft, "total_ms": total, "chunks": chunks, "finish": finish,
+            "tokens": usage_tokens if usage_tokens is not None else chunks, "usage": usage_tokens is not None}
 
 
 def make_client(target: Target, max_conc: int) -> httpx.AsyncClient:
@@ -183,17 +229,20 @@ async def pick_gateway_model(client: httpx.AsyncClient, served_id: str, max_toke
 def batch_figures(res: list[dict], wall: float, extra_errors: int) -> dict[str, Any]:
     ok = [r for r in res if r["ok"]]
     ttft, total = [r["ttft_ms"] for r in ok], [r["total_ms"] for r in ok]
-    chunks = sum(r["chunks"] for r in ok)
+    chunks, tokens = sum(r["chunks"] for r in ok), sum(r["tokens"] for r in ok)
     samples = sorted({r["error"] for r in res if not r["ok"]})[:3]
     return {"n": len(res) + extra_errors, "ok": len(ok), "errors": len(res) - len(ok) + extra_errors,
-            "wall_s": wall, "content_chunks": chunks, "tok_per_s": chunks / wall if wall else 0.0,
+            "wall_s": wall, "content_chunks": chunks, "tokens": tokens,
+            "tok_per_s": tokens / wall if wall else 0.0, "without_usage": sum(not r["usage"] for r in ok),
+            "cut_short": sum(r["finish"] != "length" for r in ok),
             "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95), "total_p50_ms": pct(total, 50),
             "ttft_ms": [round(x, 2) for x in ttft], "total_ms": [round(x, 2) for x in total], "error_samples": samples}
 
 
-async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, max_tokens: int, served_id: str) -> list[dict]:
+async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, max_tokens: int, served_id: str,
+                min_waves: int = 1) -> list[dict]:
     """Every (round, level) runs every target back to back; round r rotates the order by r so no target
-    always goes first (or right after the heaviest one)."""
+    always goes first (or right after the heaviest one). A batch holds at least ``min_waves`` × c requests."""
     clients = {t.name: make_client(t, max(levels)) for t in targets}
     raw: list[dict] = []
     try:
@@ -205,12 +254,15 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
         for rnd in range(rounds):
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
             for conc in levels:
-                count = min(n, C1_MAX_REQUESTS) if conc == 1 else n
+                count = min(n, C1_MAX_REQUESTS) if conc == 1 else max(n, min_waves * conc)
                 for pos, t in enumerate(order):
                     body = request_body(t.model, max_tokens)
+                    cpu0 = {name: meter() for name, meter in t.cpu_meters.items()}
                     with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
                         res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))
-                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, **batch_figures(res, wall, err)})
+                    cpu = {name: (meter() - cpu0[name]) * 1000 / count for name, meter in t.cpu_meters.items()}
+                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos,
+                                **batch_figures(res, wall, err), "cpu_ms_per_request": cpu})
     finally:
         for c in clients.values():
             await c.aclose()
@@ -229,7 +281,11 @@ def aggregate(raw: list[dict], names: list[str], levels: list[int]) -> dict[str,
                 "n": sum(r["n"] for r in rows), "errors": sum(r["errors"] for r in rows),
                 "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95), "total_p50_ms": pct(total, 50),
                 "tok_per_s": statistics.fmean(r["tok_per_s"] for r in rows) if rows else float("nan"),
-                "tok_per_req": _div(sum(r["content_chunks"] for r in rows), sum(r["ok"] for r in rows)),
+                "tok_per_req": _div(sum(r["tokens"] for r in rows), sum(r["ok"] for r in rows)),
+                "chunks_per_req": _div(sum(r["content_chunks"] for r in rows), sum(r["ok"] for r in rows)),
+                "without_usage": sum(r["without_usage"] for r in rows), "cut_short": sum(r["cut_short"] for r in rows),
+                "cpu_ms_per_request": {m: statistics.fmean(r["cpu_ms_per_request"][m] for r in rows)
+                                       for m in (rows[0]["cpu_ms_per_request"] if rows else {})},
                 "error_samples": sorted({s for r in rows for s in r["error_samples"]})[:3],
             }
     return out
@@ -279,8 +335,8 @@ def verdicts(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, dict]
     else:
         add(check, None, "needs the gateway and litellm targets")
     if "gateway" in summary:
-        errs = {c: summary["gateway"][c]["errors"] for c in levels}
-        add("gateway: no failed requests", not any(errs.values()), ", ".join(f"c={c}: {e}" for c, e in errs.items()))
+        errs = {c: summary["gateway"][c]["errors"] + summary["gateway"][c]["cut_short"] for c in levels}
+        add("gateway: no failed or cut-short requests", not any(errs.values()), ", ".join(f"c={c}: {e}" for c, e in errs.items()))
     return out
 
 
@@ -288,11 +344,20 @@ def _num(x: float, fmt: str = ".1f") -> str:
     return "-" if math.isnan(x) else format(x, fmt)
 
 
-def print_table(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, dict]], targets: list[Target], levels: list[int]) -> None:
-    t = Table(title="Streamed chat: direct to Serve vs Enclave gateway vs LiteLLM proxy (interleaved)",
-              caption="models: " + ", ".join(f"{tg.name}={tg.model}" for tg in targets) + "; ratios vs direct")
-    for col in ("c", "target", "n", "err", "TTFT p50 ms", "TTFT p95 ms", "total p50 ms", "tok/req", "tok/s",
-                "ΔTTFT p95 ms", "TTFT p50 ×", "tok/s ×"):
+def cpu_cell(cpu: dict[str, float]) -> str:
+    """CPU ms per request of a path's own processes: "2.9 + 1.1 pg" for the gateway and its Postgres."""
+    main = [v for k, v in cpu.items() if k != "postgres"]
+    cell = _num(sum(main)) if main else ""
+    return f"{cell} + {_num(cpu['postgres'])} pg" if "postgres" in cpu else cell
+
+
+def print_table(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, dict]], targets: list[Target], levels: list[int],
+                reference: str = "Serve") -> None:
+    t = Table(title=f"Streamed chat: direct to {reference} vs Enclave gateway vs LiteLLM proxy (interleaved)",
+              caption="models: " + ", ".join(f"{tg.name}={tg.model}" for tg in targets) + "; ratios vs direct; "
+                      "CPU ms/req: the path's own processes (the gateway + its Postgres, LiteLLM, or the paced upstream)")
+    for col in ("c", "target", "n", "err", "TTFT p50 ms", "TTFT p95 ms", "total p50 ms", "tok/req", "chunks/req", "tok/s",
+                "CPU ms/req", "ΔTTFT p95 ms", "TTFT p50 ×", "tok/s ×"):
         t.add_column(col, justify="left" if col == "target" else "right")
     for i, conc in enumerate(levels):
         if i:
@@ -302,7 +367,8 @@ def print_table(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, di
             r = rat.get(tg.name, {}).get(conc)
             rel = (_num(r["ttft_p95_delta_ms"], "+.1f"), _num(r["ttft_p50_ratio"], ".2f"), _num(r["throughput_ratio"], ".2f")) if r else ("", "", "")
             t.add_row(str(conc), tg.name, str(row["n"]), str(row["errors"]), _num(row["ttft_p50_ms"]), _num(row["ttft_p95_ms"]),
-                      _num(row["total_p50_ms"]), _num(row["tok_per_req"]), _num(row["tok_per_s"], ".0f"), *rel)
+                      _num(row["total_p50_ms"]), _num(row["tok_per_req"]), _num(row["chunks_per_req"]),
+                      _num(row["tok_per_s"], ".0f"), cpu_cell(row["cpu_ms_per_request"]), *rel)
     console.print(t)
     if "direct" in summary:  # tok/s compares fairly only if every path honoured max_tokens + ignore_eos alike
         for tg in targets:
@@ -311,6 +377,15 @@ def print_table(summary: dict[str, dict[int, dict]], rat: dict[str, dict[int, di
                 if abs(got - want) > 0.05 * want:
                     console.print(f"[yellow]{tg.name} c={conc}: {got:.1f} tokens/request vs {want:.1f} direct; "
                                   "its tok/s is not like for like (ignore_eos or max_tokens not passed on?)[/]")
+    for tg in targets:
+        for conc in levels:
+            row = summary[tg.name][conc]
+            if row["without_usage"]:
+                console.print(f"[yellow]{tg.name} c={conc}: {row['without_usage']} streams had no usage chunk; "
+                              "their tokens are counted as content chunks (an undercount under load)[/]")
+            if row["cut_short"]:
+                console.print(f"[yellow]{tg.name} c={conc}: {row['cut_short']} streams ended other than at max_tokens "
+                              "(finish_reason not 'length'): a fallback reply or a stream cut midway[/]")
     for tg in targets:
         for conc in levels:
             for s in summary[tg.name][conc]["error_samples"]:
@@ -341,6 +416,13 @@ def parse_args() -> argparse.Namespace:
                     help=f"requests per (target, level, round); c=1 runs at most {C1_MAX_REQUESTS} (default: 64)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; round r rotates the target order by r")
     ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request, with ignore_eos (default: 64)")
+    ap.add_argument("--upstream", choices=("serve", "paced"), default="serve",
+                    help="serve: the profile's LLM on Ray Serve (default). paced: scripts/bench/paced_upstream.py, a "
+                         "clock-driven stand-in for a GPU engine, with the gateway's chain pointed at it")
+    ap.add_argument("--ttft-ms", type=float, default=25.0, help="paced upstream: time to first token (default: 25)")
+    ap.add_argument("--token-ms", type=float, default=15.0, help="paced upstream: time between tokens (default: 15)")
+    ap.add_argument("--min-waves", type=int, help="a batch at concurrency c holds at least this many × c requests "
+                                                   "(default: 4 with --upstream paced, whose batches are short; else 1)")
     ap.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out (no venv, no proxy)")
     ap.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV, help="LiteLLM's own venv (default: var/bench/litellm-venv)")
     ap.add_argument("--up-timeout", type=float, default=900, help="seconds to wait for `enclave up` (default: 900)")
@@ -351,7 +433,28 @@ def parse_args() -> argparse.Namespace:
     external = (args.gateway_url, args.serving_url, args.api_key_file)
     if any(external) and not all(external):
         ap.error("--gateway-url, --serving-url and --api-key-file go together")
+    if args.upstream == "paced" and any(external):
+        ap.error("--upstream paced starts its own appliance (its gateway's chain must point at the paced endpoint)")
+    if args.min_waves is None:
+        args.min_waves = 4 if args.upstream == "paced" else 1
     return args
+
+
+def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path) -> subprocess.Popen:
+    args = [sys.executable, str(_HERE / "paced_upstream.py"), "--port", str(port), "--ttft-ms", str(ttft_ms),
+            "--token-ms", str(token_ms)]
+    return subprocess.Popen(args, cwd=_REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_up(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if url_ok(url):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def main() -> int:
@@ -359,6 +462,7 @@ def main() -> int:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     appliance: BackgroundAppliance | None = None
     litellm: subprocess.Popen | None = None
+    paced: subprocess.Popen | None = None
     cfg_dir: Path | None = None
     ok = False
     try:
@@ -366,48 +470,70 @@ def main() -> int:
         if not args.skip_litellm:  # before `up`: a failed install should not cost an appliance start
             with console.status(f"LiteLLM venv ({args.litellm_venv})…"):
                 litellm_version = ensure_litellm(args.litellm_venv)
+        extra_env: dict[str, str] = {}
+        paced_url = None
+        if args.upstream == "paced":
+            port = free_port()
+            paced_url = f"http://127.0.0.1:{port}"
+            log = LOG_DIR / "bench-paced-upstream.log"
+            paced = start_paced(port, args.ttft_ms, args.token_ms, log)
+            if not wait_up(f"{paced_url}/health", paced, 60):
+                console.print(f"[red]paced upstream not ready; see {log}[/]\n{log_tail(log, 2000)}")
+                return 1
+            # The gateway's default chain, with its primary link on the paced endpoint (the model name is
+            # still the profile's, so the context budget uses the store's tokenizer as it always does).
+            extra_env["ENCLAVE_LLM_CHAIN"] = json.dumps([{"name": "primary", "url": paced_url},
+                                                         {"name": "apology", "kind": "canned"}])
         if args.serving_url:
             gateway_url, serving_url = args.gateway_url.rstrip("/"), args.serving_url.rstrip("/")
             api_key = args.api_key_file.read_text().strip()
         else:
             appliance = BackgroundAppliance.on_free_ports(
                 Path(tempfile.mkdtemp(prefix="enclave-bench-")), args.models_dir.resolve(), args.profile,
-                LOG_DIR / "bench-gateway-up.log")
+                LOG_DIR / "bench-gateway-up.log", **extra_env)
             with console.status(f"enclave up (log {appliance.log_path})…"):
                 appliance.start(args.up_timeout)
             api_key = appliance.api_key
             gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
-        served_id = served_model_id(serving_url)
-        targets = [Target("direct", serving_url, served_id),
-                   Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"})]
+        reference_url = paced_url or serving_url
+        served_id = served_model_id(reference_url)
+        targets = [Target("direct", reference_url, served_id,
+                          cpu_meters={"upstream": process_tree_cpu(psutil.Process(paced.pid))} if paced else {}),
+                   Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"},
+                          cpu_meters=gateway_meters(gateway_url, appliance))]
         if not args.skip_litellm:
             port = free_port()
             cfg_dir = Path(tempfile.mkdtemp(prefix="litellm-bench-"))
             cfg = cfg_dir / "config.yaml"
             master_key = f"sk-bench-{secrets.token_hex(16)}"
-            cfg.write_text(litellm_config(served_id, serving_url, master_key))
+            cfg.write_text(litellm_config(served_id, reference_url, master_key))
             log = LOG_DIR / "bench-litellm.log"
             litellm = start_litellm(args.litellm_venv, cfg, port, log)
             with console.status(f"LiteLLM {litellm_version} proxy on :{port}…"):
                 if not wait_litellm(f"http://127.0.0.1:{port}", litellm, 300):
                     console.print(f"[red]LiteLLM proxy not ready; see {log}[/]\n{log_tail(log, 2000)}")
                     return 1
-            targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"}))
+            targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"},
+                                  cpu_meters={"litellm": process_tree_cpu(psutil.Process(litellm.pid))}))
 
-        raw = asyncio.run(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id))
+        raw = asyncio.run(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id, args.min_waves))
         names = [t.name for t in targets]
         summary = aggregate(raw, names, args.levels)
         rat = ratios(summary)
         verdict = verdicts(summary, rat, args.levels)
-        print_table(summary, rat, targets, args.levels)
+        reference = (f"paced upstream (first token {args.ttft_ms:g} ms, then one every {args.token_ms:g} ms)"
+                     if paced else "Serve")
+        print_table(summary, rat, targets, args.levels, reference)
         for v in verdict:
             colour = {"PASS": "green", "MISS": "red", "SKIP": "yellow"}[v["result"]]
             console.print(f"[{colour}]{v['result']}[/] {v['check']}: {v['detail']}")
         config = {"profile": args.profile if appliance else None, "external": appliance is None, "levels": args.levels,
+                  "upstream": args.upstream, "reference": reference,
+                  "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
-                  "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS, "served_model": served_id,
-                  "request_body": request_body("<model>", args.max_tokens), "litellm_version": litellm_version,
-                  "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
+                  "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
+                  "served_model": served_id, "request_body": request_body("<model>", args.max_tokens),
+                  "litellm_version": litellm_version, "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
         path = write_results("gateway", _clean({"config": config, "summary": summary, "vs_direct": rat,
                                                 "verdicts": verdict, "raw": raw}))
         console.print(f"results: {path}")
@@ -418,6 +544,7 @@ def main() -> int:
         return 1
     finally:
         stop_process(litellm, signal.SIGTERM, 30)
+        stop_process(paced, signal.SIGTERM, 10)
         if cfg_dir is not None:
             shutil.rmtree(cfg_dir, ignore_errors=True)
         if appliance is not None:

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from deploy.background import BackgroundAppliance, free_port  # noqa: E402
-from scripts.bench.common import write_results  # noqa: E402
+from scripts.bench.common import cpu_seconds, listening_process, write_results  # noqa: E402
 
 SCENARIO = Path(__file__).with_name("sip_call.xml")
 PCAPS = Path("/usr/share/sip-tester")
@@ -64,18 +64,6 @@ def rtp_counters(gateway_url: str) -> dict[str, float]:
     return out
 
 
-def process_on_udp(port: int) -> psutil.Process:
-    for conn in psutil.net_connections(kind="udp"):
-        if conn.laddr and conn.laddr.port == port and conn.pid:
-            return psutil.Process(conn.pid)
-    raise SystemExit(f"nothing listens on UDP {port}")
-
-
-def cpu_of(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
-
-
 def run_calls(target_port: int, n: int, work: Path, rate: int) -> dict[str, int]:
     """N concurrent calls through sipp; (successful, failed) from its statistics file."""
     stats = work / f"stats-{target_port}-{n}.csv"
@@ -94,9 +82,9 @@ def run_calls(target_port: int, n: int, work: Path, rate: int) -> dict[str, int]
 
 def step(target_port: int, proc: psutil.Process, n: int, work: Path, rate: int, gateway_url: str | None) -> dict:
     before = rtp_counters(gateway_url) if gateway_url else {}
-    cpu0, t0 = cpu_of(proc), time.monotonic()
+    cpu0, t0 = cpu_seconds(proc), time.monotonic()
     calls = run_calls(target_port, n, work, rate)
-    wall, cpu = time.monotonic() - t0, cpu_of(proc) - cpu0
+    wall, cpu = time.monotonic() - t0, cpu_seconds(proc) - cpu0
     time.sleep(1)
     after = rtp_counters(gateway_url) if gateway_url else {}
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -140,7 +128,7 @@ def main() -> int:
             print(f"starting the appliance ({args.profile}) with SIP on {sip_port} …", flush=True)
             appliance.start(args.up_timeout)
             gateway_url = appliance.gateway_url
-        gateway = process_on_udp(sip_port)
+        gateway = listening_process(sip_port, "udp")
         results, reference = [], []
         for n in steps:
             print(f"  {n} calls through the gateway …", flush=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from scripts.bench.common import pct, write_results  # noqa: E402
+from scripts.bench.common import cpu_seconds, listening_process, pct, write_results  # noqa: E402
 
 SENTENCE = "Hello, I would like to check my account balance."
 STAGES = ("endpoint_ms", "stt_ms", "pipeline_ms", "first_token_ms", "first_sentence_ms", "tts_first_byte_ms",
@@ -103,15 +103,6 @@ def one_call(url: str, key: str, pcm: bytes, turns: int) -> list[dict]:
     return ends
 
 
-def gateway_process(port: int):
-    import psutil
-
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            return psutil.Process(conn.pid)
-    raise SystemExit(f"no process listens on port {port} (is the appliance running?)")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gateway-url", default="http://127.0.0.1:8080")
@@ -134,14 +125,13 @@ def main() -> int:
     overhead = next(r for r in rows if r["stage"] == "overhead")
     print(f"orchestration overhead p95 {overhead['p95_ms']:.1f} ms (target ≤ 20 ms: ×{overhead['p95_ms'] / 20:.2f})")
 
-    proc = gateway_process(int(args.gateway_url.rsplit(":", 1)[1].split("/")[0]))
+    proc = listening_process(int(args.gateway_url.rsplit(":", 1)[1].split("/")[0]))
     load = []
     for n in (int(x) for x in args.sessions.split(",")):
-        cpu0, t0 = proc.cpu_times(), time.monotonic()
+        cpu0, t0 = cpu_seconds(proc), time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
             results = list(pool.map(lambda _: one_call(args.gateway_url, key, pcm, 2), range(n)))
-        cpu1, wall = proc.cpu_times(), time.monotonic() - t0
-        cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        cpu, wall = cpu_seconds(proc) - cpu0, time.monotonic() - t0
         v2v = [e["latency"]["voice_to_voice_ms"] for r in results for e in r if "voice_to_voice_ms" in e["latency"]]
         per_session = cpu / (n * wall)
         load.append({"sessions": n, "wall_s": wall, "gateway_cpu_s": cpu, "cpu_per_session_second": per_session,

@@ -1,0 +1,142 @@
+"""A paced OpenAI-compatible chat endpoint for the gateway benchmark: it streams ``max_tokens`` tokens at a
+fixed rate and spends almost no CPU doing so.
+
+Why: on the 2-core build machine the CPU engine and the gateway share the same cores, so a gateway-vs-direct
+ratio there mostly measures contention. On the GPU appliance the engine runs on the GPU and produces tokens
+at a steady rate whatever the host CPUs do; this stand-in reproduces that shape (first token after
+``--ttft-ms``, then one SSE event every ``--token-ms``, vLLM's chunk layout, a usage chunk when asked), so
+the benchmark can measure what the relay itself costs: the gateway, LiteLLM and the direct path all read the
+same clock-driven stream. It is a benchmark tool, never part of the appliance.
+
+    .venv/bin/python scripts/bench/paced_upstream.py --port 8799 [--ttft-ms 25] [--token-ms 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+TOKEN_TEXT = " word"  # every token is the same short piece: the relay's cost, not the text, is measured
+
+
+@dataclass(frozen=True)
+class Pace:
+    ttft_s: float
+    token_s: float
+    model: str
+
+
+PACE = web.AppKey("pace", Pace)
+
+
+def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _usage_chunk(cid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "BadRequestError", "code": status}}, status=status)
+
+
+def requested_tokens(body: dict[str, Any]) -> int:
+    """``max_completion_tokens`` or ``max_tokens`` (16 if neither, like vLLM's completions default)."""
+    n = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), 16)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"max_tokens must be a positive integer, got {n!r}")
+    return n
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A rough count (words), enough for the usage block."""
+    return sum(len(str(m.get("content") or "").split()) + 4 for m in body.get("messages") or [])
+
+
+async def _sleep_until(t: float) -> None:
+    delay = t - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    pace = request.app[PACE]
+    try:
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise ValueError("body must be a JSON object with a messages list")
+        n = requested_tokens(body)
+    except ValueError as e:
+        return _error(400, str(e))
+    start = time.perf_counter()
+    model = body.get("model") or pace.model
+    cid = f"chatcmpl-{request.headers.get('X-Request-Id') or uuid.uuid4().hex}"
+    created = int(time.time())
+    p_tokens = prompt_tokens(body)
+    if not body.get("stream"):
+        await _sleep_until(start + pace.ttft_s + (n - 1) * pace.token_s)
+        return web.json_response({
+            "id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": TOKEN_TEXT * n},
+                         "finish_reason": "length"}],
+            "usage": {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    token = _chunk(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
+    await resp.write(_chunk(cid, created, model, {"role": "assistant", "content": ""}, None))
+    for i in range(n):
+        await _sleep_until(start + pace.ttft_s + i * pace.token_s)  # on a schedule: no drift across tokens
+        last = i == n - 1
+        await resp.write(_chunk(cid, created, model, {"content": TOKEN_TEXT}, "length") if last else token)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await resp.write(_usage_chunk(cid, created, model, p_tokens, n))
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def models(request: web.Request) -> web.Response:
+    pace = request.app[PACE]
+    return web.json_response({"object": "list", "data": [{"id": pace.model, "object": "model", "owned_by": "bench"}]})
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def build_app(pace: Pace) -> web.Application:
+    app = web.Application()
+    app[PACE] = pace
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    return app
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--model", default="paced", help="the id /v1/models lists (replies echo the requested model)")
+    ap.add_argument("--ttft-ms", type=float, default=25.0, help="time to the first token (default: 25)")
+    ap.add_argument("--token-ms", type=float, default=15.0, help="time between tokens (default: 15, ~67 tok/s a stream)")
+    args = ap.parse_args()
+    web.run_app(build_app(Pace(args.ttft_ms / 1000, args.token_ms / 1000, args.model)), host=args.host, port=args.port,
+                access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

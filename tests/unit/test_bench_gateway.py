@@ -1,0 +1,78 @@
+"""The gateway benchmark's own parts: the paced upstream (a real aiohttp server on loopback) and how a stream
+is counted (tokens from the usage chunk, not content chunks; streams cut short are flagged)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+from aiohttp import web
+
+from scripts.bench.gateway import batch_figures, request_body, stream_chat
+from scripts.bench.paced_upstream import Pace, build_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _with_paced(pace: Pace, body) -> object:
+    """Run the paced upstream on a free loopback port for the length of ``body(client)``."""
+    runner = web.AppRunner(build_app(pace), access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as client:
+            return await body(client)
+    finally:
+        await runner.cleanup()
+
+
+def test_paced_stream_counts_tokens_from_usage_and_keeps_its_pace() -> None:
+    pace = Pace(ttft_s=0.02, token_s=0.005, model="paced")
+    result = asyncio.run(_with_paced(pace, lambda c: stream_chat(c, request_body("paced", 12))))
+    assert result["ok"] and result["usage"]
+    assert result["tokens"] == 12 and result["chunks"] == 12
+    assert result["finish"] == "length"
+    assert result["ttft_ms"] >= 20
+    assert result["total_ms"] >= 20 + 11 * 5          # first token, then 11 more on the 5 ms schedule
+
+
+def test_without_usage_the_tokens_fall_back_to_content_chunks() -> None:
+    body = {**request_body("paced", 5)}
+    body.pop("stream_options")
+    result = asyncio.run(_with_paced(Pace(0.0, 0.0, "paced"), lambda c: stream_chat(c, body)))
+    assert result["ok"] and not result["usage"]
+    assert result["tokens"] == result["chunks"] == 5
+
+
+def test_non_streamed_and_malformed_requests() -> None:
+    async def calls(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                                "max_tokens": 3}),
+                await client.post("/v1/chat/completions", content=b"{not json"),
+                await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 0}),
+                await client.get("/v1/models")]
+
+    done, bad_json, bad_tokens, models = asyncio.run(_with_paced(Pace(0.0, 0.0, "paced"), calls))
+    assert done.status_code == 200
+    assert done.json()["usage"]["completion_tokens"] == 3
+    assert done.json()["choices"][0]["finish_reason"] == "length"
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["message"]
+    assert bad_tokens.status_code == 400 and "max_tokens" in bad_tokens.json()["error"]["message"]
+    assert models.json()["data"][0]["id"] == "paced"
+
+
+def test_throughput_is_tokens_not_chunks_and_short_streams_are_flagged() -> None:
+    """vLLM folds decode steps into fewer chunks when its API side falls behind: the same 64 tokens can
+    arrive as 30 chunks. Counting chunks made the busier path look slower."""
+    full = {"ok": True, "ttft_ms": 10.0, "total_ms": 100.0, "chunks": 30, "tokens": 64, "usage": True, "finish": "length"}
+    short = {**full, "tokens": 20, "finish": "stop"}
+    figures = batch_figures([full, full, short], wall=2.0, extra_errors=0)
+    assert figures["tokens"] == 148 and figures["content_chunks"] == 90
+    assert figures["tok_per_s"] == 74.0
+    assert figures["cut_short"] == 1 and figures["without_usage"] == 0
