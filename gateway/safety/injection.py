@@ -487,6 +487,25 @@ _SIGNALS: tuple[_Signal, ...] = (
 _CORE = tuple(s for s in _SIGNALS if s.code in ("override_instructions", "reveal_system_prompt", "role_hijack") and s.weight >= 0.7
               and s.view == "heavy")
 
+_INLINE_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s", re.VERBOSE: "x"}
+_LEADING_FLAGS = re.compile(r"^\(\?[imsx]+\)")
+
+
+def _any_of(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """One regex that matches where any of ``patterns`` would (each keeps its own flags, scoped). Most text
+    is benign: one scan that finds nothing saves searching a whole view pattern by pattern (about three
+    times faster on a sentence of ordinary chat), and the patterns are searched one by one only after a hit."""
+    parts = []
+    for p in patterns:
+        flags = "".join(ch for flag, ch in _INLINE_FLAGS.items() if p.flags & flag)
+        parts.append(f"(?{flags}:{_LEADING_FLAGS.sub('', p.pattern)})" if flags else f"(?:{p.pattern})")
+    return re.compile("|".join(parts))
+
+
+_ANY_SIGNAL: dict[str, re.Pattern[str]] = {
+    view: _any_of([s.pattern for s in _SIGNALS if s.view == view]) for view in ("raw", "light", "heavy")}
+_ANY_CORE = _any_of([s.pattern for s in _CORE])
+
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{2}[ :]?){12,}(?![0-9a-fA-F])")
 _MAX_DECODES = 16
@@ -583,7 +602,10 @@ class InjectionScorer:
             return hits
         views = _views(text)
         by_view = {"raw": text, "light": views.light, "heavy": views.heavy}
+        hit_views = {view for view, subject in by_view.items() if _ANY_SIGNAL[view].search(subject)}
         for i, sig in enumerate(_SIGNALS):
+            if sig.view not in hit_views:
+                continue
             subject = by_view[sig.view]
             if sig.pattern.search(subject) and not (sig.unless and sig.unless.search(subject)):
                 hits.add((i, sig.code), sig.weight)
@@ -601,7 +623,7 @@ class InjectionScorer:
             else:
                 hits.add((-1, "encoded_payload"), 0.15)
         rot = _rot13_view(views.light)
-        for sig in _CORE:
+        for sig in _CORE if _ANY_CORE.search(rot) else ():
             if sig.pattern.search(rot):
                 hits.add((-3, "encoded_payload"), max(0.85, sig.weight))
                 break
