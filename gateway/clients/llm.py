@@ -6,7 +6,7 @@ token*: once a client has seen text, switching model would mix two answers, so a
 ends the stream (the caller closes it well-formed). Timeouts: connect, first token, total.
 
 Upstream SSE events are kept as raw bytes so the API layer can forward them unchanged; each is parsed
-once (``json.loads``) for the text, the finish reason and usage. That per-chunk parse is the only
+once (with orjson) for the text, the finish reason and usage. That per-chunk parse is the only
 per-token work the gateway does.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
+import orjson
 from pydantic import BaseModel
 
 from gateway.clients.breaker import BreakerState, CircuitBreaker
@@ -66,7 +67,10 @@ class ChunkEvent:
 
     @classmethod
     def parse(cls, raw: bytes) -> ChunkEvent:
-        obj = json.loads(raw)
+        try:
+            obj = orjson.loads(raw)  # every upstream token passes here: orjson is ~5x faster than json (1.4 vs 7 µs)
+        except orjson.JSONDecodeError:
+            obj = json.loads(raw)    # what json accepts and orjson refuses (a lone surrogate escape), or the error
         if "error" in obj:  # vLLM reports a failure inside a 200 stream as an error event
             raise StreamErrorEvent(obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])})
         choices = obj.get("choices") or ()
@@ -374,6 +378,14 @@ def _rejected(message: str) -> str:
     return f"the model rejected the request: {message[:500]}"
 
 
+def _dumps(obj: Any) -> str:
+    """Request bodies for the upstream: orjson, or json for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return json.dumps(obj)
+
+
 def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: str, timeouts: Timeouts,
                 new_breaker: Callable[[], CircuitBreaker], metrics: Metrics) -> tuple[LLMChain, list[aiohttp.ClientSession]]:
     """One pooled client session per distinct upstream URL, one breaker per link. Must run inside the
@@ -392,6 +404,7 @@ def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: 
             if client is None:
                 client = sessions[url] = aiohttp.ClientSession(
                     trust_env=False,  # never through an environment proxy
+                    json_serialize=_dumps,
                     connector=aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=30),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s,
                                                   sock_read=timeouts.first_token_s),
