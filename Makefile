@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-gateway-paced bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -31,6 +31,9 @@ bench: install
 
 bench-gateway: install
 	$(PY) scripts/bench/gateway.py
+
+bench-gateway-paced: install
+	$(PY) scripts/bench/gateway.py --upstream paced
 
 bench-trust: install
 	$(PY) scripts/bench/trust.py
