@@ -9,9 +9,10 @@ without a DB round trip on every streamed turn.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -76,12 +77,27 @@ class KeyCache:
 
     def __init__(self, ttl_s: float = AUTH_CACHE_TTL_S) -> None:
         self._keys, self._tenants = _TtlCache(ttl_s), _TtlCache(ttl_s)
+        self._loading: dict[tuple[str, str], asyncio.Task] = {}
+
+    async def _once(self, key: tuple[str, str], load: Callable[[], Awaitable[object]]) -> object:
+        """Concurrent misses for one key share one database lookup. When the cache entry expires under a
+        burst (16 requests in the same millisecond), each request would otherwise send its own query and
+        queue for a pooled connection before the model is even called. A waiter that is cancelled (its
+        client went away) does not cancel the lookup the others are waiting for."""
+        task = self._loading.get(key)
+        if task is None:
+            task = self._loading[key] = asyncio.ensure_future(load())
+            task.add_done_callback(lambda _t: self._loading.pop(key, None))
+        return await asyncio.shield(task)
 
     async def resolve(self, pool: AsyncConnectionPool, key: str) -> Identity | None:
         digest = hash_key(key)
         hit, value = self._keys.get(digest)
         if hit:
             return value  # type: ignore[return-value]
+        return await self._once(("key", digest), lambda: self._load_key(pool, digest))  # type: ignore[return-value]
+
+    async def _load_key(self, pool: AsyncConnectionPool, digest: str) -> Identity | None:
         async with pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT k.tenant_id, k.role, k.prefix, k.rate_limit_per_min, t.max_input_tokens, t.max_output_tokens "
@@ -100,6 +116,9 @@ class KeyCache:
         hit, value = self._tenants.get(slug)
         if hit:
             return value  # type: ignore[return-value]
+        return await self._once(("tenant", slug), lambda: self._load_tenant(pool, slug))  # type: ignore[return-value]
+
+    async def _load_tenant(self, pool: AsyncConnectionPool, slug: str) -> tuple | None:
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT id, max_input_tokens, max_output_tokens FROM tenants WHERE slug = %s", (slug,))
             row = await cur.fetchone()

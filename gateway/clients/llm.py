@@ -405,7 +405,9 @@ def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: 
                 client = sessions[url] = aiohttp.ClientSession(
                     trust_env=False,  # never through an environment proxy
                     json_serialize=_dumps,
-                    connector=aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=30),
+                    # Idle connections stay 60 s (Ray Serve keeps its side 90 s): a burst after a quiet
+                    # minute should not open a connection per request before the model sees it.
+                    connector=aiohttp.TCPConnector(limit=1024, limit_per_host=0, keepalive_timeout=60),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s,
                                                   sock_read=timeouts.first_token_s),
                 )
