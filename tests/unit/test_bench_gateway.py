@@ -76,3 +76,16 @@ def test_throughput_is_tokens_not_chunks_and_short_streams_are_flagged() -> None
     assert figures["tokens"] == 148 and figures["content_chunks"] == 90
     assert figures["tok_per_s"] == 74.0
     assert figures["cut_short"] == 1 and figures["without_usage"] == 0
+
+
+def test_the_first_wave_is_reported_apart() -> None:
+    """A batch at concurrency c starts c requests in the same instant; later ones start as earlier ones end."""
+    def req(started: float, ttft: float) -> dict:
+        return {"ok": True, "started": started, "ttft_ms": ttft, "total_ms": 500.0, "chunks": 64, "tokens": 64,
+                "usage": True, "finish": "length"}
+
+    burst = [req(0.0 + i * 1e-4, 90.0 + i) for i in range(4)]
+    steady = [req(1.0 + i, 30.0) for i in range(8)]
+    figures = batch_figures([*steady, *burst], wall=10.0, extra_errors=0, wave=4)
+    assert figures["ttft_first_wave_p50_ms"] >= 90
+    assert figures["ttft_later_ms"] == [30.0] * 8
