@@ -2,7 +2,10 @@
 gateway, and through LiteLLM's proxy (a well-known OpenAI-compatible proxy, as a yardstick), in one run,
 interleaved, reported as ratios against direct (these boxes are noisy; absolute numbers mean little).
 
-    .venv/bin/python scripts/bench/gateway.py [--profile tiny] [--concurrency 1,16,64] [--rounds 2]
+    .venv/bin/python scripts/bench/gateway.py [--profile tiny] [--concurrency 1,16,64] [--rounds 2] [--upstream paced]
+
+--upstream paced puts scripts/bench/paced_upstream.py (a clock-driven stand-in for a GPU engine) in place of
+the Serve app, so what the relay itself costs is measured apart from the CPU engine's contention.
 
 Unless --serving-url (with --gateway-url and --api-key-file) is given it runs `enclave up` itself in a
 private var dir on free ports. LiteLLM runs from its own venv (scripts/bench/litellm_venv.sh builds
@@ -104,17 +107,6 @@ def start_litellm(venv: Path, config: Path, port: int, log: Path) -> subprocess.
             "--num_workers", "1"]
     return subprocess.Popen(args, cwd=config.parent, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def wait_litellm(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if url_ok(f"{url}/health/liveliness") or url_ok(f"{url}/health/readiness"):
-            return True
-        time.sleep(1)
-    return False
 
 
 def served_model_id(serving_url: str) -> str:
@@ -453,7 +445,7 @@ def parse_args() -> argparse.Namespace:
                          "clock-driven stand-in for a GPU engine, with the gateway's chain pointed at it")
     ap.add_argument("--ttft-ms", type=float, default=25.0, help="paced upstream: time to first token (default: 25)")
     ap.add_argument("--token-ms", type=float, default=15.0, help="paced upstream: time between tokens (default: 15)")
-    ap.add_argument("--min-waves", type=int, help="a batch at concurrency c holds at least this many × c requests "
+    ap.add_argument("--min-waves", type=int, default=4, help="a batch at concurrency c holds at least this many × c requests "
                                                    "(default: 4: one wave alone is mostly its start-up burst)")
     ap.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out (no venv, no proxy)")
     ap.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV, help="LiteLLM's own venv (default: var/bench/litellm-venv)")
@@ -467,8 +459,6 @@ def parse_args() -> argparse.Namespace:
         ap.error("--gateway-url, --serving-url and --api-key-file go together")
     if args.upstream == "paced" and any(external):
         ap.error("--upstream paced starts its own appliance (its gateway's chain must point at the paced endpoint)")
-    if args.min_waves is None:
-        args.min_waves = 4
     return args
 
 
@@ -478,12 +468,13 @@ def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path) -> subpro
     return subprocess.Popen(args, cwd=_REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_up(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+def wait_up(urls: list[str], proc: subprocess.Popen, timeout_s: float) -> bool:
+    """True once any of ``urls`` answers 200; False if the process exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if url_ok(url):
+        if any(url_ok(u) for u in urls):
             return True
         time.sleep(0.5)
     return False
@@ -511,7 +502,7 @@ def main() -> int:
             paced_url = f"http://127.0.0.1:{port}"
             log = LOG_DIR / "bench-paced-upstream.log"
             paced = start_paced(port, args.ttft_ms, args.token_ms, log)
-            if not wait_up(f"{paced_url}/health", paced, 60):
+            if not wait_up([f"{paced_url}/health"], paced, 60):
                 console.print(f"[red]paced upstream not ready; see {log}[/]\n{log_tail(log, 2000)}")
                 return 1
             # The gateway's default chain, with its primary link on the paced endpoint (the model name is
@@ -544,7 +535,8 @@ def main() -> int:
             log = LOG_DIR / "bench-litellm.log"
             litellm = start_litellm(args.litellm_venv, cfg, port, log)
             with console.status(f"LiteLLM {litellm_version} proxy on :{port}…"):
-                if not wait_litellm(f"http://127.0.0.1:{port}", litellm, 300):
+                if not wait_up([f"http://127.0.0.1:{port}/health/liveliness", f"http://127.0.0.1:{port}/health/readiness"],
+                               litellm, 300):
                     console.print(f"[red]LiteLLM proxy not ready; see {log}[/]\n{log_tail(log, 2000)}")
                     return 1
             targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"},
