@@ -4,26 +4,20 @@ is counted (tokens from the usage chunk, not content chunks; streams cut short a
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 from aiohttp import web
 
+from deploy.background import free_port
 from scripts.bench.gateway import batch_figures, request_body, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _with_paced(pace: Pace, body) -> object:
     """Run the paced upstream on a free loopback port for the length of ``body(client)``."""
     runner = web.AppRunner(build_app(pace), access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as client:
