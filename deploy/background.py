@@ -2,7 +2,8 @@
 
 Free ports, a private var dir, the ready file `up` writes once the gateway's /readyz is 200, and a stop
 by Ctrl-C (SIGINT) as an operator would give it. One implementation, so the tests and the benchmarks
-start the appliance exactly as `make run` does.
+start the appliance exactly as `make run` does. ``BackgroundGateway`` is the same minus the serving plane
+(Postgres and the gateway, with `up`'s own functions), for benchmarks whose model runs elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,3 +113,76 @@ class BackgroundAppliance:
         code = stop_process(self.proc, signal.SIGINT, timeout_s)
         self.proc = None
         return code or 0
+
+
+@dataclass
+class BackgroundGateway:
+    """The gateway and its embedded Postgres without the serving plane, for benchmarks whose model runs
+    elsewhere (a paced stand-in, a vLLM on a GPU box): `up`'s own steps (database, migrations, keys, the
+    gateway process), minus Ray. The gateway's LLM chain comes from ``extra_env`` (ENCLAVE_LLM_CHAIN)."""
+    var_dir: Path
+    env: dict[str, str]
+    log_path: Path
+    gateway_url: str
+    profile: str
+    proc: subprocess.Popen | None = None
+    database: Any = None                # deploy.postgres.Database once started
+
+    @classmethod
+    def on_free_port(cls, var_dir: Path, models_dir: Path, profile: str, log_path: Path | None = None,
+                     **extra_env: str) -> BackgroundGateway:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+        env.update({"ENCLAVE_VAR_DIR": str(var_dir), "ENCLAVE_MODELS_DIR": str(models_dir),
+                    "ENCLAVE_GATEWAY_PORT": str(port), "ENCLAVE_MODEL_PROFILE": profile, "PYTHONUNBUFFERED": "1",
+                    **extra_env})
+        return cls(var_dir, env, log_path or var_dir / "gateway.log", f"http://127.0.0.1:{port}", profile)
+
+    @property
+    def api_key(self) -> str:
+        return (self.var_dir / "dev-api-key").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, timeout_s: float) -> None:
+        import httpx
+
+        from deploy.postgres import start_database
+        from deploy.up import choose_profile, ensure_dev_key, ensure_vault_key, ensure_webhook_secret, start_gateway
+        from gateway.config import Settings
+        from gateway.store.migrate import migrate
+        from models.catalog import load_catalog
+        from models.store import ModelStore
+
+        env = self.env
+        settings = Settings(var_dir=Path(env["ENCLAVE_VAR_DIR"]), models_dir=Path(env["ENCLAVE_MODELS_DIR"]),
+                            gateway_port=int(env["ENCLAVE_GATEWAY_PORT"]), model_profile=self.profile)
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.profile = choose_profile(load_catalog(), ModelStore(settings.model_store_dir, load_catalog()), self.profile)
+        self.database = start_database(self.var_dir, None)
+        migrate(self.database.url)
+        ensure_dev_key(self.database.url, self.var_dir)
+        ensure_vault_key(settings)
+        ensure_webhook_secret(settings)
+        self.proc = start_gateway(settings, self.database.url, self.profile, self.log_path, base_env=self.env)
+        deadline = time.monotonic() + timeout_s
+        while True:  # /healthz, not /readyz: the serving plane's roles are not here, by design
+            if self.proc.poll() is not None:
+                raise ApplianceStartError(f"the gateway exited with {self.proc.returncode}:\n{self.log()[-6000:]}")
+            try:
+                if httpx.get(f"{self.gateway_url}/healthz", timeout=2, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ApplianceStartError(f"the gateway was not up in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM, 30)
+        self.proc = None
+        if self.database is not None:
+            self.database.stop()
+            self.database = None

@@ -6,6 +6,9 @@ interleaved, reported as ratios against direct (these boxes are noisy; absolute 
 
 --upstream paced puts scripts/bench/paced_upstream.py (a clock-driven stand-in for a GPU engine) in place of
 the Serve app, so what the relay itself costs is measured apart from the CPU engine's contention.
+--upstream URL does the same with an OpenAI-compatible engine you run yourself: a vLLM on a GPU box (the
+reference the targets are set against), or scripts/bench/torch_engine.py where vLLM cannot be installed.
+With either, the benchmark starts only Postgres and the gateway (no Ray), its chain pointed at that upstream.
 
 Unless --serving-url (with --gateway-url and --api-key-file) is given it runs `enclave up` itself in a
 private var dir on free ports. LiteLLM runs from its own venv (scripts/bench/litellm_venv.sh builds
@@ -43,7 +46,13 @@ from rich.table import Table
 _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from deploy.background import ApplianceStartError, BackgroundAppliance, free_port, stop_process  # noqa: E402
+from deploy.background import (  # noqa: E402
+    ApplianceStartError,
+    BackgroundAppliance,
+    BackgroundGateway,
+    free_port,
+    stop_process,
+)
 from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, url_ok, write_results  # noqa: E402
 
 console = Console(width=max(200, Console().width))  # the table has 16 columns
@@ -141,7 +150,8 @@ def process_tree_cpu(proc: Any) -> Callable[[], float]:
     return total
 
 
-def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | None) -> dict[str, Callable[[], float]]:
+def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | BackgroundGateway | None
+                   ) -> dict[str, Callable[[], float]]:
     """The gateway process (when it listens on this machine) and, for an appliance this benchmark started,
     its embedded Postgres: the turn is stored there, so that CPU is part of what the gateway costs."""
     meters: dict[str, Callable[[], float]] = {}
@@ -153,6 +163,18 @@ def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | None) -> d
         postmaster = psutil.Process(int((appliance.var_dir / "pg" / "postmaster.pid").read_text().split()[0]))
         meters["postgres"] = process_tree_cpu(postmaster)
     return meters
+
+
+def upstream_meters(url: str, paced: subprocess.Popen | None, external_engine: bool) -> dict[str, Callable[[], float]]:
+    """The upstream's own CPU when it is one process on this machine: the paced stand-in, or an engine given
+    by --upstream URL on loopback (not Ray Serve, whose work spreads over its actors)."""
+    if paced is not None:
+        return {"upstream": process_tree_cpu(psutil.Process(paced.pid))}
+    parts = urlsplit(url)
+    if external_engine and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        proc = listening_process(parts.port)
+        return {"upstream": lambda: cpu_seconds(proc)}
+    return {}
 
 
 def request_body(model: str, max_tokens: int) -> dict[str, Any]:
@@ -435,14 +457,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--gateway-url", help="use a running gateway instead of starting `enclave up`")
     ap.add_argument("--serving-url", help="use a running Serve app (its OpenAI routes) instead of starting `enclave up`")
     ap.add_argument("--api-key-file", type=Path, help="API key for --gateway-url (one line, e.g. var/dev-api-key)")
+    ap.add_argument("--serving-label", default="Serve",
+                    help="what --serving-url is, for the table and the JSON (e.g. 'torch engine, Qwen2-7B shape, H200')")
     ap.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrency levels (default: 1,16,64)")
     ap.add_argument("--requests", type=int, default=64,
                     help=f"requests per (target, level, round); c=1 runs at most {C1_MAX_REQUESTS} (default: 64)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; round r rotates the target order by r")
     ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request, with ignore_eos (default: 64)")
-    ap.add_argument("--upstream", choices=("serve", "paced"), default="serve",
+    ap.add_argument("--upstream", default="serve", metavar="serve|paced|URL",
                     help="serve: the profile's LLM on Ray Serve (default). paced: scripts/bench/paced_upstream.py, a "
-                         "clock-driven stand-in for a GPU engine, with the gateway's chain pointed at it")
+                         "clock-driven stand-in for a GPU engine. URL: an OpenAI-compatible engine you run (a vLLM on "
+                         "a GPU box, scripts/bench/torch_engine.py). With paced or a URL the benchmark starts Postgres "
+                         "and the gateway alone (no Ray), the gateway's chain pointed at that upstream")
     ap.add_argument("--ttft-ms", type=float, default=25.0, help="paced upstream: time to first token (default: 25)")
     ap.add_argument("--token-ms", type=float, default=15.0, help="paced upstream: time between tokens (default: 15)")
     ap.add_argument("--min-waves", type=int, default=4, help="a batch at concurrency c holds at least this many × c requests "
@@ -457,8 +483,10 @@ def parse_args() -> argparse.Namespace:
     external = (args.gateway_url, args.serving_url, args.api_key_file)
     if any(external) and not all(external):
         ap.error("--gateway-url, --serving-url and --api-key-file go together")
-    if args.upstream == "paced" and any(external):
-        ap.error("--upstream paced starts its own appliance (its gateway's chain must point at the paced endpoint)")
+    if args.upstream not in ("serve", "paced") and not args.upstream.startswith(("http://", "https://")):
+        ap.error(f"--upstream takes serve, paced or an http(s) URL, not {args.upstream!r}")
+    if args.upstream != "serve" and any(external):
+        ap.error("--upstream paced or URL starts its own gateway (its chain must point at that upstream)")
     return args
 
 
@@ -483,7 +511,7 @@ def wait_up(urls: list[str], proc: subprocess.Popen, timeout_s: float) -> bool:
 def main() -> int:
     args = parse_args()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    appliance: BackgroundAppliance | None = None
+    appliance: BackgroundAppliance | BackgroundGateway | None = None
     litellm: subprocess.Popen | None = None
     paced: subprocess.Popen | None = None
     cfg_dir: Path | None = None
@@ -496,22 +524,30 @@ def main() -> int:
         # The benchmark measures the path, not the per-key rate limit (600 a minute by default): a run
         # sends more than that through the development key. The limiter still runs on every request.
         extra_env: dict[str, str] = {"ENCLAVE_RATE_LIMIT_PER_MIN": "1000000"}
-        paced_url = None
+        upstream_url = None if args.upstream in ("serve", "paced") else args.upstream.rstrip("/")
         if args.upstream == "paced":
             port = free_port()
-            paced_url = f"http://127.0.0.1:{port}"
+            upstream_url = f"http://127.0.0.1:{port}"
             log = LOG_DIR / "bench-paced-upstream.log"
             paced = start_paced(port, args.ttft_ms, args.token_ms, log)
-            if not wait_up([f"{paced_url}/health"], paced, 60):
+            if not wait_up([f"{upstream_url}/health"], paced, 60):
                 console.print(f"[red]paced upstream not ready; see {log}[/]\n{log_tail(log, 2000)}")
                 return 1
-            # The gateway's default chain, with its primary link on the paced endpoint (the model name is
-            # still the profile's, so the context budget uses the store's tokenizer as it always does).
-            extra_env["ENCLAVE_LLM_CHAIN"] = json.dumps([{"name": "primary", "url": paced_url},
+        if upstream_url:
+            # The gateway's default chain, with its primary link on that upstream (the model name is still
+            # the profile's, so the context budget uses the store's tokenizer as it always does).
+            extra_env["ENCLAVE_LLM_CHAIN"] = json.dumps([{"name": "primary", "url": upstream_url},
                                                          {"name": "apology", "kind": "canned"}])
         if args.serving_url:
             gateway_url, serving_url = args.gateway_url.rstrip("/"), args.serving_url.rstrip("/")
             api_key = args.api_key_file.read_text().strip()
+        elif upstream_url:  # the model runs elsewhere: Postgres and the gateway alone
+            appliance = BackgroundGateway.on_free_port(
+                Path(tempfile.mkdtemp(prefix="enclave-bench-")), args.models_dir.resolve(), args.profile,
+                LOG_DIR / "bench-gateway-only.log", **extra_env)
+            with console.status(f"Postgres and the gateway (log {appliance.log_path})…"):
+                appliance.start(args.up_timeout)
+            api_key, gateway_url, serving_url = appliance.api_key, appliance.gateway_url, upstream_url
         else:
             appliance = BackgroundAppliance.on_free_ports(
                 Path(tempfile.mkdtemp(prefix="enclave-bench-")), args.models_dir.resolve(), args.profile,
@@ -520,10 +556,9 @@ def main() -> int:
                 appliance.start(args.up_timeout)
             api_key = appliance.api_key
             gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
-        reference_url = paced_url or serving_url
+        reference_url = serving_url
         served_id = served_model_id(reference_url)
-        targets = [Target("direct", reference_url, served_id,
-                          cpu_meters={"upstream": process_tree_cpu(psutil.Process(paced.pid))} if paced else {}),
+        targets = [Target("direct", reference_url, served_id, cpu_meters=upstream_meters(reference_url, paced, upstream_url is not None and paced is None)),
                    Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"},
                           cpu_meters=gateway_meters(gateway_url, appliance))]
         if not args.skip_litellm:
@@ -548,12 +583,15 @@ def main() -> int:
         rat = ratios(summary)
         verdict = verdicts(summary, rat, args.levels)
         reference = (f"paced upstream (first token {args.ttft_ms:g} ms, then one every {args.token_ms:g} ms)"
-                     if paced else "Serve")
+                     if paced else args.serving_label)
+        if upstream_url and not paced and args.serving_label == "Serve":
+            reference = upstream_url
         print_table(summary, rat, targets, args.levels, reference)
         for v in verdict:
             colour = {"PASS": "green", "MISS": "red", "SKIP": "yellow"}[v["result"]]
             console.print(f"[{colour}]{v['result']}[/] {v['check']}: {v['detail']}")
-        config = {"profile": args.profile if appliance else None, "external": appliance is None, "levels": args.levels,
+        config = {"profile": appliance.profile if isinstance(appliance, BackgroundGateway) else
+                  args.profile if appliance else None, "external": appliance is None, "levels": args.levels,
                   "upstream": args.upstream, "reference": reference,
                   "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,

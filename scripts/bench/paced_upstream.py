@@ -36,20 +36,20 @@ class Pace:
 PACE = web.AppKey("pace", Pace)
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
+def chunk_bytes(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _usage_chunk(cid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+def usage_chunk_bytes(cid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> bytes:
     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}}
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _error(status: int, message: str) -> web.Response:
+def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"message": message, "type": "BadRequestError", "code": status}}, status=status)
 
 
@@ -80,7 +80,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             raise ValueError("body must be a JSON object with a messages list")
         n = requested_tokens(body)
     except ValueError as e:
-        return _error(400, str(e))
+        return error_response(400, str(e))
     start = time.perf_counter()
     model = body.get("model") or pace.model
     cid = f"chatcmpl-{request.headers.get('X-Request-Id') or uuid.uuid4().hex}"
@@ -95,14 +95,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
             "usage": {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    token = _chunk(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
-    await resp.write(_chunk(cid, created, model, {"role": "assistant", "content": ""}, None))
+    token = chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
+    await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))
     for i in range(n):
         await _sleep_until(start + pace.ttft_s + i * pace.token_s)  # on a schedule: no drift across tokens
         last = i == n - 1
-        await resp.write(_chunk(cid, created, model, {"content": TOKEN_TEXT}, "length") if last else token)
+        await resp.write(chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, "length") if last else token)
     if (body.get("stream_options") or {}).get("include_usage"):
-        await resp.write(_usage_chunk(cid, created, model, p_tokens, n))
+        await resp.write(usage_chunk_bytes(cid, created, model, p_tokens, n))
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp

@@ -1,0 +1,51 @@
+"""The gateway benchmark run end to end in its paced mode, at a toy size: the paced upstream, Postgres and the
+gateway alone (deploy.background.BackgroundGateway, no Ray), both paths measured, the JSON written, and
+everything it started stopped again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _children_named(pattern: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(pattern in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
+    models = os.environ.get("ENCLAVE_MODELS_DIR", str(REPO / "var" / "test-models"))
+    run = subprocess.run(
+        [sys.executable, "scripts/bench/gateway.py", "--upstream", "paced", "--models-dir", models, "--skip-litellm",
+         "--concurrency", "1,2", "--requests", "2", "--rounds", "1", "--min-waves", "1", "--max-tokens", "8"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    line = next(x for x in run.stdout.splitlines() if x.startswith("results: "))
+    path = Path(line.removeprefix("results: ").strip())
+    try:
+        result = json.loads(path.read_text())
+    finally:
+        path.unlink()
+    assert result["config"]["upstream"] == "paced" and result["config"]["profile"] == "tiny"
+    for level in ("1", "2"):
+        for target in ("direct", "gateway"):
+            figures = result["summary"][target][level]
+            assert figures["errors"] == 0 and figures["n"] >= 2
+            assert figures["tok_per_req"] == 8 and figures["cut_short"] == 0
+    gateway_cpu = result["summary"]["gateway"]["1"]["cpu_ms_per_request"]
+    assert gateway_cpu["gateway"] > 0 and gateway_cpu["postgres"] >= 0  # both processes found (pg: ticks of 10 ms)
+    assert {v["result"] for v in result["verdicts"]} <= {"PASS", "MISS", "SKIP"}  # informational, whatever they say
+    assert len(result["verdicts"]) == 4
+    # nothing it started is left running: no paced upstream, no gateway on its var dir
+    assert not _children_named("paced_upstream.py")
+    assert not [p for p in _children_named("gateway.app:build_app") if "enclave-bench-" in " ".join(p.info["cmdline"])]

@@ -1,0 +1,102 @@
+"""The benchmark's PyTorch engine (scripts/bench/torch_engine.py) on CPU with its toy shape: the KV cache and
+the packed prefill give the same tokens as running each sequence from scratch, and its HTTP side streams
+what the gateway benchmark counts, under concurrency, with a slot freed when a client leaves."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from aiohttp import web
+
+from deploy.background import free_port
+from scripts.bench.gateway import request_body, stream_chat
+from scripts.bench.torch_engine import SHAPES, RandomModel, build_app, build_engine
+
+
+@pytest.fixture
+def tokenizer_file(tmp_path: Path) -> Path:
+    """A word-level tokenizer (the engine only needs ``encode``, ``decode`` and a vocabulary size)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[UNK]", "user", "assistant", "system", ":", "hi", "tell", "me", "a", "story", "."]
+    vocab = {w: i for i, w in enumerate(words + [f"w{i}" for i in range(100)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def _model(slots: int = 4) -> RandomModel:
+    return RandomModel(SHAPES["tiny"], "cpu", torch.float32, slots=slots, max_len=64, seed=1)
+
+
+def test_decode_from_the_cache_matches_a_fresh_prefill() -> None:
+    model = _model()
+    prompt = [5, 17, 300, 42, 9]
+    tokens = model.prefill([(2, prompt)])
+    for _ in range(6):
+        tokens += model.decode([2], [len(prompt) + len(tokens) - 1], [tokens[-1]])
+    # the same continuation, each token from a from-scratch prefill of everything before it, in another slot
+    for i in range(1, len(tokens)):
+        assert model.prefill([(0, prompt + tokens[:i])]) == [tokens[i]]
+
+
+def test_packed_prefill_keeps_prompts_apart_and_batched_decode_matches_single() -> None:
+    model = _model()
+    a, b = [1, 2, 3, 4, 5, 6, 7], [900, 800, 700]
+    alone = [model.prefill([(0, a)])[0], model.prefill([(1, b)])[0]]
+    packed = model.prefill([(2, a), (3, b)])
+    assert packed == alone
+    one = [model.decode([0], [len(a)], [alone[0]])[0], model.decode([1], [len(b)], [alone[1]])[0]]
+    assert model.decode([2, 3], [len(a), len(b)], packed) == one
+
+
+async def _with_engine(tokenizer: Path, slots: int, body) -> object:
+    engine = build_engine("tiny", "cpu", tokenizer, slots=slots, max_len=256, warmup=False)
+    runner = web.AppRunner(build_app(engine, "torch-engine"), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60) as client:
+            return await body(client, engine)
+    finally:
+        await runner.cleanup()
+
+
+def test_streams_every_token_as_a_chunk_to_concurrent_clients(tokenizer_file: Path) -> None:
+    async def calls(client: httpx.AsyncClient, engine) -> list[dict]:
+        return await asyncio.gather(*(stream_chat(client, request_body("torch-engine", 12)) for _ in range(6)))
+
+    results = asyncio.run(_with_engine(tokenizer_file, 4, calls))  # six clients on four slots: two wait for a free one
+    for r in results:
+        assert r["ok"] and r["usage"] and r["finish"] == "length"
+        assert r["tokens"] == r["chunks"] == 12
+
+
+def test_malformed_requests_and_a_client_leaving(tokenizer_file: Path) -> None:
+    async def calls(client: httpx.AsyncClient, engine) -> tuple:
+        bad_json = await client.post("/v1/chat/completions", content=b"{nope")
+        too_long = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 256})
+        plain = await client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                                "max_tokens": 3})
+        async with client.stream("POST", "/v1/chat/completions", json=request_body("x", 200)) as resp:
+            async for _line in resp.aiter_lines():
+                break  # leave after the first line: the engine must free the slot
+        for _ in range(200):
+            if len(engine.free) == 1 and not engine.running:
+                break
+            await asyncio.sleep(0.02)
+        return bad_json, too_long, plain, len(engine.free), (await client.get("/stats")).json()
+
+    bad_json, too_long, plain, free, stats = asyncio.run(_with_engine(tokenizer_file, 1, calls))
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["message"]
+    assert too_long.status_code == 400 and "max_tokens" in too_long.json()["error"]["message"]
+    assert plain.status_code == 200 and plain.json()["usage"]["completion_tokens"] == 3
+    assert free == 1
+    assert stats["steps"] > 0 and stats["running"] == 0
