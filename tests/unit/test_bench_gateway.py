@@ -4,12 +4,14 @@ is counted (tokens from the usage chunk, not content chunks; streams cut short a
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import httpx
+import pytest
 from aiohttp import web
 
 from deploy.background import free_port
-from scripts.bench.gateway import batch_figures, request_body, stream_chat
+from scripts.bench.gateway import batch_figures, parse_args, request_body, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
 
 
@@ -83,3 +85,17 @@ def test_the_first_wave_is_reported_apart() -> None:
     figures = batch_figures([*steady, *burst], wall=10.0, extra_errors=0, wave=4)
     assert figures["ttft_first_wave_p50_ms"] >= 90
     assert figures["ttft_later_ms"] == [30.0] * 8
+
+
+def test_upstream_takes_serve_paced_or_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(*argv: str):
+        monkeypatch.setattr(sys, "argv", ["gateway.py", *argv])
+        return parse_args()
+
+    assert parse("--upstream", "http://127.0.0.1:8000").upstream == "http://127.0.0.1:8000"
+    assert parse("--upstream", "paced").upstream == "paced"
+    with pytest.raises(SystemExit):
+        parse("--upstream", "vllm")                       # neither a mode nor a URL
+    with pytest.raises(SystemExit):                      # a URL upstream gets its own gateway, not a running one
+        parse("--upstream", "http://127.0.0.1:8000", "--gateway-url", "http://x", "--serving-url", "http://y",
+              "--api-key-file", "k")
