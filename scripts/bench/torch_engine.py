@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import math
 import queue
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +195,11 @@ class Job:
     cancelled: bool = False
 
 
-def _deliver(items: list[tuple[asyncio.Queue, tuple[str, bool]]]) -> None:
+# What a job's queue receives each step: (token text, last one?, error message or None).
+Piece = tuple[str, bool, str | None]
+
+
+def _deliver(items: list[tuple[asyncio.Queue, Piece]]) -> None:
     for out, item in items:
         out.put_nowait(item)
 
@@ -207,12 +213,13 @@ class Engine:
         self.model, self.tokenizer, self.prefill_tokens = model, tokenizer, prefill_tokens
         self.vocab_text = tokenizer.get_vocab_size()
         self.free = list(range(slots))
-        self.inbox: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.waiting: list[Job] = []
         self.running: list[Job] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0
         self.step_seconds = 0.0
+        self.stopped = False
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -248,33 +255,51 @@ class Engine:
         stepping = [j for j in self.running if not j.cancelled]
         admitted = self._admit()
         made: list[tuple[Job, int]] = []
-        if admitted:
-            made += zip(admitted, self.model.prefill([(j.slot, j.prompt) for j in admitted]), strict=True)
-        if stepping:
-            tokens = self.model.decode([j.slot for j in stepping], [len(j.prompt) + j.made - 1 for j in stepping],
-                                       [j.last for j in stepping])
-            made += zip(stepping, tokens, strict=True)
-        out = []
+        out: list[tuple[asyncio.Queue, Piece]] = []
         self.running = []
+        try:
+            if admitted:
+                made += zip(admitted, self.model.prefill([(j.slot, j.prompt) for j in admitted]), strict=True)
+            if stepping:
+                tokens = self.model.decode([j.slot for j in stepping], [len(j.prompt) + j.made - 1 for j in stepping],
+                                           [j.last for j in stepping])
+                made += zip(stepping, tokens, strict=True)
+        except Exception as e:  # out of memory, a bad kernel: end this step's requests with an error, keep serving
+            traceback.print_exc()
+            for job in stepping + admitted:
+                self.free.append(job.slot)
+                out.append((job.out, ("", True, f"engine error: {type(e).__name__}: {e}")))
+            made = []
         for job, token in made:
             job.made += 1
             job.last = token
             done = job.made >= job.max_tokens
-            out.append((job.out, (self._text(token), done)))
+            out.append((job.out, (self._text(token), done, None)))
             if done:
                 self.free.append(job.slot)
             else:
                 self.running.append(job)
         if out and self.loop is not None:
-            self.loop.call_soon_threadsafe(_deliver, out)
+            try:
+                self.loop.call_soon_threadsafe(_deliver, out)
+            except RuntimeError:  # the server's loop is closed: nobody is left to serve
+                self.stopped = True
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.inbox.put(None)  # wakes an idle engine
 
     def _run(self) -> None:
-        while True:
+        while not self.stopped:
             if not self.running and not self.waiting:
-                self.waiting.append(self.inbox.get())  # idle: block until work arrives
+                if (job := self.inbox.get()) is None:  # idle: block until work (or stop) arrives
+                    break
+                self.waiting.append(job)
             while True:
                 try:
-                    self.waiting.append(self.inbox.get_nowait())
+                    if (job := self.inbox.get_nowait()) is None:
+                        return
+                    self.waiting.append(job)
                 except queue.Empty:
                     break
             started = time.perf_counter()
@@ -316,7 +341,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if not body.get("stream"):
             parts = []
             while True:
-                text, done = await job.out.get()
+                text, done, error = await job.out.get()
+                if error:
+                    return error_response(500, error)
                 parts.append(text)
                 if done:
                     break
@@ -329,11 +356,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))
         while True:
-            text, done = await job.out.get()
+            text, done, error = await job.out.get()
+            if error:  # vLLM's way: an error event inside the 200 stream, then the end
+                await resp.write(b"data: " + json.dumps({"error": {"message": error, "type": "InternalServerError",
+                                                                    "code": 500}}).encode() + b"\n\n")
+                break
             await resp.write(chunk_bytes(cid, created, model, {"content": text}, "length" if done else None))
             if done:
                 break
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if error is None and (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(usage_chunk_bytes(cid, created, model, len(ids), n))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
@@ -370,7 +401,11 @@ def build_app(engine: Engine, model_id: str) -> web.Application:
     async def start_engine(_app: web.Application) -> None:
         engine.start(asyncio.get_running_loop())
 
+    async def stop_engine(_app: web.Application) -> None:
+        engine.stop()
+
     app.on_startup.append(start_engine)
+    app.on_cleanup.append(stop_engine)
     return app
 
 

@@ -100,3 +100,27 @@ def test_malformed_requests_and_a_client_leaving(tokenizer_file: Path) -> None:
     assert plain.status_code == 200 and plain.json()["usage"]["completion_tokens"] == 3
     assert free == 1
     assert stats["steps"] > 0 and stats["running"] == 0
+
+
+def test_an_engine_failure_ends_its_requests_with_an_error_and_the_engine_keeps_serving(tokenizer_file: Path) -> None:
+    async def calls(client: httpx.AsyncClient, engine) -> tuple:
+        real_decode = engine.model.decode
+        failures = []
+
+        def decode_once_broken(*args):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return real_decode(*args)
+
+        engine.model.decode = decode_once_broken
+        broken = await client.post("/v1/chat/completions", json=request_body("x", 5))   # streamed: an error event
+        plain = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 4})
+        return broken, plain, list(engine.free)
+
+    broken, plain, free = asyncio.run(_with_engine(tokenizer_file, 2, calls))
+    assert broken.status_code == 200
+    events = [line.removeprefix("data: ") for line in broken.text.splitlines() if line.startswith("data: ")]
+    assert "CUDA out of memory" in events[-2] and '"error"' in events[-2] and events[-1] == "[DONE]"
+    assert plain.status_code == 200 and plain.json()["usage"]["completion_tokens"] == 4
+    assert sorted(free) == [0, 1]  # the failed request's slot came back
