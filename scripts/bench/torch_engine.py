@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,12 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (layer, q, k, v) -> out
+
+
 class RandomModel:
-    """Weights and a KV cache with one row per request slot. ``prefill`` runs one prompt into its slot and
-    ``decode`` advances every given slot by one token; both return the greedy next token ids."""
+    """Weights and a KV cache with one row per request slot. ``prefill`` runs new prompts into their slots
+    and ``decode`` advances every given slot by one token; both return the greedy next token ids."""
 
     def __init__(self, shape: Shape, device: str, dtype: torch.dtype, slots: int, max_len: int, seed: int = 0) -> None:
         self.shape, self.device, self.dtype, self.max_len = shape, torch.device(device), dtype, max_len
@@ -115,7 +119,9 @@ class RandomModel:
         tensors = [self.embed, self.lm_head] + [w for layer in self.layers for w in layer.values()]
         return sum(t.numel() for t in tensors)
 
-    def _attention_block(self, layer: int, x: torch.Tensor, pos: torch.Tensor, attend) -> torch.Tensor:
+    def _layer(self, layer: int, x: torch.Tensor, pos: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """One decoder layer over ``x`` (tokens, hidden); ``attend`` writes the cache and attends its way
+        (causal within each packed prompt, or over each slot's cached prefix)."""
         s, w = self.shape, self.layers[layer]
         h = _rms_norm(x, w["norm1"])
         qkv = torch.addmm(w["bqkv"], h, w["wqkv"])
@@ -153,7 +159,7 @@ class RandomModel:
 
         x = self.embed[torch.tensor(ids, device=self.device) % s.vocab]
         for layer in range(s.layers):
-            x = self._attention_block(layer, x, pos, attend)
+            x = self._layer(layer, x, pos, attend)
         ends = torch.tensor(list(itertools.accumulate(len(p) for _, p in prompts)), device=self.device) - 1
         return self._next_tokens(x[ends]).tolist()
 
@@ -179,7 +185,7 @@ class RandomModel:
 
         x = self.embed[torch.tensor(tokens, device=self.device)]
         for layer in range(s.layers):
-            x = self._attention_block(layer, x, pos, attend)
+            x = self._layer(layer, x, pos, attend)
         return self._next_tokens(x).tolist()  # the step's one host sync
 
 
