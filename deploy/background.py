@@ -46,8 +46,31 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
     return proc.returncode
 
 
+def private_env(var_dir: Path, models_dir: Path, profile: str, **enclave_vars: str) -> dict[str, str]:
+    """This process's environment without its ENCLAVE_* settings, plus the private ones of a background
+    appliance or gateway."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update({"ENCLAVE_VAR_DIR": str(var_dir), "ENCLAVE_MODELS_DIR": str(models_dir), "ENCLAVE_MODEL_PROFILE": profile,
+                "PYTHONUNBUFFERED": "1", **enclave_vars})
+    return env
+
+
+class _VarDir:
+    """What both background kinds read from their private var dir and log."""
+    var_dir: Path
+    log_path: Path
+
+    @property
+    def api_key(self) -> str:
+        """The development admin key written on first start."""
+        return (self.var_dir / "dev-api-key").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 @dataclass
-class BackgroundAppliance:
+class BackgroundAppliance(_VarDir):
     var_dir: Path
     env: dict[str, str]                 # the whole environment `enclave up` runs with
     log_path: Path
@@ -56,38 +79,21 @@ class BackgroundAppliance:
     proc: subprocess.Popen | None = None
     database_url: str = ""              # from the ready file, once started
     bank_url: str = ""                  # the example bank service, from the ready file
+    profile: str = ""                   # the profile `up` chose, from the ready file
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, models_dir: Path, profile: str, log_path: Path | None = None,
                       **extra_env: str) -> BackgroundAppliance:
         gateway_port, serve_port, bank_port = free_port(), free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-        env.update({
-            "ENCLAVE_VAR_DIR": str(var_dir),
-            "ENCLAVE_MODELS_DIR": str(models_dir),
-            "ENCLAVE_GATEWAY_PORT": str(gateway_port),
-            "ENCLAVE_SERVE_PORT": str(serve_port),
-            "ENCLAVE_BANK_PORT": str(bank_port),
-            "ENCLAVE_MODEL_PROFILE": profile,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONUNBUFFERED": "1",
-            "COLUMNS": "200",
-            **extra_env,
-        })
+        env = private_env(var_dir, models_dir, profile, ENCLAVE_GATEWAY_PORT=str(gateway_port),
+                          ENCLAVE_SERVE_PORT=str(serve_port), ENCLAVE_BANK_PORT=str(bank_port),
+                          RAY_USAGE_STATS_ENABLED="0", COLUMNS="200", **extra_env)
         return cls(var_dir, env, log_path or var_dir / "enclave-up.log", f"http://127.0.0.1:{gateway_port}",
                    f"http://127.0.0.1:{serve_port}")
 
     @property
-    def api_key(self) -> str:
-        """The development admin key `up` wrote on first start."""
-        return (self.var_dir / "dev-api-key").read_text().strip()
-
-    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def start(self, timeout_s: float) -> None:
         ready = self.var_dir / "ready"
@@ -106,7 +112,7 @@ class BackgroundAppliance:
                 raise ApplianceStartError(f"enclave up not ready in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
             time.sleep(1)
         info = json.loads(ready.read_text())
-        self.database_url, self.bank_url = info["database_url"], info.get("bank_url", "")
+        self.database_url, self.bank_url, self.profile = info["database_url"], info.get("bank_url", ""), info["profile"]
 
     def stop(self, timeout_s: float = 120) -> int:
         """Ctrl-C, as an operator would; returns the exit code."""
@@ -116,14 +122,15 @@ class BackgroundAppliance:
 
 
 @dataclass
-class BackgroundGateway:
+class BackgroundGateway(_VarDir):
     """The gateway and its embedded Postgres without the serving plane, for benchmarks whose model runs
     elsewhere (a paced stand-in, a vLLM on a GPU box): `up`'s own steps (database, migrations, keys, the
     gateway process), minus Ray. The gateway's LLM chain comes from ``extra_env`` (ENCLAVE_LLM_CHAIN)."""
     var_dir: Path
-    env: dict[str, str]
+    models_dir: Path
+    port: int
+    env: dict[str, str]                 # the gateway process's environment
     log_path: Path
-    gateway_url: str
     profile: str
     proc: subprocess.Popen | None = None
     database: Any = None                # deploy.postgres.Database once started
@@ -132,18 +139,12 @@ class BackgroundGateway:
     def on_free_port(cls, var_dir: Path, models_dir: Path, profile: str, log_path: Path | None = None,
                      **extra_env: str) -> BackgroundGateway:
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-        env.update({"ENCLAVE_VAR_DIR": str(var_dir), "ENCLAVE_MODELS_DIR": str(models_dir),
-                    "ENCLAVE_GATEWAY_PORT": str(port), "ENCLAVE_MODEL_PROFILE": profile, "PYTHONUNBUFFERED": "1",
-                    **extra_env})
-        return cls(var_dir, env, log_path or var_dir / "gateway.log", f"http://127.0.0.1:{port}", profile)
+        env = private_env(var_dir, models_dir, profile, ENCLAVE_GATEWAY_PORT=str(port), **extra_env)
+        return cls(var_dir, models_dir, port, env, log_path or var_dir / "gateway.log", profile)
 
     @property
-    def api_key(self) -> str:
-        return (self.var_dir / "dev-api-key").read_text().strip()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float) -> None:
         import httpx
@@ -151,17 +152,16 @@ class BackgroundGateway:
         from deploy.postgres import start_database
         from deploy.up import choose_profile, ensure_dev_key, ensure_vault_key, ensure_webhook_secret, start_gateway
         from gateway.config import Settings
+        from gateway.dialogue.tokens import tokenizer_for
         from gateway.store.migrate import migrate
         from models.catalog import load_catalog
         from models.store import ModelStore
 
-        env = self.env
-        settings = Settings(var_dir=Path(env["ENCLAVE_VAR_DIR"]), models_dir=Path(env["ENCLAVE_MODELS_DIR"]),
-                            gateway_port=int(env["ENCLAVE_GATEWAY_PORT"]), model_profile=self.profile)
+        settings = Settings(var_dir=self.var_dir, models_dir=self.models_dir, gateway_port=self.port,
+                            model_profile=self.profile)
         self.var_dir.mkdir(parents=True, exist_ok=True)
         catalog = load_catalog()
-        llm = catalog.profile(self.profile).roles["llm"].model
-        if not (settings.model_store_dir / llm / "tokenizer.json").is_file():
+        if tokenizer_for(self.models_dir, catalog.profile(self.profile).roles["llm"].model) is None:
             # The gateway alone needs only the LLM's tokenizer (its context budget); without it, `up`'s choice.
             self.profile = choose_profile(catalog, ModelStore(settings.model_store_dir, catalog), self.profile)
         self.database = start_database(self.var_dir, None)

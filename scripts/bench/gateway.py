@@ -165,13 +165,11 @@ def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | Background
     return meters
 
 
-def upstream_meters(url: str, paced: subprocess.Popen | None, external_engine: bool) -> dict[str, Callable[[], float]]:
+def upstream_meters(upstream_url: str | None) -> dict[str, Callable[[], float]]:
     """The upstream's own CPU when it is one process on this machine: the paced stand-in, or an engine given
-    by --upstream URL on loopback (not Ray Serve, whose work spreads over its actors)."""
-    if paced is not None:
-        return {"upstream": process_tree_cpu(psutil.Process(paced.pid))}
-    parts = urlsplit(url)
-    if external_engine and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+    by --upstream URL on loopback (not Ray Serve, whose work spreads over its actors: no meter then)."""
+    parts = urlsplit(upstream_url or "")
+    if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
         proc = listening_process(parts.port)
         return {"upstream": lambda: cpu_seconds(proc)}
     return {}
@@ -457,8 +455,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--gateway-url", help="use a running gateway instead of starting `enclave up`")
     ap.add_argument("--serving-url", help="use a running Serve app (its OpenAI routes) instead of starting `enclave up`")
     ap.add_argument("--api-key-file", type=Path, help="API key for --gateway-url (one line, e.g. var/dev-api-key)")
-    ap.add_argument("--serving-label", default="Serve",
-                    help="what --serving-url is, for the table and the JSON (e.g. 'torch engine, Qwen2-7B shape, H200')")
+    ap.add_argument("--serving-label",
+                    help="what the direct path is, for the table and the JSON (e.g. 'torch engine, Qwen2-7B shape, "
+                         "H200'; default: Serve, or the --upstream URL)")
     ap.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrency levels (default: 1,16,64)")
     ap.add_argument("--requests", type=int, default=64,
                     help=f"requests per (target, level, round); c=1 runs at most {C1_MAX_REQUESTS} (default: 64)")
@@ -558,7 +557,7 @@ def main() -> int:
             gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
         reference_url = serving_url
         served_id = served_model_id(reference_url)
-        targets = [Target("direct", reference_url, served_id, cpu_meters=upstream_meters(reference_url, paced, upstream_url is not None and paced is None)),
+        targets = [Target("direct", reference_url, served_id, cpu_meters=upstream_meters(upstream_url)),
                    Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"},
                           cpu_meters=gateway_meters(gateway_url, appliance))]
         if not args.skip_litellm:
@@ -583,15 +582,12 @@ def main() -> int:
         rat = ratios(summary)
         verdict = verdicts(summary, rat, args.levels)
         reference = (f"paced upstream (first token {args.ttft_ms:g} ms, then one every {args.token_ms:g} ms)"
-                     if paced else args.serving_label)
-        if upstream_url and not paced and args.serving_label == "Serve":
-            reference = upstream_url
+                     if paced else args.serving_label or upstream_url or "Serve")
         print_table(summary, rat, targets, args.levels, reference)
         for v in verdict:
             colour = {"PASS": "green", "MISS": "red", "SKIP": "yellow"}[v["result"]]
             console.print(f"[{colour}]{v['result']}[/] {v['check']}: {v['detail']}")
-        config = {"profile": appliance.profile if isinstance(appliance, BackgroundGateway) else
-                  args.profile if appliance else None, "external": appliance is None, "levels": args.levels,
+        config = {"profile": appliance.profile if appliance else None, "external": appliance is None, "levels": args.levels,
                   "upstream": args.upstream, "reference": reference,
                   "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,

@@ -49,8 +49,25 @@ def usage_chunk_bytes(cid: str, created: int, model: str, prompt_tokens: int, co
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's error shape, as vLLM sends it (also as an event inside a 200 stream)."""
+    return {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
+                      "code": status}}
+
+
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "BadRequestError", "code": status}}, status=status)
+    return web.json_response(error_body(status, message), status=status)
+
+
+async def read_chat_request(request: web.Request) -> tuple[dict[str, Any], int]:
+    """The request body and its token count; ValueError (for a 400) if either is malformed."""
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        raise ValueError("body must be a JSON object with a messages list")
+    return body, requested_tokens(body)
 
 
 def requested_tokens(body: dict[str, Any]) -> int:
@@ -75,10 +92,7 @@ async def _sleep_until(t: float) -> None:
 async def chat(request: web.Request) -> web.StreamResponse:
     pace = request.app[PACE]
     try:
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise ValueError("body must be a JSON object with a messages list")
-        n = requested_tokens(body)
+        body, n = await read_chat_request(request)
     except ValueError as e:
         return error_response(400, str(e))
     start = time.perf_counter()
@@ -93,7 +107,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": TOKEN_TEXT * n},
                          "finish_reason": "length"}],
             "usage": {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}})
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     token = chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
     await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))

@@ -46,7 +46,14 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-from scripts.bench.paced_upstream import chunk_bytes, error_response, requested_tokens, usage_chunk_bytes  # noqa: E402
+from scripts.bench.paced_upstream import (  # noqa: E402
+    SSE_HEADERS,
+    chunk_bytes,
+    error_body,
+    error_response,
+    read_chat_request,
+    usage_chunk_bytes,
+)
 
 
 @dataclass(frozen=True)
@@ -329,10 +336,7 @@ def prompt_ids(tokenizer: Tokenizer, messages: list[Any], room: int) -> list[int
 async def chat(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     try:
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise ValueError("body must be a JSON object with a messages list")
-        n = requested_tokens(body)
+        body, n = await read_chat_request(request)
         if n >= engine.model.max_len:
             raise ValueError(f"max_tokens must be below {engine.model.max_len}")
     except ValueError as e:
@@ -358,14 +362,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
                              "finish_reason": "length"}],
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": n, "total_tokens": len(ids) + n}})
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        resp = web.StreamResponse(headers=SSE_HEADERS)
         await resp.prepare(request)
         await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))
         while True:
             text, done, error = await job.out.get()
             if error:  # vLLM's way: an error event inside the 200 stream, then the end
-                await resp.write(b"data: " + json.dumps({"error": {"message": error, "type": "InternalServerError",
-                                                                    "code": 500}}).encode() + b"\n\n")
+                await resp.write(b"data: " + json.dumps(error_body(500, error)).encode() + b"\n\n")
                 break
             await resp.write(chunk_bytes(cid, created, model, {"content": text}, "length" if done else None))
             if done:
