@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 import psutil
 from rich.console import Console
@@ -54,6 +55,7 @@ from deploy.background import (  # noqa: E402
     stop_process,
 )
 from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, url_ok, write_results  # noqa: E402
+from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 
 console = Console(width=max(200, Console().width))  # the table has 16 columns
 LOG_DIR = _REPO / "var" / "log"
@@ -181,55 +183,7 @@ def request_body(model: str, max_tokens: int) -> dict[str, Any]:
             "stream_options": {"include_usage": True}, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}
 
 
-async def stream_chat(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    """One streamed request. TTFT is the first SSE chunk carrying content (role-only chunks don't count).
-    Tokens are the final usage chunk's ``completion_tokens`` (the body asks for it), not the content chunks:
-    under load vLLM folds several decode steps into one chunk when its API side falls behind, so the same
-    64 tokens arrived as 22 to 64 chunks here, fewer on whichever path was busier. Never raises: failures
-    come back as ok=False with a reason."""
-    start = time.perf_counter()
-    ttft = None
-    chunks = 0
-    status = None
-    finish = None
-    usage_tokens = None
-    try:
-        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-            status = r.status_code
-            if status != 200:
-                text = (await r.aread()).decode(errors="replace")
-                return {"ok": False, "status": status, "error": f"HTTP {status}: {text[:200]}"}
-            async for line in r.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if not data or data == "[DONE]":
-                    continue
-                chunk = json.loads(data)
-                if chunk.get("usage"):
-                    usage_tokens = chunk["usage"].get("completion_tokens")
-                choices = chunk.get("choices") or []
-                if choices and (choices[0].get("delta") or {}).get("content"):
-                    chunks += 1
-                    if ttft is None:
-                        ttft = (time.perf_counter() - start) * 1000
-                if choices and choices[0].get("finish_reason"):
-                    finish = choices[0]["finish_reason"]
-    except Exception as e:  # a benchmark counts errors, it does not stop on them
-        return {"ok": False, "status": status, "error": f"{type(e).__name__}: {e}"[:200]}
-    total = (time.perf_counter() - start) * 1000
-    if chunks == 0:
-        return {"ok": False, "status": status, "error": "stream carried no content"}
-    return {"ok": True, "status": status, "started": start, "ttft_ms": ttft, "total_ms": total, "chunks": chunks, "finish": finish,
-            "tokens": usage_tokens if usage_tokens is not None else chunks, "usage": usage_tokens is not None}
-
-
-def make_client(target: Target, max_conc: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=target.url, headers=target.headers, timeout=300, trust_env=False,
-                             limits=httpx.Limits(max_connections=max_conc + 8, max_keepalive_connections=max_conc + 8))
-
-
-async def pick_gateway_model(client: httpx.AsyncClient, served_id: str, max_tokens: int) -> str:
+async def pick_gateway_model(client: aiohttp.ClientSession, served_id: str, max_tokens: int) -> str:
     """The gateway's alias for its default chain; the served id if the gateway does not know the alias."""
     r = await stream_chat(client, request_body(GATEWAY_ALIAS, max_tokens))
     if not r["ok"] and r.get("status") in (400, 404, 422):
@@ -273,7 +227,7 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 min_waves: int = 1) -> list[dict]:
     """Every (round, level) runs every target back to back; round r rotates the order by r so no target
     always goes first (or right after the heaviest one). A batch holds at least ``min_waves`` × c requests."""
-    clients = {t.name: make_client(t, max(levels)) for t in targets}
+    clients = {t.name: make_session(t.url, t.headers, max(levels)) for t in targets}
     raw: list[dict] = []
     try:
         for t in targets:
@@ -296,7 +250,7 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                                 **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu})
     finally:
         for c in clients.values():
-            await c.aclose()
+            await c.close()
     return raw
 
 
@@ -576,7 +530,7 @@ def main() -> int:
             targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"},
                                   cpu_meters={"litellm": process_tree_cpu(psutil.Process(litellm.pid))}))
 
-        raw = asyncio.run(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id, args.min_waves))
+        raw = run_async(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id, args.min_waves))
         names = [t.name for t in targets]
         summary = aggregate(raw, names, args.levels)
         rat = ratios(summary)

@@ -10,7 +10,6 @@ JSON to scripts/bench/results/ and prints a table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 from rich.console import Console
@@ -34,6 +34,7 @@ from models.catalog import load_catalog  # noqa: E402
 from models.provision import build_tiny_profile  # noqa: E402
 from models.store import ModelStore, models_dir_from_env  # noqa: E402
 from scripts.bench.common import pct, run_concurrent, summarise, url_ok, write_results  # noqa: E402
+from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 from serving.llm import engine_kwargs  # noqa: E402
 
 console = Console()
@@ -53,30 +54,18 @@ def start_direct_vllm(entry, model_dir: str, port: int, log: Path) -> subprocess
     return subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-async def llm_request(client: httpx.AsyncClient, model: str, max_tokens: int) -> dict:
+async def llm_request(session: aiohttp.ClientSession, model: str, max_tokens: int) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": "Tell me about my account."}],
             "max_tokens": max_tokens, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
-    start = time.perf_counter()
-    ttft = None
-    tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                ttft = (time.perf_counter() - start) * 1000
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    total = (time.perf_counter() - start) * 1000
-    return {"ttft_ms": ttft if ttft is not None else total, "latency_ms": total, "tokens": tokens}
+    r = await stream_chat(session, body)
+    if not r["ok"]:
+        raise RuntimeError(r["error"])  # run_concurrent counts it as an error
+    return {"ttft_ms": r["ttft_ms"], "latency_ms": r["total_ms"], "tokens": r["tokens"]}
 
 
 async def bench_llm(targets: dict[str, str], model: str, rounds: int, n: int, max_tokens: int) -> dict:
     out: dict = {}
-    clients = {name: httpx.AsyncClient(base_url=url, timeout=300, trust_env=False,
-                                       limits=httpx.Limits(max_connections=64)) for name, url in targets.items()}
+    clients = {name: make_session(url, max_conc=max(CONCURRENCY)) for name, url in targets.items()}
     for c in clients.values():  # warm-up: first requests compile / allocate
         for _ in range(3):
             await llm_request(c, model, 8)
@@ -97,7 +86,7 @@ async def bench_llm(targets: dict[str, str], model: str, rounds: int, n: int, ma
             "tok_per_s": tokens / a["wall"] if a["wall"] else 0.0, **{k: v for k, v in summarise(a["res"], a["wall"], a["err"]).items() if k in ("p50_ms", "p95_ms")},
         }
     for c in clients.values():
-        await c.aclose()
+        await c.close()
     return out
 
 
@@ -211,8 +200,8 @@ def main() -> int:
             console.print(f"[red]not ready; see {log} and Ray logs[/]")
             return 1
         targets = {"direct": f"http://127.0.0.1:{direct_port}", "serve": f"http://127.0.0.1:{serve_port}"}
-        llm = asyncio.run(bench_llm(targets, entry.id, args.rounds, args.requests, args.max_tokens))
-        roles = asyncio.run(bench_roles(targets["serve"], args.requests))
+        llm = run_async(bench_llm(targets, entry.id, args.rounds, args.requests, args.max_tokens))
+        roles = run_async(bench_roles(targets["serve"], args.requests))
         print_tables(llm, roles)
         path = write_results("serving", {"profile": args.profile, "rounds": args.rounds, "requests": args.requests,
                                          "max_tokens": args.max_tokens, "llm": llm, "roles": roles})

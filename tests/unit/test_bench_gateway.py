@@ -11,12 +11,13 @@ import pytest
 from aiohttp import web
 
 from deploy.background import free_port
-from scripts.bench.gateway import batch_figures, parse_args, request_body, stream_chat
+from scripts.bench.gateway import batch_figures, parse_args, request_body
+from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
 
 
 async def _with_paced(pace: Pace, body) -> object:
-    """Run the paced upstream on a free loopback port for the length of ``body(client)``."""
+    """Run the paced upstream on a free loopback port for the length of ``body(client)`` (an httpx client)."""
     runner = web.AppRunner(build_app(pace), access_log=None)
     await runner.setup()
     port = free_port()
@@ -28,9 +29,17 @@ async def _with_paced(pace: Pace, body) -> object:
         await runner.cleanup()
 
 
+def _stream(body: dict):
+    """``stream_chat`` with the benchmark's own client (aiohttp) against the same upstream."""
+    async def go(client: httpx.AsyncClient) -> dict:
+        async with make_session(str(client.base_url).rstrip("/")) as session:
+            return await stream_chat(session, body)
+    return go
+
+
 def test_paced_stream_counts_tokens_from_usage_and_keeps_its_pace() -> None:
     pace = Pace(ttft_s=0.02, token_s=0.005, model="paced")
-    result = asyncio.run(_with_paced(pace, lambda c: stream_chat(c, request_body("paced", 12))))
+    result = asyncio.run(_with_paced(pace, _stream(request_body("paced", 12))))
     assert result["ok"] and result["usage"]
     assert result["tokens"] == 12 and result["chunks"] == 12
     assert result["finish"] == "length"
@@ -41,7 +50,7 @@ def test_paced_stream_counts_tokens_from_usage_and_keeps_its_pace() -> None:
 def test_without_usage_the_tokens_fall_back_to_content_chunks() -> None:
     body = {**request_body("paced", 5)}
     body.pop("stream_options")
-    result = asyncio.run(_with_paced(Pace(0.0, 0.0, "paced"), lambda c: stream_chat(c, body)))
+    result = asyncio.run(_with_paced(Pace(0.0, 0.0, "paced"), _stream(body)))
     assert result["ok"] and not result["usage"]
     assert result["tokens"] == result["chunks"] == 5
 
@@ -99,3 +108,40 @@ def test_upstream_takes_serve_paced_or_a_url(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SystemExit):                      # a URL upstream gets its own gateway, not a running one
         parse("--upstream", "http://127.0.0.1:8000", "--gateway-url", "http://x", "--serving-url", "http://y",
               "--api-key-file", "k")
+
+
+def test_stream_reading_survives_any_split_and_crlf_and_reports_http_errors() -> None:
+    """The client reads raw network pieces: an event cut mid-line, several in one piece, CRLF line ends
+    (allowed by SSE) and a refusal must all be counted as an OpenAI client would."""
+    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}', b'data: {"choices":[{"delta":{"content":"a"}}]}',
+              b': keep-alive', b'data: {"choices":[{"delta":{"content":"b"},"finish_reason":"length"}]}',
+              b'data: {"choices":[],"usage":{"completion_tokens":2}}', b"data: [DONE]"]
+    wire = b"".join(e + b"\r\n\r\n" for e in events)
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != "Bearer k":
+            return web.json_response({"error": {"message": "no key"}}, status=401)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(0, len(wire), 7):          # 7-byte pieces: every event is cut somewhere
+            await resp.write(wire[i:i + 7])
+            await asyncio.sleep(0.001)
+        return resp
+
+    async def run() -> tuple[dict, dict]:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", sse)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with make_session(f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}) as good, \
+                    make_session(f"http://127.0.0.1:{port}") as keyless:
+                return await stream_chat(good, request_body("m", 2)), await stream_chat(keyless, request_body("m", 2))
+        finally:
+            await runner.cleanup()
+
+    ok, refused = asyncio.run(run())
+    assert ok["ok"] and ok["chunks"] == 2 and ok["tokens"] == 2 and ok["usage"] and ok["finish"] == "length"
+    assert not refused["ok"] and refused["status"] == 401 and "no key" in refused["error"]

@@ -13,7 +13,8 @@ import torch
 from aiohttp import web
 
 from deploy.background import free_port
-from scripts.bench.gateway import request_body, stream_chat
+from scripts.bench.gateway import request_body
+from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.torch_engine import SHAPES, RandomModel, build_app, build_engine
 
 
@@ -71,7 +72,8 @@ async def _with_engine(tokenizer: Path, slots: int, body) -> object:
 
 def test_streams_every_token_as_a_chunk_to_concurrent_clients(tokenizer_file: Path) -> None:
     async def calls(client: httpx.AsyncClient, engine) -> list[dict]:
-        return await asyncio.gather(*(stream_chat(client, request_body("torch-engine", 12)) for _ in range(6)))
+        async with make_session(str(client.base_url).rstrip("/")) as session:  # the benchmark's own client
+            return await asyncio.gather(*(stream_chat(session, request_body("torch-engine", 12)) for _ in range(6)))
 
     results = asyncio.run(_with_engine(tokenizer_file, 4, calls))  # six clients on four slots: two wait for a free one
     for r in results:
