@@ -104,27 +104,17 @@ class Record:
             from gateway.dialogue.actions import redact_json
             state = redact_json(turn.dialogue_state.to_json(), self.redactor, turn.vault)
         t0 = time.perf_counter()
-        async with self.pool.connection() as conn, conn.transaction():
-            turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
-                                              turn.request_id, rows, title_hint=turn.text,
-                                              new_session=turn.session if turn.session_is_new else None)
-            if turn.vault is not None:
-                await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
-            if state is not None:
-                await dialogue_repo.save_state(conn, turn.tenant_id, turn.session_id, state)
-            for item in turn.review:
-                await dialogue_repo.add_review_item(conn, turn.tenant_id, item["kind"], item["reason"],
-                                                    session_id=turn.session_id, detail={**item.get("detail", {}),
-                                                                                        "turn_id": turn.id})
-            if turn.handoff is not None:
-                h = turn.handoff
-                h["id"] = await dialogue_repo.open_handoff(conn, turn.tenant_id, turn.session_id, h["reason"], h["intent"],
-                                                           self._redacted(h["entities"], turn),
-                                                           self._redacted(h["summary"], turn), h["summary_by"])
-                await dialogue_repo.set_mode(conn, turn.tenant_id, turn.session_id, "human")
-                if turn.vault is not None:   # values first seen in the summary
-                    await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
-            await audit.append(conn, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
+        if (turn.vault is None or not turn.vault.new_entries) and state is None and not turn.review and turn.handoff is None:
+            # Most turns write only their rows and their audit entry: one statement, committed by itself.
+            # A round trip (and on a busy gateway a wait for its event loop) is not spent inside a
+            # transaction, which counts when many streams end at once.
+            async with self.pool.connection() as conn:
+                turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
+                                                  turn.request_id, rows, title_hint=turn.text,
+                                                  new_session=turn.session if turn.session_is_new else None,
+                                                  audit_event=self.audit_event(turn, rows, prompt_tokens, completion_tokens))
+        else:
+            await self._record_in_transaction(turn, rows, state, prompt_tokens, completion_tokens)
         model = turn.model or "none"
         m = self.metrics
         m.turns.labels(turn.channel, model, turn.status).inc()
@@ -160,6 +150,32 @@ class Record:
             return value
         from gateway.dialogue.actions import redact_json
         return redact_json(value, self.redactor, turn.vault)
+
+    async def _record_in_transaction(self, turn: Turn, rows: list[repo.TurnRow], state: dict | None, prompt_tokens: int,
+                                     completion_tokens: int) -> None:
+        """The turn with what else it brought (vault entries, dialogue state, review items, a handoff) and its
+        audit entry, in one transaction; the audit entry last, so the chain's head is locked the least."""
+        async with self.pool.connection() as conn, conn.transaction():
+            turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
+                                              turn.request_id, rows, title_hint=turn.text,
+                                              new_session=turn.session if turn.session_is_new else None)
+            if turn.vault is not None:
+                await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
+            if state is not None:
+                await dialogue_repo.save_state(conn, turn.tenant_id, turn.session_id, state)
+            for item in turn.review:
+                await dialogue_repo.add_review_item(conn, turn.tenant_id, item["kind"], item["reason"],
+                                                    session_id=turn.session_id, detail={**item.get("detail", {}),
+                                                                                        "turn_id": turn.id})
+            if turn.handoff is not None:
+                h = turn.handoff
+                h["id"] = await dialogue_repo.open_handoff(conn, turn.tenant_id, turn.session_id, h["reason"], h["intent"],
+                                                           self._redacted(h["entities"], turn),
+                                                           self._redacted(h["summary"], turn), h["summary_by"])
+                await dialogue_repo.set_mode(conn, turn.tenant_id, turn.session_id, "human")
+                if turn.vault is not None:   # values first seen in the summary
+                    await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
+            await audit.append(conn, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
 
     def audit_event(self, turn: Turn, rows: list[repo.TurnRow], prompt_tokens: int, completion_tokens: int) -> AuditEvent:
         """What the audit log keeps of a turn: all of it redacted, enough to reconstruct the decision."""

@@ -66,22 +66,26 @@ def next_row(prev_seq: int, prev_hash: str, event: AuditEvent, ts: datetime | No
             "purged_at": None}
 
 
-# One statement: lock the head, build the entry around the next seq, insert it with its hash, move the head.
-# The head's row lock is then held only until the surrounding transaction commits (one round trip fewer
-# than select-then-insert, which is what bounds appends/s: they are serialised by design).
-_APPEND = """
-WITH head AS (SELECT seq + 1 AS seq, hash AS prev FROM audit_head FOR UPDATE),
-     next AS (SELECT seq, prev, %(before)s || seq::text || %(after)s AS entry FROM head),
-     appended AS (
-        INSERT INTO audit_log (seq, ts, tenant_id, action, session_id, entry, content, prev_hash, hash)
-        SELECT seq, %(ts)s, %(tenant_id)s, %(action)s, %(session_id)s, entry, %(content)s, prev,
-               encode(sha256(convert_to(prev || entry, 'UTF8')), 'hex') FROM next
-        RETURNING seq, hash)
-UPDATE audit_head SET seq = appended.seq, hash = appended.hash FROM appended RETURNING appended.seq"""
+# The append as CTEs: lock the head, build the entry around the next seq, insert it with its hash, move the
+# head. The head's row lock is then held only until the surrounding transaction commits. ``{when}`` gates
+# it, so another statement can carry it: ``sessions.record_turn`` stores a turn and its entry in one
+# statement, which commits by itself (no round trip to the gateway while the head is locked).
+APPEND_CTES = """
+head AS (SELECT seq + 1 AS seq, hash AS prev FROM audit_head WHERE {when} FOR UPDATE),
+next AS (SELECT seq, prev, %(before)s || seq::text || %(after)s AS entry FROM head),
+appended AS (
+   INSERT INTO audit_log (seq, ts, tenant_id, action, session_id, entry, content, prev_hash, hash)
+   SELECT seq, %(ts)s, %(tenant_id)s, %(action)s, %(session_id)s, entry, %(content)s, prev,
+          encode(sha256(convert_to(prev || entry, 'UTF8')), 'hex') FROM next
+   RETURNING seq, hash),
+moved AS (UPDATE audit_head SET seq = appended.seq, hash = appended.hash FROM appended RETURNING appended.seq)"""
+# One statement (one round trip fewer than select-then-insert, which is what bounds appends/s: they are
+# serialised by design).
+_APPEND = "WITH " + APPEND_CTES.format(when="TRUE") + "\nSELECT seq FROM moved"
 _SEQ_MARK = '"seq":0,'
 
 
-def _append_params(event: AuditEvent) -> dict[str, Any]:
+def append_params(event: AuditEvent) -> dict[str, Any]:
     """The entry is canonical JSON with seq in the middle (keys are sorted): it is cut around seq's value so
     the database can put the seq it assigns under the lock there. A value can never contain the bare mark:
     quotes inside JSON strings are escaped."""
@@ -96,13 +100,13 @@ def _append_params(event: AuditEvent) -> dict[str, Any]:
 async def append(conn: AsyncConnection, event: AuditEvent) -> int:
     """Append one entry; call inside the transaction that does what it records (so both or neither land).
     The head row's lock serialises appends until that transaction commits — keep it the last statement."""
-    cur = await conn.execute(_APPEND, _append_params(event))
+    cur = await conn.execute(_APPEND, append_params(event))
     return (await cur.fetchone())[0]
 
 
 def append_sync(conn, event: AuditEvent) -> int:
     """The same, for the CLI and the retention job (a psycopg Connection, inside a transaction)."""
-    row = conn.execute(_APPEND, _append_params(event)).fetchone()
+    row = conn.execute(_APPEND, append_params(event)).fetchone()
     return row["seq"] if isinstance(row, dict) else row[0]
 
 

@@ -10,6 +10,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from gateway.store import audit
+
 SESSION_COLUMNS = ("id, channel, title, system_prompt, summary, summary_upto_seq, summary_tokens, turn_count, "
                    "metadata, created_by, created_at, updated_at, mode")
 
@@ -100,8 +102,8 @@ class TurnRow:
 # it exist), else bump its turn counter (the row lock serialises concurrent turns of one session), then
 # insert the turn's rows with that seq. The CTEs share one snapshot, which is why a new session starts
 # at turn_count 1 instead of being inserted and then updated.
-_RECORD_TURN = """
-WITH created AS (
+_RECORD_CTES = """
+created AS (
     INSERT INTO sessions (id, tenant_id, channel, system_prompt, created_by, turn_count, title)
     SELECT %(sid)s, %(tid)s, %(channel)s, %(system)s, %(created_by)s, 1, %(title)s WHERE %(new)s
     ON CONFLICT (id) DO NOTHING
@@ -125,23 +127,31 @@ WITH created AS (
                                                 ttft_ms real, total_ms real, language text, finish_reason text,
                                                 latency jsonb)
     RETURNING seq
-)
-SELECT min(seq) FROM inserted
-"""
+)"""
+_RECORD_TURN = "WITH " + _RECORD_CTES + "\nSELECT min(seq) FROM inserted"
+# The same with the turn's audit entry appended by the statement itself, only if the turn was stored: the
+# statement commits alone, so the audit chain's head stays locked only while the server runs it.
+_RECORD_TURN_AUDITED = ("WITH " + _RECORD_CTES + "," + audit.APPEND_CTES.format(when="EXISTS (SELECT 1 FROM inserted)")
+                        + "\nSELECT (SELECT min(seq) FROM inserted), (SELECT seq FROM moved)")
 
 
 async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UUID, turn_id: str, channel: str,
                       request_id: str, rows: list[TurnRow], title_hint: str = "",
-                      new_session: dict[str, Any] | None = None) -> int:
+                      new_session: dict[str, Any] | None = None, audit_event: audit.AuditEvent | None = None) -> int:
     """Store one turn whole (all its rows) or not at all; returns its seq. A session created on first use
-    (``new_session``) is inserted by the same statement: it exists only if its first turn does."""
+    (``new_session``) is inserted by the same statement: it exists only if its first turn does. With
+    ``audit_event`` the statement appends that entry too (on an autocommit connection it is then a whole
+    transaction of its own: the turn and its entry land together or not at all)."""
     params = {
         "sid": session_id, "tid": tenant_id, "channel": channel, "turn_id": turn_id, "request_id": request_id,
         "title": title_hint[:80], "new": new_session is not None,
         "system": (new_session or {}).get("system_prompt"), "created_by": (new_session or {}).get("created_by", ""),
         "rows": Jsonb([{**r.__dict__, "content": storable(r.content), "position": i} for i, r in enumerate(rows)]),
     }
-    cur = await conn.execute(_RECORD_TURN, params)
+    if audit_event is None:
+        cur = await conn.execute(_RECORD_TURN, params)
+    else:
+        cur = await conn.execute(_RECORD_TURN_AUDITED, {**params, **audit.append_params(audit_event)})
     row = await cur.fetchone()
     if row is None or row[0] is None:
         raise LookupError(f"session {session_id} is gone")

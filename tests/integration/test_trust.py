@@ -4,6 +4,7 @@ the hash-chained audit log (tamper → `enclave audit verify` names the row) and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -24,6 +25,8 @@ from fastapi.routing import APIRoute
 
 from gateway.auth import PUBLIC_ROUTES, ROLES, RequireRoles
 from gateway.store import api_keys
+from gateway.store import sessions as sessions_repo
+from gateway.store.audit import AuditEvent
 from tests.integration.conftest import Appliance, GatewayProcess, start_gateway
 from tests.integration.upstream_proxy import RecordingProxy
 
@@ -446,6 +449,56 @@ def test_turn_audit_entries_record_the_decision_redacted(appliance: Appliance, p
 
 
 # -- the audit chain -------------------------------------------------------------------------------------
+
+def test_concurrent_turns_each_land_whole_with_one_audit_entry(appliance: Appliance, keys: dict) -> None:
+    """A plain turn is stored by one statement that also appends its audit entry (no transaction block).
+    Twelve at once, half of them on one shared session, must each land whole with exactly one entry, take
+    their own seq in the shared session, and leave a chain that verifies."""
+    with client(appliance.gateway_url, keys["trust-b", "user"]) as c:
+        shared = chat(c, "The first turn of a shared session.").headers["x-session-id"]
+
+    async def burst() -> list[str]:
+        async with httpx.AsyncClient(base_url=appliance.gateway_url, timeout=120, trust_env=False,
+                                     headers={"Authorization": f"Bearer {keys['trust-b', 'user']}"}) as ac:
+            async def one(i: int) -> str:
+                r = await ac.post("/v1/chat/completions", headers={"X-Session-Id": shared} if i % 2 else {},
+                                  json={"model": "enclave", "messages": [{"role": "user", "content": f"Turn {i}."}],
+                                        "max_tokens": 4, "stream": bool(i % 3)})
+                assert r.status_code == 200, r.text
+                return r.headers["x-turn-id"]
+            return await asyncio.gather(*(one(i) for i in range(12)))
+
+    turn_ids = asyncio.run(burst())
+    entries = audit_rows(appliance, "action = 'chat.turn' AND (entry::jsonb)->>'turn_id' = ANY(%s)", (turn_ids,))
+    assert sorted(json.loads(e["entry"])["turn_id"] for e in entries) == sorted(turn_ids)
+    with owner(appliance) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM turns WHERE session_id = %s AND role = 'assistant' "
+                                           "ORDER BY seq", (shared,)).fetchall()]
+        rows_per_turn = conn.execute("SELECT count(*) FROM turns WHERE turn_id = ANY(%s) GROUP BY turn_id",
+                                     (turn_ids,)).fetchall()
+    assert seqs == list(range(1, 8))                      # the first turn, then six concurrent ones
+    assert len(rows_per_turn) == 12 and all(n == 2 for (n,) in rows_per_turn)   # each: its user and assistant rows
+    assert enclave_cli(appliance, "audit", "verify").returncode == 0
+
+
+def test_a_turn_for_a_deleted_session_stores_nothing_and_appends_nothing(appliance: Appliance) -> None:
+    """The single statement is all or nothing: a turn whose session is gone leaves no rows and no entry."""
+    with owner(appliance) as conn:
+        tenant = str(api_keys.ensure_tenant(conn, "trust-a", "trust-a"))
+    gone, turn_id = uuid.uuid4(), str(uuid.uuid4())
+
+    async def record() -> None:
+        async with await psycopg.AsyncConnection.connect(appliance.database_url, autocommit=True) as conn:
+            await sessions_repo.record_turn(
+                conn, tenant, gone, turn_id, "api", "req-gone", [sessions_repo.TurnRow("user", "hello", 1, "complete")],
+                audit_event=AuditEvent("chat.turn", "trust test", tenant, str(gone), turn_id, "api", {"input": "hello"}))
+
+    with pytest.raises(LookupError, match="is gone"):
+        asyncio.run(record())
+    assert audit_rows(appliance, "(entry::jsonb)->>'turn_id' = %s", (turn_id,)) == []
+    with owner(appliance) as conn:
+        assert conn.execute("SELECT count(*) FROM turns WHERE turn_id = %s", (turn_id,)).fetchone()[0] == 0
+
 
 def test_the_gateway_role_cannot_change_the_audit_log(appliance: Appliance) -> None:
     with owner(appliance) as conn:

@@ -16,7 +16,7 @@ from gateway.oidc import OidcConfigError, check_internal_url
 from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
 from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask
 from gateway.safety.vault import StaticKey, VaultCipher, VaultKeyError, load_key_provider, write_new_key
-from gateway.store.audit import GENESIS_HASH, AuditEvent, _append_params, chain_hash, next_row, verify_rows
+from gateway.store.audit import GENESIS_HASH, AuditEvent, append_params, chain_hash, next_row, verify_rows
 
 TENANT, SESSION = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
 CARD = "4111 1111 1111 1111"
@@ -38,7 +38,7 @@ def test_the_entry_split_around_seq_is_the_canonical_entry() -> None:
     """What the database assembles (before || seq || after) equals the entry computed here, even when a
     value holds text that looks like the seq key."""
     event = AuditEvent("vault.reveal", 'actor "seq":0,', TENANT, SESSION, content={"reason": '"seq":0, tricky'})
-    params = _append_params(event)
+    params = append_params(event)
     assembled = params["before"] + "41" + params["after"]
     assert json.loads(assembled)["seq"] == 41 and json.loads(assembled)["actor"] == 'actor "seq":0,'
     row = next_row(40, "a" * 64, event, ts=params["ts"])
