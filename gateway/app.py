@@ -20,6 +20,7 @@ from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledg
 from gateway.auth import KeyCache, RateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
+from gateway.clients.http import shared_client
 from gateway.clients.llm import Timeouts, build_chain
 from gateway.clients.speech import EspeakSpeech, SpeechToText, TextToSpeech
 from gateway.config import Settings, get_settings
@@ -94,9 +95,9 @@ class Speech:
 def build_speech(settings: Settings) -> Speech:
     """The voice channel's speech roles (the serving plane unless overridden) and the local fallback voice."""
     def client(url: str | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=(url or settings.serving_base_url).rstrip("/"), trust_env=False,
-                                 timeout=httpx.Timeout(30.0, connect=2.0),
-                                 limits=httpx.Limits(max_connections=128, max_keepalive_connections=32))
+        return shared_client(base_url=(url or settings.serving_base_url).rstrip("/"),
+                             timeout=httpx.Timeout(30.0, connect=2.0),
+                             limits=httpx.Limits(max_connections=128, max_keepalive_connections=32))
 
     stt_client, tts_client = client(settings.stt_url), client(settings.tts_url)
     espeak = EspeakSpeech()
@@ -208,7 +209,7 @@ def build_dialogue(settings: Settings, pool: AsyncConnectionPool, knowledge: Kno
     """Domain packs (validated now: a broken pack stops the start with its file and line) and the actions
     service whose tool calls go to endpoints on the premises."""
     registry = PackRegistry(list(settings.packs), pool, knowledge.embedder, settings.var_dir / "cache" / "intents")
-    tools_client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0), trust_env=False)
+    tools_client = shared_client(timeout=httpx.Timeout(15.0, connect=2.0))
     actions = Actions(pool, ToolExecutor(tools_client), redactor, registry, lease_s=settings.actions_lease_s)
     secret_path = settings.webhook_secret_path
     secret = secret_path.read_bytes().strip() if secret_path.is_file() else None
@@ -270,12 +271,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         )
         await pool.open(wait=False)
         # Health probes of every role share one client; the LLM chain has its own per upstream URL.
-        serving = httpx.AsyncClient(
-            base_url=settings.serving_base_url,
-            timeout=httpx.Timeout(30.0, connect=2.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            trust_env=False,  # never route through an environment proxy
-        )
+        serving = shared_client(base_url=settings.serving_base_url, timeout=httpx.Timeout(30.0, connect=2.0),
+                                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         background: set[asyncio.Task] = set()
         oidc = None
         if settings.oidc_jwks_file or settings.oidc_jwks_url:

@@ -404,6 +404,9 @@ def build_chain(configs: list[UpstreamConfig], default_url: str, default_model: 
             if client is None:
                 client = sessions[url] = aiohttp.ClientSession(
                     trust_env=False,  # never through an environment proxy
+                    # One session serves every caller: a cookie an upstream sets must never ride along on
+                    # someone else's request (and no jar means no cookie filtering per request).
+                    cookie_jar=aiohttp.DummyCookieJar(),
                     json_serialize=_dumps,
                     # Idle connections stay 60 s (Ray Serve keeps its side 90 s): a burst after a quiet
                     # minute should not open a connection per request before the model sees it.
