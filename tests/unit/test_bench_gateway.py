@@ -10,23 +10,17 @@ import httpx
 import pytest
 from aiohttp import web
 
-from deploy.background import free_port
 from scripts.bench.gateway import batch_figures, parse_args, request_body
 from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
+from tests.loopback import serving
 
 
 async def _with_paced(pace: Pace, body) -> object:
     """Run the paced upstream on a free loopback port for the length of ``body(client)`` (an httpx client)."""
-    runner = web.AppRunner(build_app(pace), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as client:
-            return await body(client)
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(pace)) as port, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as client:
+        return await body(client)
 
 
 def _stream(body: dict):
@@ -131,16 +125,9 @@ def test_stream_reading_survives_any_split_and_crlf_and_reports_http_errors() ->
     async def run() -> tuple[dict, dict]:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", sse)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            async with make_session(f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}) as good, \
-                    make_session(f"http://127.0.0.1:{port}") as keyless:
-                return await stream_chat(good, request_body("m", 2)), await stream_chat(keyless, request_body("m", 2))
-        finally:
-            await runner.cleanup()
+        async with serving(app) as port, make_session(f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}) as good, \
+                make_session(f"http://127.0.0.1:{port}") as keyless:
+            return await stream_chat(good, request_body("m", 2)), await stream_chat(keyless, request_body("m", 2))
 
     ok, refused = asyncio.run(run())
     assert ok["ok"] and ok["chunks"] == 2 and ok["tokens"] == 2 and ok["usage"] and ok["finish"] == "length"

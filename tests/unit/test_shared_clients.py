@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from deploy.background import free_port
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.http import shared_client
 from gateway.clients.llm import Timeouts, UpstreamConfig, build_chain
 from gateway.observability import Metrics
+from tests.loopback import serving
 
 EVENTS = [b'{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
           b'{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}']
@@ -37,14 +37,8 @@ async def _with_cookie_setter(calls: Callable[[str], Awaitable[list[str]]]) -> t
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         return await calls(f"http://localhost:{port}"), seen
-    finally:
-        await runner.cleanup()
 
 
 def test_the_llm_chain_keeps_no_cookie_between_callers() -> None:

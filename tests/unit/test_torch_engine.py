@@ -10,12 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from aiohttp import web
 
-from deploy.background import free_port
 from scripts.bench.gateway import request_body
 from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.torch_engine import SHAPES, RandomModel, build_app, build_engine
+from tests.loopback import serving
 
 
 @pytest.fixture
@@ -59,15 +58,9 @@ def test_packed_prefill_keeps_prompts_apart_and_batched_decode_matches_single() 
 
 async def _with_engine(tokenizer: Path, slots: int, body) -> object:
     engine = build_engine("tiny", "cpu", tokenizer, slots=slots, max_len=256, warmup=False)
-    runner = web.AppRunner(build_app(engine, "torch-engine"), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60) as client:
-            return await body(client, engine)
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(engine, "torch-engine")) as port, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60) as client:
+        return await body(client, engine)
 
 
 def test_streams_every_token_as_a_chunk_to_concurrent_clients(tokenizer_file: Path) -> None:
