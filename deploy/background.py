@@ -32,6 +32,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def url_ok(url: str) -> bool:
+    """Answers 200 right now (for polling a server that is starting)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_up(urls: list[str], proc: subprocess.Popen, timeout_s: float, every_s: float = 0.5) -> bool:
+    """True once any of ``urls`` answers 200; False if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if any(url_ok(u) for u in urls):
+            return True
+        time.sleep(every_s)
+    return False
+
+
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int | None:
     """Polite signal first; the whole process group is killed if it does not exit in time."""
     if proc is None:
@@ -147,8 +169,6 @@ class BackgroundGateway(_VarDir):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float) -> None:
-        import httpx
-
         from deploy.postgres import start_database
         from deploy.up import choose_profile, ensure_dev_key, ensure_vault_key, ensure_webhook_secret, start_gateway
         from gateway.config import Settings
@@ -170,19 +190,13 @@ class BackgroundGateway(_VarDir):
         ensure_vault_key(settings)
         ensure_webhook_secret(settings)
         self.proc = start_gateway(settings, self.database.url, self.profile, self.log_path, base_env=self.env)
-        deadline = time.monotonic() + timeout_s
-        while True:  # /healthz, not /readyz: the serving plane's roles are not here, by design
-            if self.proc.poll() is not None:
-                raise ApplianceStartError(f"the gateway exited with {self.proc.returncode}:\n{self.log()[-6000:]}")
-            try:
-                if httpx.get(f"{self.gateway_url}/healthz", timeout=2, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ApplianceStartError(f"the gateway was not up in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
-            time.sleep(0.5)
+        # /healthz, not /readyz: the serving plane's roles are not here, by design
+        if wait_up([f"{self.gateway_url}/healthz"], self.proc, timeout_s):
+            return
+        if self.proc.poll() is not None:
+            raise ApplianceStartError(f"the gateway exited with {self.proc.returncode}:\n{self.log()[-6000:]}")
+        self.stop()
+        raise ApplianceStartError(f"the gateway was not up in {timeout_s:.0f} s:\n{self.log()[-6000:]}")
 
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGTERM, 30)

@@ -109,10 +109,7 @@ class Record:
             # pool's connections are autocommit). One round trip instead of BEGIN, turn, append, COMMIT cost
             # the gateway 0.7 ms less CPU a turn, which counts when many streams end at once.
             async with self.pool.connection() as conn:
-                turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
-                                                  turn.request_id, rows, title_hint=turn.text,
-                                                  new_session=turn.session if turn.session_is_new else None,
-                                                  audit_event=self.audit_event(turn, rows, prompt_tokens, completion_tokens))
+                await self._record_turn(conn, turn, rows, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
         else:
             await self._record_in_transaction(turn, rows, state, prompt_tokens, completion_tokens)
         model = turn.model or "none"
@@ -151,14 +148,19 @@ class Record:
         from gateway.dialogue.actions import redact_json
         return redact_json(value, self.redactor, turn.vault)
 
+    @staticmethod
+    async def _record_turn(conn, turn: Turn, rows: list[repo.TurnRow], audit_event: AuditEvent | None = None) -> None:
+        turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel, turn.request_id,
+                                          rows, title_hint=turn.text,
+                                          new_session=turn.session if turn.session_is_new else None,
+                                          audit_event=audit_event)
+
     async def _record_in_transaction(self, turn: Turn, rows: list[repo.TurnRow], state: dict | None, prompt_tokens: int,
                                      completion_tokens: int) -> None:
         """The turn with what else it brought (vault entries, dialogue state, review items, a handoff) and its
         audit entry, in one transaction; the audit entry last, so the chain's head is locked the least."""
         async with self.pool.connection() as conn, conn.transaction():
-            turn.seq = await repo.record_turn(conn, turn.tenant_id, turn.session_id, turn.id, turn.channel,
-                                              turn.request_id, rows, title_hint=turn.text,
-                                              new_session=turn.session if turn.session_is_new else None)
+            await self._record_turn(conn, turn, rows)
             if turn.vault is not None:
                 await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
             if state is not None:

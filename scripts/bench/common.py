@@ -24,16 +24,6 @@ def local_minilm() -> Any:
     return SentenceTransformer(str(candidates[0] if candidates else model_dir), device="cpu", local_files_only=True)
 
 
-def url_ok(url: str) -> bool:
-    """Answers 200 right now (for polling a server that is starting)."""
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def listening_process(port: int, kind: str = "tcp") -> Any:
     """The process (a psutil.Process) that listens on this loopback port, to read its CPU time."""
     import psutil

@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +52,9 @@ from deploy.background import (  # noqa: E402
     BackgroundGateway,
     free_port,
     stop_process,
+    wait_up,
 )
-from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, url_ok, write_results  # noqa: E402
+from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, write_results  # noqa: E402
 from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 
 console = Console(width=max(200, Console().width))  # the table has 16 columns
@@ -152,15 +152,22 @@ def process_tree_cpu(proc: Any) -> Callable[[], float]:
     return total
 
 
+def loopback_cpu(url: str | None) -> Callable[[], float] | None:
+    """The CPU meter of the one process listening on this URL's port, when the URL is on this machine."""
+    parts = urlsplit(url or "")
+    if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        proc = listening_process(parts.port)
+        return lambda: cpu_seconds(proc)
+    return None
+
+
 def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | BackgroundGateway | None
                    ) -> dict[str, Callable[[], float]]:
     """The gateway process (when it listens on this machine) and, for an appliance this benchmark started,
     its embedded Postgres: the turn is stored there, so that CPU is part of what the gateway costs."""
     meters: dict[str, Callable[[], float]] = {}
-    url = urlsplit(gateway_url)
-    if url.hostname in ("127.0.0.1", "localhost") and url.port:
-        proc = listening_process(url.port)
-        meters["gateway"] = lambda: cpu_seconds(proc)
+    if (gateway := loopback_cpu(gateway_url)) is not None:
+        meters["gateway"] = gateway
     if appliance is not None:
         postmaster = psutil.Process(int((appliance.var_dir / "pg" / "postmaster.pid").read_text().split()[0]))
         meters["postgres"] = process_tree_cpu(postmaster)
@@ -170,11 +177,8 @@ def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | Background
 def upstream_meters(upstream_url: str | None) -> dict[str, Callable[[], float]]:
     """The upstream's own CPU when it is one process on this machine: the paced stand-in, or an engine given
     by --upstream URL on loopback (not Ray Serve, whose work spreads over its actors: no meter then)."""
-    parts = urlsplit(upstream_url or "")
-    if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
-        proc = listening_process(parts.port)
-        return {"upstream": lambda: cpu_seconds(proc)}
-    return {}
+    meter = loopback_cpu(upstream_url)
+    return {"upstream": meter} if meter is not None else {}
 
 
 def request_body(model: str, max_tokens: int) -> dict[str, Any]:
@@ -449,18 +453,6 @@ def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path) -> subpro
     return subprocess.Popen(args, cwd=_REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_up(urls: list[str], proc: subprocess.Popen, timeout_s: float) -> bool:
-    """True once any of ``urls`` answers 200; False if the process exits or the time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if any(url_ok(u) for u in urls):
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def main() -> int:
     args = parse_args()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -509,9 +501,8 @@ def main() -> int:
                 appliance.start(args.up_timeout)
             api_key = appliance.api_key
             gateway_url, serving_url = appliance.gateway_url, appliance.serving_url
-        reference_url = serving_url
-        served_id = served_model_id(reference_url)
-        targets = [Target("direct", reference_url, served_id, cpu_meters=upstream_meters(upstream_url)),
+        served_id = served_model_id(serving_url)
+        targets = [Target("direct", serving_url, served_id, cpu_meters=upstream_meters(upstream_url)),
                    Target("gateway", gateway_url, GATEWAY_ALIAS, {"Authorization": f"Bearer {api_key}"},
                           cpu_meters=gateway_meters(gateway_url, appliance))]
         if not args.skip_litellm:
@@ -519,7 +510,7 @@ def main() -> int:
             cfg_dir = Path(tempfile.mkdtemp(prefix="litellm-bench-"))
             cfg = cfg_dir / "config.yaml"
             master_key = f"sk-bench-{secrets.token_hex(16)}"
-            cfg.write_text(litellm_config(served_id, reference_url, master_key))
+            cfg.write_text(litellm_config(served_id, serving_url, master_key))
             log = LOG_DIR / "bench-litellm.log"
             litellm = start_litellm(args.litellm_venv, cfg, port, log)
             with console.status(f"LiteLLM {litellm_version} proxy on :{port}…"):

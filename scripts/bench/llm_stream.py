@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
+
+
+async def _data_payloads(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an SSE body read in raw network pieces (any split, LF or CRLF), less [DONE]."""
+    rest = b""
+    async for piece in pieces:
+        *lines, rest = (rest + piece).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:") and (data := line[5:].strip()) and data != b"[DONE]":
+                yield data
 
 
 async def stream_chat(session: aiohttp.ClientSession, body: dict[str, Any]) -> dict[str, Any]:
@@ -34,25 +45,17 @@ async def stream_chat(session: aiohttp.ClientSession, body: dict[str, Any]) -> d
             if status != 200:
                 text = (await r.read()).decode(errors="replace")
                 return {"ok": False, "status": status, "error": f"HTTP {status}: {text[:200]}"}
-            rest = b""
-            async for piece in r.content.iter_any():
-                *lines, rest = (rest + piece).split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if not data or data == b"[DONE]":
-                        continue
-                    chunk = orjson.loads(data)
-                    if chunk.get("usage"):
-                        usage_tokens = chunk["usage"].get("completion_tokens")
-                    choices = chunk.get("choices") or []
-                    if choices and (choices[0].get("delta") or {}).get("content"):
-                        chunks += 1
-                        if ttft is None:
-                            ttft = (time.perf_counter() - start) * 1000
-                    if choices and choices[0].get("finish_reason"):
-                        finish = choices[0]["finish_reason"]
+            async for data in _data_payloads(r.content.iter_any()):
+                chunk = orjson.loads(data)
+                if chunk.get("usage"):
+                    usage_tokens = chunk["usage"].get("completion_tokens")
+                choices = chunk.get("choices") or []
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    chunks += 1
+                    if ttft is None:
+                        ttft = (time.perf_counter() - start) * 1000
+                if choices and choices[0].get("finish_reason"):
+                    finish = choices[0]["finish_reason"]
     except Exception as e:  # a benchmark counts errors, it does not stop on them
         return {"ok": False, "status": status, "error": f"{type(e).__name__}: {e}"[:200]}
     total = (time.perf_counter() - start) * 1000

@@ -36,17 +36,39 @@ class Pace:
 PACE = web.AppKey("pace", Pace)
 
 
+def sse(obj: dict[str, Any]) -> bytes:
+    """One SSE event carrying ``obj`` as compact JSON."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
 def chunk_bytes(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
-    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
 
 def usage_chunk_bytes(cid: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> bytes:
-    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                "usage": usage(prompt_tokens, completion_tokens)})
+
+
+def completion_body(cid: str, created: int, model: str, text: str, prompt_tokens: int, n: int) -> dict[str, Any]:
+    """A non-streamed reply of ``n`` tokens, cut at max_tokens (both engines always produce all of them)."""
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": usage(prompt_tokens, n)}
+
+
+def reply_ids(request: web.Request) -> tuple[str, int]:
+    """The completion id (from the caller's X-Request-Id when given) and its creation time."""
+    return f"chatcmpl-{request.headers.get('X-Request-Id') or uuid.uuid4().hex}", int(time.time())
 
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -97,16 +119,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return error_response(400, str(e))
     start = time.perf_counter()
     model = body.get("model") or pace.model
-    cid = f"chatcmpl-{request.headers.get('X-Request-Id') or uuid.uuid4().hex}"
-    created = int(time.time())
+    cid, created = reply_ids(request)
     p_tokens = prompt_tokens(body)
     if not body.get("stream"):
         await _sleep_until(start + pace.ttft_s + (n - 1) * pace.token_s)
-        return web.json_response({
-            "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": TOKEN_TEXT * n},
-                         "finish_reason": "length"}],
-            "usage": {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}})
+        return web.json_response(completion_body(cid, created, model, TOKEN_TEXT * n, p_tokens, n))
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     token = chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
@@ -117,7 +134,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await resp.write(chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, "length") if last else token)
     if (body.get("stream_options") or {}).get("include_usage"):
         await resp.write(usage_chunk_bytes(cid, created, model, p_tokens, n))
-    await resp.write(b"data: [DONE]\n\n")
+    await resp.write(DONE)
     await resp.write_eof()
     return resp
 

@@ -29,11 +29,11 @@ _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from deploy import ray_runtime  # noqa: E402
-from deploy.background import free_port  # noqa: E402
+from deploy.background import free_port, url_ok  # noqa: E402
 from models.catalog import load_catalog  # noqa: E402
 from models.provision import build_tiny_profile  # noqa: E402
 from models.store import ModelStore, models_dir_from_env  # noqa: E402
-from scripts.bench.common import pct, run_concurrent, summarise, url_ok, write_results  # noqa: E402
+from scripts.bench.common import pct, run_concurrent, summarise, write_results  # noqa: E402
 from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 from serving.llm import engine_kwargs  # noqa: E402
 

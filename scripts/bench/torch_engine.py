@@ -24,14 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import queue
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +45,16 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from scripts.bench.paced_upstream import (  # noqa: E402
+    DONE,
     SSE_HEADERS,
     chunk_bytes,
+    completion_body,
     error_body,
     error_response,
+    health,
     read_chat_request,
+    reply_ids,
+    sse,
     usage_chunk_bytes,
 )
 
@@ -126,7 +129,11 @@ class RandomModel:
         tensors = [self.embed, self.lm_head] + [w for layer in self.layers for w in layer.values()]
         return sum(t.numel() for t in tensors)
 
-    def _layer(self, layer: int, x: torch.Tensor, pos: torch.Tensor, attend: Attend) -> torch.Tensor:
+    def _rope(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary cos and sin at each token's position, gathered once per step for every layer."""
+        return self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
+
+    def _layer(self, layer: int, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attend: Attend) -> torch.Tensor:
         """One decoder layer over ``x`` (tokens, hidden); ``attend`` writes the cache and attends its way
         (causal within each packed prompt, or over each slot's cached prefix)."""
         s, w = self.shape, self.layers[layer]
@@ -134,7 +141,7 @@ class RandomModel:
         qkv = torch.addmm(w["bqkv"], h, w["wqkv"])
         q, k, v = qkv.split([s.heads * s.head_dim, s.kv_heads * s.head_dim, s.kv_heads * s.head_dim], dim=-1)
         n = x.shape[0]
-        cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)
+        cos, sin = rope
         q = _rotate(q.view(n, s.heads, s.head_dim), cos, sin)
         k = _rotate(k.view(n, s.kv_heads, s.head_dim), cos, sin)
         out = attend(layer, q, k, v.view(n, s.kv_heads, s.head_dim))
@@ -165,8 +172,9 @@ class RandomModel:
             return out.transpose(0, 1)
 
         x = self.embed[torch.tensor(ids, device=self.device) % s.vocab]
+        rope = self._rope(pos)
         for layer in range(s.layers):
-            x = self._layer(layer, x, pos, attend)
+            x = self._layer(layer, x, rope, attend)
         ends = torch.tensor(list(itertools.accumulate(len(p) for _, p in prompts)), device=self.device) - 1
         return self._next_tokens(x[ends]).tolist()
 
@@ -191,8 +199,9 @@ class RandomModel:
             return out.reshape(q.shape[0], s.heads, s.head_dim)
 
         x = self.embed[torch.tensor(tokens, device=self.device)]
+        rope = self._rope(pos)
         for layer in range(s.layers):
-            x = self._layer(layer, x, pos, attend)
+            x = self._layer(layer, x, rope, attend)
         return self._next_tokens(x).tolist()  # the step's one host sync
 
 
@@ -343,8 +352,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return error_response(400, str(e))
     ids = prompt_ids(engine.tokenizer, body["messages"], engine.model.max_len - n)
     model = body.get("model") or request.app[MODEL_ID]
-    cid = f"chatcmpl-{request.headers.get('X-Request-Id') or uuid.uuid4().hex}"
-    created = int(time.time())
+    cid, created = reply_ids(request)
     job = Job(ids, n, asyncio.Queue())
     engine.submit(job)
     try:
@@ -357,25 +365,21 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 parts.append(text)
                 if done:
                     break
-            return web.json_response({
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                             "finish_reason": "length"}],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": n, "total_tokens": len(ids) + n}})
+            return web.json_response(completion_body(cid, created, model, "".join(parts), len(ids), n))
         resp = web.StreamResponse(headers=SSE_HEADERS)
         await resp.prepare(request)
         await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))
         while True:
             text, done, error = await job.out.get()
             if error:  # vLLM's way: an error event inside the 200 stream, then the end
-                await resp.write(b"data: " + json.dumps(error_body(500, error)).encode() + b"\n\n")
+                await resp.write(sse(error_body(500, error)))
                 break
             await resp.write(chunk_bytes(cid, created, model, {"content": text}, "length" if done else None))
             if done:
                 break
         if error is None and (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(usage_chunk_bytes(cid, created, model, len(ids), n))
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(DONE)
         await resp.write_eof()
         return resp
     finally:
@@ -385,10 +389,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": request.app[MODEL_ID], "object": "model",
                                                           "owned_by": "bench"}]})
-
-
-async def health(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
 
 
 async def stats(request: web.Request) -> web.Response:

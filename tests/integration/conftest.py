@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from deploy.background import REPO, ApplianceStartError, BackgroundAppliance, free_port, stop_process
+from deploy.background import REPO, ApplianceStartError, BackgroundAppliance, free_port, stop_process, wait_up
 from deploy.up import start_gateway as start_gateway_process
 from gateway.config import Settings
 from tests.integration.upstream_proxy import RecordingProxy
@@ -105,15 +104,9 @@ def start_gateway(appliance: Appliance, name: str, **settings: object) -> Gatewa
                      var_dir=appliance.var_dir)
     gw = GatewayProcess(f"http://127.0.0.1:{port}",
                         start_gateway_process(where, appliance.database_url, "tiny", log_path, base_env=env), log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if gw.proc.poll() is not None:
-            pytest.fail(f"gateway {name} exited:\n{gw.log()[-4000:]}")
-        try:
-            if httpx.get(f"{gw.url}/healthz", timeout=2, trust_env=False).status_code == 200:
-                return gw
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    if wait_up([f"{gw.url}/healthz"], gw.proc, 60, every_s=0.3):
+        return gw
+    if gw.proc.poll() is not None:
+        pytest.fail(f"gateway {name} exited:\n{gw.log()[-4000:]}")
     gw.stop()
     pytest.fail(f"gateway {name} did not start:\n{gw.log()[-4000:]}")

@@ -9,16 +9,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _children_named(pattern: str) -> list[psutil.Process]:
+def _still_serving(program: str, url: str) -> list[psutil.Process]:
+    """Processes running ``program`` on ``url``'s port: this run's own, not another run's on this machine."""
+    port = str(urlsplit(url).port)
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if any(pattern in part for part in proc.info["cmdline"] or []):
+        cmdline = proc.info["cmdline"] or []
+        on_port = any(cmdline[i:i + 2] == ["--port", port] for i in range(len(cmdline)))
+        if on_port and any(program in part for part in cmdline):
             found.append(proc)
     return found
 
@@ -46,6 +51,7 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
     assert gateway_cpu["gateway"] > 0 and gateway_cpu["postgres"] >= 0  # both processes found (pg: ticks of 10 ms)
     assert {v["result"] for v in result["verdicts"]} <= {"PASS", "MISS", "SKIP"}  # informational, whatever they say
     assert len(result["verdicts"]) == 4
-    # nothing it started is left running: no paced upstream, no gateway on its var dir
-    assert not _children_named("paced_upstream.py")
-    assert not [p for p in _children_named("gateway.app:build_app") if "enclave-bench-" in " ".join(p.info["cmdline"])]
+    # nothing it started is left running: neither its paced upstream nor its gateway
+    targets = result["config"]["targets"]
+    assert not _still_serving("paced_upstream.py", targets["direct"]["url"])
+    assert not _still_serving("gateway.app:build_app", targets["gateway"]["url"])
