@@ -128,6 +128,7 @@ def run_gateway(settings: Settings, production: bool) -> int:
     """Migrate, check, and serve the gateway in this process (uvicorn), HTTPS when certificates are set."""
     import uvicorn
 
+    from deploy import gateway_workers
     from deploy.production import configuration_problems, dev_key_problem
     from deploy.up import dev_key_active, gateway_database_url, uvicorn_options
     from gateway.store.migrate import migrate
@@ -144,9 +145,13 @@ def run_gateway(settings: Settings, production: bool) -> int:
     if not settings.gateway_database_url and settings.db_role:
         if role_url := gateway_database_url(url, settings.db_role):
             os.environ["ENCLAVE_GATEWAY_DATABASE_URL"] = role_url
-    console.print(f"gateway on {settings.gateway_url}")
-    uvicorn.run("gateway.app:build_app", factory=True, log_level=settings.log_level.lower(),
-                **uvicorn_options(settings))
+    console.print(f"gateway on {settings.gateway_url}"
+                  + (f" ({settings.gateway_workers} processes)" if settings.gateway_workers > 1 else ""))
+    options = {"log_level": settings.log_level.lower(), **uvicorn_options(settings)}
+    if settings.gateway_workers > 1:
+        host, port = options.pop("host"), options.pop("port")
+        return gateway_workers.serve(host, port, settings.gateway_workers, options)
+    uvicorn.run("gateway.app:build_app", factory=True, **options)
     return 0
 
 

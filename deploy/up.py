@@ -216,10 +216,10 @@ def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
         "ENCLAVE_VAR_DIR": str(settings.var_dir.resolve()),
     })
     log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:build_app", *uvicorn_args(settings)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    server = ["-m", "uvicorn", "--factory", "gateway.app:build_app"] if settings.gateway_workers == 1 else \
+        ["-m", "deploy.gateway_workers", "--workers", str(settings.gateway_workers)]  # a socket per worker
+    return subprocess.Popen([sys.executable, *server, *uvicorn_args(settings)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def uvicorn_options(settings: Settings) -> dict:

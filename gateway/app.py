@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledge, kpis, me, models, sessions, ui, vault, voice
-from gateway.auth import KeyCache, RateLimiter
+from gateway.auth import KeyCache, RateLimiter, SharedRateLimiter
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
 from gateway.clients.http import shared_client
@@ -43,6 +43,7 @@ from gateway.safety.guard import Guard, RedactOutput
 from gateway.safety.pii import DEFAULT_PATTERNS, CustomPattern, PiiDetector
 from gateway.safety.redact import Redactor
 from gateway.safety.vault import VaultCipher, load_key_provider
+from gateway.workers import forget_dead_workers, lead_when_possible, leader_lock, mark_worker_gone, shared_metrics_dir
 
 log = logging.getLogger("enclave.gateway")
 
@@ -288,17 +289,32 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.settings, state.db, state.serving, state.metrics = settings, pool, serving, metrics
         state.pipeline, state.chain, state.counter = pipeline, pipeline.chain, counter
         state.key_cache, state.background = KeyCache(), background
-        state.redactor, state.oidc, state.rate_limiter = redactor, oidc, RateLimiter(settings.rate_limit_per_min)
+        state.redactor, state.oidc = redactor, oidc
+        state.rate_limiter = (SharedRateLimiter(pool, settings.rate_limit_per_min) if settings.shared_rate_limits
+                              else RateLimiter(settings.rate_limit_per_min))
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
         state.speech = speech = build_speech(settings)
-        state.sip = await start_sip_channel(settings, state) if settings.sip_port else None
-        lag_watch = asyncio.create_task(watch_loop_lag(metrics))
-        background.add(lag_watch)
-        lag_watch.add_done_callback(background.discard)
-        if settings.actions_runner and dialogue_parts.registry.loaded:
-            runner = asyncio.create_task(dialogue_parts.actions.runner())
-            background.add(runner)
-            runner.add_done_callback(background.discard)
+        state.sip = None
+        if (metrics_path := shared_metrics_dir()) is not None:
+            forget_dead_workers(metrics_path)
+
+        def keep(task: asyncio.Task) -> None:
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+        async def start_duties() -> None:
+            """What runs once per box: the SIP user agent (it owns a UDP port) and the action runner."""
+            if settings.sip_port:
+                state.sip = await start_sip_channel(settings, state)
+            if settings.actions_runner and dialogue_parts.registry.loaded:
+                keep(asyncio.create_task(dialogue_parts.actions.runner()))
+
+        leader = leader_lock(settings.var_dir) if settings.gateway_workers > 1 else None
+        if leader is None:
+            await start_duties()
+        else:
+            keep(asyncio.create_task(lead_when_possible(leader, start_duties)))
+        keep(asyncio.create_task(watch_loop_lag(metrics)))
         log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
                                            "tokenizer": counter.source, "stages": pipeline.stage_names})
         try:
@@ -316,6 +332,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             for session in llm_clients:
                 await session.close()
             await pool.close()
+            if leader is not None:
+                leader.release()
+            if metrics_path is not None:
+                mark_worker_gone(metrics_path)
 
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

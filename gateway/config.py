@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
     model_profile: str = Field(default="cpu-small", description="Model profile from models/catalog.toml: tiny, cpu-small or gpu.")
     # Upstream (serving) base URL; defaults to the local Serve HTTP port.
     serving_url: str | None = Field(default=None, description="Base URL of the serving plane; default http://SERVE_HOST:SERVE_PORT.")
+    gateway_workers: int = Field(default=1, ge=1, le=64, description=(
+        "Gateway processes sharing the port. One event loop relays every stream; under bursts of many turns "
+        "starting or ending together (a batch of callers, vLLM finishing a batch) their fixed work queues on it. "
+        "Several processes share that work; the SIP user agent and the action runner run in one of them, rate "
+        "limits are kept in Postgres and /metrics adds up all processes. Only where the box has cores to spare: on "
+        "a 2-core machine shared with the model two processes measured no better than one (docs/gateway.md)."))
     db_pool_min: int = Field(default=1, description="Smallest number of pooled database connections per gateway process.")
     db_pool_max: int = Field(default=10, description="Largest number of pooled database connections per gateway process.")
     readiness_timeout_s: float = Field(default=2.0, description="Time each /readyz check (database, serving roles) may take.")
@@ -69,6 +76,10 @@ class Settings(BaseSettings):
     gateway_database_url: str | None = Field(default=None, description="The gateway's own database login (restricted role); default: DATABASE_URL with SET ROLE.")
     db_role: str = Field(default="enclave_gateway", pattern=r"^([a-z_][a-z0-9_]{0,62})?$", description="Restricted database role of the gateway (INSERT + SELECT on the audit log); empty: none.")
     rate_limit_per_min: int = Field(default=600, ge=1, description="Per key, unless the key sets its own.")
+    rate_limit_store: Literal["auto", "memory", "postgres"] = Field(default="auto", description=(
+        "Where the per-key buckets live: memory (one process; the cheapest), postgres (shared by every gateway "
+        "process and replica: a key gets its limit once; one small statement per request), auto: postgres when "
+        "gateway_workers > 1."))
     # OIDC bearer tokens: a JWKS from a file or an internal URL (never from outside the premises).
     oidc_jwks_file: Path | None = Field(default=None, description="OIDC: the identity provider's JWKS as a file.")
     oidc_jwks_url: str | None = Field(default=None, description="OIDC: the JWKS URL (an internal address only).")
@@ -174,6 +185,10 @@ class Settings(BaseSettings):
         if self.sip_tls_port is not None and not self.sip_port:
             raise ValueError("ENCLAVE_SIP_TLS_PORT needs ENCLAVE_SIP_PORT too (the SIP user agent listens on both)")
         return self
+
+    @property
+    def shared_rate_limits(self) -> bool:
+        return self.rate_limit_store == "postgres" or (self.rate_limit_store == "auto" and self.gateway_workers > 1)
 
     @property
     def model_store_dir(self) -> Path:

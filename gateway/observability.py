@@ -14,9 +14,11 @@ import sys
 import uuid
 from contextvars import ContextVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.workers import shared_metrics_dir
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 turn_id_var: ContextVar[str] = ContextVar("turn_id", default="")
@@ -44,12 +46,13 @@ class Metrics:
         self.fallbacks = Counter("enclave_fallbacks", "Turns answered by a later link of the chain", ["role", "upstream"],
                                  registry=r)
         self.breaker_state = Gauge("enclave_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-                                   ["role", "upstream"], registry=r)
+                                   ["role", "upstream"], multiprocess_mode="livemax", registry=r)
         # How late the event loop wakes up: every live call's audio is paced by this loop, so a stall here is a
         # gap a caller hears. Sampled every 50 ms.
         self.loop_lag = Histogram("enclave_event_loop_lag_seconds", "How late the gateway's event loop wakes up",
                                   buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
-        self.active_streams = Gauge("enclave_active_streams", "SSE streams open right now", ["channel"], registry=r)
+        self.active_streams = Gauge("enclave_active_streams", "SSE streams open right now", ["channel"],
+                                    multiprocess_mode="livesum", registry=r)
         self.summaries = Counter("enclave_summaries", "Rolling summaries written", ["status"], registry=r)
         # Labels are the PII type only: a metric label never carries a value.
         self.pii_redactions = Counter("enclave_pii_redactions", "Values redacted into placeholders, by type", ["type"],
@@ -66,13 +69,15 @@ class Metrics:
                                      "end of speech to first audio byte sent)", ["stage"],
                                      buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
                                      registry=r)
-        self.voice_sessions = Gauge("enclave_voice_sessions", "Voice sessions open right now", registry=r)
+        self.voice_sessions = Gauge("enclave_voice_sessions", "Voice sessions open right now",
+                                     multiprocess_mode="livesum", registry=r)
         self.voice_barge_ins = Counter("enclave_voice_barge_ins", "Assistant speech cut off by the caller", registry=r)
         self.voice_fallbacks = Counter("enclave_voice_fallbacks", "Speech role failures answered by a fallback",
                                        ["kind"], registry=r)
         # SIP: calls by how they ended, and RTP health (late = a gap the caller hears in our audio; lost = a
         # caller packet that never came and was concealed by the jitter buffer).
-        self.sip_calls = Gauge("enclave_sip_calls", "SIP calls connected right now", registry=r)
+        self.sip_calls = Gauge("enclave_sip_calls", "SIP calls connected right now", multiprocess_mode="livesum",
+                               registry=r)
         self.sip_call_ends = Counter("enclave_sip_calls_ended", "SIP calls ended, by reason", ["reason"], registry=r)
         self.sip_rtp = Counter("enclave_sip_rtp_packets", "RTP packets by direction and fate (sent, received, "
                                "late_out, underrun_out, lost_in, late_in)", ["kind"], registry=r)
@@ -81,7 +86,13 @@ class Metrics:
         self.injections = Counter("enclave_injection_verdicts", "Guard verdicts other than pass", ["action"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """This process's metrics, or, when the gateway runs as several processes, all of theirs added up
+        (gauges of open streams and calls summed over the live ones, breaker states by their worst)."""
+        if (path := shared_metrics_dir()) is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone, path)
+        return generate_latest(everyone), CONTENT_TYPE_LATEST
 
 
 def new_id() -> str:

@@ -166,7 +166,9 @@ def gateway_meters(gateway_url: str, appliance: BackgroundAppliance | Background
     """The gateway process (when it listens on this machine) and, for an appliance this benchmark started,
     its embedded Postgres: the turn is stored there, so that CPU is part of what the gateway costs."""
     meters: dict[str, Callable[[], float]] = {}
-    if (gateway := loopback_cpu(gateway_url)) is not None:
+    if isinstance(appliance, BackgroundGateway) and appliance.proc is not None:
+        meters["gateway"] = process_tree_cpu(psutil.Process(appliance.proc.pid))  # all its worker processes
+    elif (gateway := loopback_cpu(gateway_url)) is not None:
         meters["gateway"] = gateway
     if appliance is not None:
         postmaster = psutil.Process(int((appliance.var_dir / "pg" / "postmaster.pid").read_text().split()[0]))
@@ -405,6 +407,13 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="tiny", help="model profile for `enclave up` (default: tiny)")
@@ -430,6 +439,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--token-ms", type=float, default=15.0, help="paced upstream: time between tokens (default: 15)")
     ap.add_argument("--min-waves", type=int, default=4, help="a batch at concurrency c holds at least this many × c requests "
                                                    "(default: 4: one wave alone is mostly its start-up burst)")
+    ap.add_argument("--gateway-workers", type=int, default=1,
+                    help="gateway processes (ENCLAVE_GATEWAY_WORKERS) when the benchmark starts the gateway (default: 1)")
+    ap.add_argument("--gateway-setting", action="append", default=[], type=_setting, metavar="NAME=VALUE",
+                    help="a gateway setting for a gateway the benchmark starts, e.g. rate_limit_store=postgres (repeatable)")
     ap.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out (no venv, no proxy)")
     ap.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV, help="LiteLLM's own venv (default: var/bench/litellm-venv)")
     ap.add_argument("--up-timeout", type=float, default=900, help="seconds to wait for `enclave up` (default: 900)")
@@ -468,7 +481,9 @@ def main() -> int:
                 litellm_version = ensure_litellm(args.litellm_venv)
         # The benchmark measures the path, not the per-key rate limit (600 a minute by default): a run
         # sends more than that through the development key. The limiter still runs on every request.
-        extra_env: dict[str, str] = {"ENCLAVE_RATE_LIMIT_PER_MIN": "1000000"}
+        extra_env: dict[str, str] = {"ENCLAVE_RATE_LIMIT_PER_MIN": "1000000",
+                                     "ENCLAVE_GATEWAY_WORKERS": str(args.gateway_workers),
+                                     **{f"ENCLAVE_{k.upper()}": v for k, v in args.gateway_setting}}
         upstream_url = None if args.upstream in ("serve", "paced") else args.upstream.rstrip("/")
         if args.upstream == "paced":
             port = free_port()
@@ -536,7 +551,8 @@ def main() -> int:
                   "upstream": args.upstream, "reference": reference,
                   "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
-                  "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
+                  "gateway_workers": args.gateway_workers if appliance is not None else None,
+                  "gateway_settings": dict(args.gateway_setting) if appliance is not None else None, "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
                   "served_model": served_id, "request_body": request_body("<model>", args.max_tokens),
                   "litellm_version": litellm_version, "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
         path = write_results("gateway", _clean({"config": config, "summary": summary, "vs_direct": rat,

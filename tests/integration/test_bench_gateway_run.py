@@ -1,6 +1,6 @@
 """The gateway benchmark run end to end in its paced mode, at a toy size: the paced upstream, Postgres and the
-gateway alone (deploy.background.BackgroundGateway, no Ray), both paths measured, the JSON written, and
-everything it started stopped again."""
+gateway alone (deploy.background.BackgroundGateway, no Ray; two gateway processes, the less trodden start-up
+path), both paths measured, the JSON written, and everything it started stopped again."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
     models = os.environ.get("ENCLAVE_MODELS_DIR", str(REPO / "var" / "test-models"))
     run = subprocess.run(
         [sys.executable, "scripts/bench/gateway.py", "--upstream", "paced", "--models-dir", models, "--skip-litellm",
-         "--concurrency", "1,2", "--requests", "2", "--rounds", "1", "--min-waves", "1", "--max-tokens", "8"],
+         "--concurrency", "1,2", "--requests", "2", "--rounds", "1", "--min-waves", "1", "--max-tokens", "8",
+         "--gateway-workers", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     line = next(x for x in run.stdout.splitlines() if x.startswith("results: "))
@@ -54,4 +55,7 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
     # nothing it started is left running: neither its paced upstream nor its gateway
     targets = result["config"]["targets"]
     assert not _still_serving("paced_upstream.py", targets["direct"]["url"])
-    assert not _still_serving("gateway.app:build_app", targets["gateway"]["url"])
+    assert not _still_serving("deploy.gateway_workers", targets["gateway"]["url"])   # the two-worker gateway's parent
+    gateway_port = urlsplit(targets["gateway"]["url"]).port
+    assert not [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == gateway_port
+                and c.status == psutil.CONN_LISTEN]                                # nor any of its workers

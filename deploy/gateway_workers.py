@@ -1,0 +1,157 @@
+"""Several gateway processes on one port, each with its own listening socket (SO_REUSEPORT).
+
+uvicorn's own ``--workers`` shares one listening socket among its workers, and whichever wakes first
+accepts everything waiting: under the benchmark's burst of 64 connections one worker took 62 of them and
+the other 2, so the second process added overhead and no relief. With a socket per worker and
+SO_REUSEPORT the kernel spreads new connections over the workers by their address hash.
+
+This is the parent: it checks the port is free, prepares what the workers share (gateway/workers.py),
+starts ``gateway_workers`` processes, starts a new one in the place of one that dies, and stops them all on
+SIGTERM or SIGINT. A worker that fails while starting (the app factory or lifespan raised) stops the whole
+gateway: the next one would fail the same way.
+
+    python -m deploy.gateway_workers --host 127.0.0.1 --port 8080 --workers 4 [--ssl-certfile F --ssl-keyfile F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+STARTUP_FAILURE = 3      # uvicorn's exit status for a server that never started
+RESTART_PAUSE_S = 1.0    # between a worker's death and its replacement: no tight loop if it keeps dying
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """One worker's own socket on the shared port."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Bound without SO_REUSEPORT, so that another gateway group on this port (which would silently share the
+    connections) counts as taken, like any other listener."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker outlives a parent that was killed outright (SIGKILL): it notices and stops itself."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
+    import uvicorn
+
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    sock = listening_socket(host, port)
+    config = uvicorn.Config("gateway.app:build_app", factory=True, host=host, port=port, **options)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class Supervisor:
+    def __init__(self, host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+        self.host, self.port, self.workers, self.options = host, port, workers, options
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: list[BaseProcess] = []
+        self.stopping = threading.Event()
+
+    def _start_one(self) -> BaseProcess:
+        proc = self.context.Process(target=_worker, args=(self.host, self.port, self.options, os.getpid()),
+                                    name="enclave-gateway-worker")
+        proc.start()
+        return proc
+
+    def run(self) -> int:
+        if not port_is_free(self.host, self.port):
+            print(f"gateway: {self.host}:{self.port} is already in use", file=sys.stderr, flush=True)
+            return 1
+        from gateway.config import Settings
+        from gateway.workers import worker_env
+
+        os.environ.update(worker_env(Settings().var_dir, self.workers))  # the workers inherit it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        self.processes = [self._start_one() for _ in range(self.workers)]
+        print(f"gateway: {self.workers} worker processes on {self.host}:{self.port} "
+              f"(pids {', '.join(str(p.pid) for p in self.processes)})", file=sys.stderr, flush=True)
+        status = 0
+        while not self.stopping.wait(0.5):
+            for i, proc in enumerate(self.processes):
+                if proc.is_alive():
+                    continue
+                if proc.exitcode == STARTUP_FAILURE:
+                    print(f"gateway: worker {proc.pid} failed to start; stopping", file=sys.stderr, flush=True)
+                    self.stopping.set()
+                    status = 1
+                    break
+                print(f"gateway: worker {proc.pid} exited ({proc.exitcode}); starting another", file=sys.stderr,
+                      flush=True)
+                time.sleep(RESTART_PAUSE_S)
+                self.processes[i] = self._start_one()
+        self.stop()
+        return status
+
+    def stop(self, timeout_s: float = 25.0) -> None:
+        for proc in self.processes:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)     # uvicorn's graceful shutdown: streams finish, lifespan ends
+        deadline = time.monotonic() + timeout_s
+        for proc in self.processes:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ssl-certfile")
+    ap.add_argument("--ssl-keyfile")
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--no-access-log", action="store_true", help="(always off; accepted for uvicorn's command line)")
+    return ap.parse_args(argv)
+
+
+def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
+    return Supervisor(host, port, workers, {"access_log": False, **options}).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    options: dict[str, Any] = {"log_level": args.log_level}
+    if args.ssl_certfile:
+        options |= {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    return serve(args.host, args.port, args.workers, options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

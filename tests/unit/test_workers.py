@@ -1,0 +1,124 @@
+"""The pieces that let the gateway run as several processes: the leader lock (held by one process, freed when it
+dies), the metrics directory prepared before the workers start, the live gauges of a dead worker dropped
+(tests/integration/test_gateway_workers.py runs them together, with the shared rate limit, in a real two-process
+gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gateway.workers import LeaderLock, forget_dead_workers, lead_when_possible, worker_env
+
+
+def test_one_process_holds_the_leader_lock_until_it_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "leader.lock"
+    first, second = LeaderLock(path), LeaderLock(path)
+    assert first.try_acquire() and first.held
+    assert not second.try_acquire()          # another open file description: refused, even in this process
+    assert first.try_acquire()               # asking again while holding it is fine
+    first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+def test_the_lock_of_a_process_that_dies_is_free_again(tmp_path: Path) -> None:
+    path = tmp_path / "leader.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from gateway.workers import LeaderLock; "
+        "assert LeaderLock(__import__('pathlib').Path(sys.argv[1])).try_acquire(); print('held', flush=True); "
+        "time.sleep(60)"), str(path), str(Path(__file__).resolve().parents[2])], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        mine = LeaderLock(path)
+        assert not mine.try_acquire()
+        assert path.read_text().strip() == str(holder.pid)   # who holds it, for an operator looking
+        holder.kill()
+        holder.wait()
+        assert mine.try_acquire()
+        mine.release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_waiting_process_takes_the_duties_over_once_the_lock_is_free(tmp_path: Path) -> None:
+    path = tmp_path / "leader.lock"
+    holder, waiter = LeaderLock(path), LeaderLock(path)
+    assert holder.try_acquire()
+    started: list[float] = []
+
+    async def duties() -> None:
+        started.append(time.monotonic())
+
+    async def scenario() -> None:
+        task = asyncio.create_task(lead_when_possible(waiter, duties, retry_s=0.02))
+        await asyncio.sleep(0.1)
+        assert not started                  # still somebody else's
+        holder.release()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
+    assert len(started) == 1 and waiter.held
+    waiter.release()
+
+
+def test_duties_that_fail_to_start_are_logged_not_raised(tmp_path: Path, caplog) -> None:
+    async def broken() -> None:
+        raise OSError("address already in use")
+
+    asyncio.run(lead_when_possible(LeaderLock(tmp_path / "l.lock"), broken))
+    assert "did not start" in caplog.text
+
+
+def test_worker_env_prepares_an_empty_metrics_dir_only_for_several_workers(tmp_path: Path) -> None:
+    assert worker_env(tmp_path, 1) == {}
+    env = worker_env(tmp_path, 3)
+    path = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    assert path.is_dir() and path.is_relative_to(tmp_path.resolve())
+    (path / "counter_123.db").write_bytes(b"stale")       # a previous run's values
+    assert worker_env(tmp_path, 3) == env and not any(path.iterdir())
+
+
+def test_live_gauges_of_dead_workers_are_dropped(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f"gauge_livesum_{dead.pid}.db", f"gauge_livemax_{dead.pid}.db", f"gauge_livesum_{os.getpid()}.db",
+                 f"counter_{dead.pid}.db"):
+        (tmp_path / name).write_bytes(b"")
+    forget_dead_workers(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"gauge_livesum_{os.getpid()}.db",
+                                                                 f"counter_{dead.pid}.db"])  # counts stay counted
+
+
+def test_a_socket_per_worker_spreads_connections_where_one_shared_socket_did_not(tmp_path: Path) -> None:
+    """The premise of deploy/gateway_workers.py: with SO_REUSEPORT the kernel, not the fastest accept loop,
+    picks the socket of each new connection."""
+    import socket
+
+    from deploy.gateway_workers import listening_socket, port_is_free
+
+    first = listening_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = listening_socket("127.0.0.1", port)
+    assert not port_is_free("127.0.0.1", port)        # a group on the port counts as taken
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+    counts = []
+    for server in (first, second):
+        server.setblocking(False)
+        accepted = 0
+        while True:
+            try:
+                conn, _ = server.accept()
+            except BlockingIOError:
+                break
+            conn.close()
+            accepted += 1
+        counts.append(accepted)
+    for c in clients + [first, second]:
+        c.close()
+    assert sum(counts) == 32 and min(counts) > 0, counts
