@@ -102,23 +102,40 @@ class UpstreamError(Exception):
         self.kind, self.detail, self.status = kind, detail, status
 
 
+def _lf_only(buf: bytes) -> bytes:
+    """SSE lines may end in CRLF or a lone CR as well as LF (servers built on sse-starlette send CRLF). A CR
+    at the very end stays as it is: the LF that would make it a CRLF may be in the next network read."""
+    held = buf.endswith(b"\r")
+    body = (buf[:-1] if held else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return body + b"\r" if held else body
+
+
 async def iter_sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The ``data:`` payloads of an SSE body, as bytes (never decoded to str), grouped by network read:
     events that arrived together are forwarded together, in one write to the client."""
     buf = b""
     async for piece in pieces:
         buf += piece
-        batch: list[bytes] = []
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            event, buf = buf[:end], buf[end + 2:]
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    batch.append(line[5:].strip())
+        if b"\r" in buf:  # (a CR held back from the last read counts too)
+            buf = _lf_only(buf)
+        batch, buf = _whole_events(buf)
         if batch:
             yield batch
+    if buf.endswith(b"\r"):  # the body ended: a held CR was a line end after all
+        batch, buf = _whole_events(buf[:-1] + b"\n")
+        if batch:
+            yield batch
+
+
+def _whole_events(buf: bytes) -> tuple[list[bytes], bytes]:
+    """The data payloads of the complete events at the start of ``buf``, and what follows them."""
+    batch: list[bytes] = []
+    while (end := buf.find(b"\n\n")) >= 0:
+        event, buf = buf[:end], buf[end + 2:]
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                batch.append(line[5:].strip())
+    return batch, buf
 
 
 @dataclass

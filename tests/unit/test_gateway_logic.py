@@ -132,6 +132,22 @@ def test_sse_data_split_across_network_reads() -> None:
     assert asyncio.run(collect([body])) == [[b'{"a":1}', b'{"b":2}', b"[DONE]"]]
 
 
+def test_sse_with_crlf_or_cr_line_ends_reads_like_lf_whatever_the_split() -> None:
+    """An OpenAI-compatible upstream on sse-starlette ends its lines with CRLF; the spec allows a lone CR too.
+    Every split into two network reads (a CRLF cut between its CR and LF included) gives the same payloads."""
+    lf = b'data: {"a":1}\n\n: keep-alive\n\ndata: {"b":2}\n\ndata: [DONE]\n\n'
+    expected = [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+
+    async def collect(pieces: list[bytes]) -> list[bytes]:
+        return sum([b async for b in iter_sse_batches(FakeResponse(pieces).aiter_raw())], [])
+
+    for body in (lf.replace(b"\n", b"\r\n"), lf.replace(b"\n", b"\r")):
+        assert asyncio.run(collect([body])) == expected
+        for cut in range(1, len(body)):
+            assert asyncio.run(collect([body[:cut], body[cut:]])) == expected, (body, cut)
+        assert asyncio.run(collect([body[i:i + 1] for i in range(len(body))])) == expected
+
+
 def test_tool_call_fragments_fold_into_whole_calls() -> None:
     acc: list[dict] = []
     merge_tool_calls(acc, [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_", "arguments": ""}}])
