@@ -7,8 +7,9 @@ SO_REUSEPORT the kernel spreads new connections over the workers by their addres
 
 This is the parent: it checks the port is free, prepares what the workers share (gateway/workers.py),
 starts ``gateway_workers`` processes, starts a new one in the place of one that dies, and stops them all on
-SIGTERM or SIGINT. A worker that fails while starting (the app factory or lifespan raised) stops the whole
-gateway: the next one would fail the same way.
+SIGTERM or SIGINT. If one of the first workers fails while starting (the app factory or the lifespan raised,
+the socket could not be bound), the whole gateway stops: the next one would fail the same way. A
+replacement that fails to start is tried again after a pause that doubles up to 30 s.
 
     python -m deploy.gateway_workers --host 127.0.0.1 --port 8080 --workers 4 [--ssl-certfile F --ssl-keyfile F]
 """
@@ -31,14 +32,14 @@ RESTART_PAUSE_S = 1.0    # between a worker's death and its replacement: no tigh
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """One worker's own socket on the shared port."""
+    """One worker's own socket on the shared port, bound but not listening yet: the kernel hands connections
+    only to listening sockets, and uvicorn calls ``listen`` once the app's lifespan has started, so a worker
+    that is still starting (or fails to) never holds connections that nobody accepts."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
-    sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -63,13 +64,21 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
+    """Whatever stops a worker before it served (the socket, the app factory, TLS files, the lifespan) exits
+    with STARTUP_FAILURE, so the parent can tell it from a crash later on."""
     import uvicorn
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    sock = listening_socket(host, port)
-    config = uvicorn.Config("gateway.app:build_app", factory=True, host=host, port=port, **options)
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    server = None
+    try:
+        sock = listening_socket(host, port)
+        config = uvicorn.Config("gateway.app:build_app", factory=True, host=host, port=port, **options)
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    except BaseException:
+        if server is not None and server.started:
+            raise
+        sys.exit(STARTUP_FAILURE)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -79,7 +88,10 @@ class Supervisor:
         self.host, self.port, self.workers, self.options = host, port, workers, options
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess] = []
-        self.stopping = threading.Event()
+        self.stopping = False    # set by the signal handler: a plain flag (an Event's lock is not signal-safe)
+
+    def _stop_signal(self, *_: Any) -> None:
+        self.stopping = True
 
     def _start_one(self) -> BaseProcess:
         proc = self.context.Process(target=_worker, args=(self.host, self.port, self.options, os.getpid()),
@@ -87,40 +99,51 @@ class Supervisor:
         proc.start()
         return proc
 
+    def _say(self, text: str) -> None:
+        print(f"gateway: {text}", file=sys.stderr, flush=True)
+
     def run(self) -> int:
         if not port_is_free(self.host, self.port):
-            print(f"gateway: {self.host}:{self.port} is already in use", file=sys.stderr, flush=True)
+            self._say(f"{self.host}:{self.port} is already in use")
             return 1
         from gateway.config import Settings
-        from gateway.workers import worker_env
+        from gateway.workers import forget_worker, worker_env
 
         os.environ.update(worker_env(Settings().var_dir, self.workers))  # the workers inherit it
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stopping.set())
+            signal.signal(sig, self._stop_signal)
         self.processes = [self._start_one() for _ in range(self.workers)]
-        print(f"gateway: {self.workers} worker processes on {self.host}:{self.port} "
-              f"(pids {', '.join(str(p.pid) for p in self.processes)})", file=sys.stderr, flush=True)
+        replaced = [False] * self.workers      # a replacement's start-up failure is retried, the first ones' is fatal
+        pause = [RESTART_PAUSE_S] * self.workers
+        self._say(f"{self.workers} worker processes on {self.host}:{self.port} "
+                  f"(pids {', '.join(str(p.pid) for p in self.processes)})")
         status = 0
-        while not self.stopping.wait(0.5):
+        while not self.stopping:
+            time.sleep(0.5)
             for i, proc in enumerate(self.processes):
-                if proc.is_alive():
+                if self.stopping or proc.is_alive():
                     continue
-                if proc.exitcode == STARTUP_FAILURE:
-                    print(f"gateway: worker {proc.pid} failed to start; stopping", file=sys.stderr, flush=True)
-                    self.stopping.set()
-                    status = 1
+                forget_worker(proc.pid)        # its open streams and calls ended with it
+                if proc.exitcode == STARTUP_FAILURE and not replaced[i]:
+                    self._say(f"worker {proc.pid} failed to start; stopping (see the log above)")
+                    self.stopping, status = True, 1
                     break
-                print(f"gateway: worker {proc.pid} exited ({proc.exitcode}); starting another", file=sys.stderr,
-                      flush=True)
-                time.sleep(RESTART_PAUSE_S)
-                self.processes[i] = self._start_one()
+                pause[i] = min(pause[i] * 2, 30.0) if proc.exitcode == STARTUP_FAILURE else RESTART_PAUSE_S
+                self._say(f"worker {proc.pid} exited ({proc.exitcode}); another in {pause[i]:g} s")
+                deadline = time.monotonic() + pause[i]
+                while not self.stopping and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if not self.stopping:
+                    self.processes[i], replaced[i] = self._start_one(), True
         self.stop()
         return status
 
-    def stop(self, timeout_s: float = 25.0) -> None:
+    def stop(self, timeout_s: float = 12.0) -> None:
+        """SIGTERM: uvicorn's graceful shutdown (streams finish, the lifespan ends). Shorter than the 15 s
+        `enclave up` gives this parent, so the workers are gone before it would kill the group."""
         for proc in self.processes:
             if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)     # uvicorn's graceful shutdown: streams finish, lifespan ends
+                os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for proc in self.processes:
             proc.join(max(0.0, deadline - time.monotonic()))

@@ -285,7 +285,8 @@ def shutdown(running: Running) -> None:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)   # its own group (start_new_session): a gateway's workers too
+                proc.wait()
     if running.ray_started_at:
         try:
             ray_runtime.stop_serving(list(running.app_names), running.owns_ray, running.ray_started_at)

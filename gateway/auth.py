@@ -10,18 +10,22 @@ without a DB round trip on every streamed turn.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import psycopg
 from fastapi import Depends, Request
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.oidc import OidcVerifier, TokenRejected
 from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
+
+log = logging.getLogger("enclave.gateway")
 
 AUTH_CACHE_TTL_S = 10.0
 # Probes and scraping need no identity; the actions webhook is authenticated by its HMAC signature instead.
@@ -153,15 +157,34 @@ class RateLimiter:
 
 class SharedRateLimiter:
     """The same bucket kept in Postgres (``take_rate_token``), for a gateway of several processes: in each
-    process's memory a key would get its limit once per process. One small statement per request."""
+    process's memory a key would get its limit once per process. One small statement per request. While
+    Postgres does not answer (within ``timeout_s``), each process falls back to its own buckets rather than
+    refusing everyone: the turn would fail on storage anyway, but the models list and health stay up."""
 
-    def __init__(self, pool: AsyncConnectionPool, default_per_min: int) -> None:
-        self.pool, self.default_per_min = pool, default_per_min
+    PRUNE_EVERY = 10_000   # requests between deletions of buckets idle for a day (a row per key or OIDC subject)
+
+    def __init__(self, pool: AsyncConnectionPool, default_per_min: int, timeout_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.pool, self.default_per_min, self.timeout_s, self.clock = pool, default_per_min, timeout_s, clock
+        self.fallback = RateLimiter(default_per_min, clock)
+        self._calls = 0
+        self._warned_at = -math.inf
 
     async def acquire(self, subject: str, per_min: int | None) -> None:
         rate = per_min or self.default_per_min
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT take_rate_token(%s, %s)", (subject, rate))).fetchone()
+        try:
+            async with self.pool.connection(timeout=self.timeout_s) as conn:
+                row = await (await conn.execute("SELECT take_rate_token(%s, %s)", (subject, rate))).fetchone()
+                self._calls += 1
+                if self._calls % self.PRUNE_EVERY == 0:
+                    await conn.execute("DELETE FROM rate_buckets WHERE refilled_at < now() - interval '1 day'")
+        except (psycopg.Error, PoolTimeout) as e:
+            if self.clock() - self._warned_at > 60:
+                self._warned_at = self.clock()
+                log.warning("rate limits fall back to this process's own buckets: Postgres did not answer",
+                            extra={"detail": repr(e)[:300]})
+            self.fallback.check(subject, per_min)
+            return
         wait = float(row[0]) if row else 0.0
         if wait > 0:
             raise RateLimited("rate_limited", f"over this key's limit of {rate} requests per minute; "

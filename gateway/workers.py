@@ -19,7 +19,9 @@ process kept in memory must then be shared:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import glob
 import logging
 import os
 import shutil
@@ -36,15 +38,16 @@ def metrics_dir(var_dir: Path) -> Path:
 
 
 def worker_env(var_dir: Path, workers: int) -> dict[str, str]:
-    """What the gateway's processes need in their environment, prepared before they start: with several
-    workers, an empty directory for the metrics they share (values left by a previous run would be added
-    to this run's counters)."""
+    """What the gateway's processes need in their environment, prepared by their parent before they start:
+    how many they are (each worker's Settings must say so, whatever the parent was told on its command
+    line) and an empty directory for the metrics they share (a previous run's values would be added to this
+    run's counters)."""
     if workers <= 1:
         return {}
     path = metrics_dir(var_dir.resolve())
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    return {METRICS_ENV: str(path)}
+    return {METRICS_ENV: str(path), "ENCLAVE_GATEWAY_WORKERS": str(workers)}
 
 
 def shared_metrics_dir() -> str | None:
@@ -52,16 +55,24 @@ def shared_metrics_dir() -> str | None:
     return os.environ.get(METRICS_ENV) or None
 
 
-def forget_dead_workers(path: str) -> None:
-    """Drop the live gauges (open streams, calls) of worker processes that died without saying so: a crashed
-    worker's streams are not open any more."""
-    from prometheus_client import multiprocess
+def forget_worker(pid: int | None, path: str | None = None) -> None:
+    """Drop a gone worker's live gauges (open streams, calls): they ended with it. Counters and histograms stay
+    counted. Safe when two processes clean up the same worker at once."""
+    path = path or shared_metrics_dir()
+    if pid is None or path is None:
+        return
+    for name in glob.glob(os.path.join(path, f"gauge_live*_{pid}.db")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
 
+
+def forget_dead_workers(path: str) -> None:
+    """At a worker's start: the live gauges of workers that died without their parent noticing."""
     pids = {int(name.rsplit("_", 1)[1].removesuffix(".db")) for name in os.listdir(path)
             if name.startswith("gauge_live") and name.endswith(".db")}
     for pid in pids:
         if not _alive(pid):
-            multiprocess.mark_process_dead(pid, path)
+            forget_worker(pid, path)
 
 
 def _alive(pid: int) -> bool:
@@ -75,9 +86,7 @@ def _alive(pid: int) -> bool:
 
 
 def mark_worker_gone(path: str) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(os.getpid(), path)
+    forget_worker(os.getpid(), path)
 
 
 class LeaderLock:
@@ -117,13 +126,22 @@ def leader_lock(var_dir: Path) -> LeaderLock:
     return LeaderLock(var_dir / "run" / "gateway-leader.lock")
 
 
-async def lead_when_possible(lock: LeaderLock, start_duties: Callable[[], Awaitable[None]], retry_s: float = 2.0) -> None:
+async def lead_when_possible(lock: LeaderLock, start_duties: Callable[[], Awaitable[None]], retry_s: float = 2.0,
+                             failed_pause_s: float = 10.0) -> None:
     """Take the lock as soon as it is free (at start, or when the process holding it has died), then start the
-    duties once. Runs as a background task of every worker; cancelled at shutdown."""
-    while not lock.try_acquire():
-        await asyncio.sleep(retry_s)
-    log.info("this gateway process runs the SIP user agent and the action runner", extra={"pid": os.getpid()})
-    try:
-        await start_duties()
-    except Exception:
-        log.exception("the one-per-box duties did not start in this gateway process")
+    duties once. If they fail to start (the SIP port is taken, say), let the lock go so that this or another
+    process tries again after a pause that doubles up to 5 minutes. Runs as a background task of every
+    worker; cancelled at shutdown."""
+    while True:
+        while not lock.try_acquire():
+            await asyncio.sleep(retry_s)
+        log.info("this gateway process runs the SIP user agent and the action runner", extra={"pid": os.getpid()})
+        try:
+            await start_duties()
+            return
+        except Exception:
+            log.exception("the one-per-box duties did not start in this gateway process; trying again in "
+                          f"{failed_pause_s:g} s")
+        lock.release()
+        await asyncio.sleep(failed_pause_s)
+        failed_pause_s = min(failed_pause_s * 2, 300.0)

@@ -102,27 +102,22 @@ class UpstreamError(Exception):
         self.kind, self.detail, self.status = kind, detail, status
 
 
-def _lf_only(buf: bytes) -> bytes:
-    """SSE lines may end in CRLF or a lone CR as well as LF (servers built on sse-starlette send CRLF). A CR
-    at the very end stays as it is: the LF that would make it a CRLF may be in the next network read."""
-    held = buf.endswith(b"\r")
-    body = (buf[:-1] if held else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return body + b"\r" if held else body
-
-
 async def iter_sse_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The ``data:`` payloads of an SSE body, as bytes (never decoded to str), grouped by network read:
-    events that arrived together are forwarded together, in one write to the client."""
+    events that arrived together are forwarded together, in one write to the client.
+
+    Lines may end in CRLF or a lone CR as well as LF (servers built on sse-starlette send CRLF). A CR ends
+    its line at once; if the next read starts with the LF of that CRLF, the LF is dropped."""
     buf = b""
+    skip_lf = False
     async for piece in pieces:
+        if skip_lf and piece[:1] == b"\n":
+            piece = piece[1:]
+        skip_lf = piece[-1:] == b"\r"
+        if b"\r" in piece:
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf += piece
-        if b"\r" in buf:  # (a CR held back from the last read counts too)
-            buf = _lf_only(buf)
         batch, buf = _whole_events(buf)
-        if batch:
-            yield batch
-    if buf.endswith(b"\r"):  # the body ended: a held CR was a line end after all
-        batch, buf = _whole_events(buf[:-1] + b"\n")
         if batch:
             yield batch
 

@@ -147,6 +147,13 @@ def test_sse_with_crlf_or_cr_line_ends_reads_like_lf_whatever_the_split() -> Non
             assert asyncio.run(collect([body[:cut], body[cut:]])) == expected, (body, cut)
         assert asyncio.run(collect([body[i:i + 1] for i in range(len(body))])) == expected
 
+    async def batches(pieces: list[bytes]) -> list[list[bytes]]:
+        return [b async for b in iter_sse_batches(FakeResponse(pieces).aiter_raw())]
+
+    # an event leaves with the read that completes it, not one read later (its last CR is not held back)
+    assert asyncio.run(batches([b'data: {"a":1}\r\r', b'data: {"b":2}\r\r'])) == [[b'{"a":1}'], [b'{"b":2}']]
+    assert asyncio.run(batches([b'data: {"a":1}\r\n\r', b'\ndata: {"b":2}\r\n\r\n'])) == [[b'{"a":1}'], [b'{"b":2}']]
+
 
 def test_tool_call_fragments_fold_into_whole_calls() -> None:
     acc: list[dict] = []

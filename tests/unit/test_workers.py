@@ -67,17 +67,36 @@ def test_a_waiting_process_takes_the_duties_over_once_the_lock_is_free(tmp_path:
     waiter.release()
 
 
-def test_duties_that_fail_to_start_are_logged_not_raised(tmp_path: Path, caplog) -> None:
-    async def broken() -> None:
-        raise OSError("address already in use")
+def test_duties_that_fail_to_start_let_the_lock_go_and_are_tried_again(tmp_path: Path, caplog) -> None:
+    """The SIP port taken by something else, say: logged, the lock released for a while (another process may
+    do better), then tried again."""
+    lock = LeaderLock(tmp_path / "l.lock")
+    other = LeaderLock(tmp_path / "l.lock")
+    tries: list[bool] = []
 
-    asyncio.run(lead_when_possible(LeaderLock(tmp_path / "l.lock"), broken))
-    assert "did not start" in caplog.text
+    async def flaky() -> None:
+        tries.append(True)
+        if len(tries) == 1:
+            assert not other.try_acquire()      # held while the duties start
+            raise OSError("address already in use")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(lead_when_possible(lock, flaky, retry_s=0.01, failed_pause_s=0.2))
+        await asyncio.sleep(0.1)
+        assert len(tries) == 1 and not lock.held
+        assert other.try_acquire()              # free during the pause
+        other.release()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
+    assert len(tries) == 2 and lock.held and "did not start" in caplog.text
+    lock.release()
 
 
 def test_worker_env_prepares_an_empty_metrics_dir_only_for_several_workers(tmp_path: Path) -> None:
     assert worker_env(tmp_path, 1) == {}
     env = worker_env(tmp_path, 3)
+    assert env["ENCLAVE_GATEWAY_WORKERS"] == "3"          # each worker's Settings, whatever the parent was told
     path = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     assert path.is_dir() and path.is_relative_to(tmp_path.resolve())
     (path / "counter_123.db").write_bytes(b"stale")       # a previous run's values
@@ -105,7 +124,9 @@ def test_a_socket_per_worker_spreads_connections_where_one_shared_socket_did_not
     first = listening_socket("127.0.0.1", 0)
     port = first.getsockname()[1]
     second = listening_socket("127.0.0.1", port)
-    assert not port_is_free("127.0.0.1", port)        # a group on the port counts as taken
+    for server in (first, second):
+        server.listen()                               # uvicorn does this once the worker's app has started
+    assert not port_is_free("127.0.0.1", port)        # a group listening on the port counts as taken
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
     counts = []
     for server in (first, second):
@@ -122,3 +143,33 @@ def test_a_socket_per_worker_spreads_connections_where_one_shared_socket_did_not
     for c in clients + [first, second]:
         c.close()
     assert sum(counts) == 32 and min(counts) > 0, counts
+
+
+def test_shared_rate_limits_fall_back_to_the_process_own_buckets_while_postgres_does_not_answer(caplog) -> None:
+    """(The Postgres path itself runs in tests/integration/test_gateway_workers.py.)"""
+    import contextlib as _contextlib
+
+    import pytest
+    from psycopg_pool import PoolTimeout
+
+    from gateway.auth import SharedRateLimiter
+    from gateway.errors import RateLimited
+
+    class DownPool:
+        @_contextlib.asynccontextmanager
+        async def connection(self, timeout: float | None = None):
+            raise PoolTimeout("couldn't get a connection after 2.00 sec")
+            yield
+
+    now = [0.0]
+    limiter = SharedRateLimiter(DownPool(), default_per_min=600, clock=lambda: now[0])  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await limiter.acquire("key:abc", 3)
+        with pytest.raises(RateLimited):
+            await limiter.acquire("key:abc", 3)
+        await limiter.acquire("key:other", 3)      # buckets stay per key
+
+    asyncio.run(scenario())
+    assert caplog.text.count("fall back") == 1       # said once a minute, not once a request

@@ -29,4 +29,4 @@ BEGIN
     RETURN 0;
 END $$;
 
-GRANT SELECT, INSERT, UPDATE ON rate_buckets TO enclave_gateway;
+GRANT SELECT, INSERT, UPDATE, DELETE ON rate_buckets TO enclave_gateway;   -- DELETE: idle buckets are pruned
