@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
@@ -49,7 +50,10 @@ def wait_for_ready(sock: socket.socket, proc: subprocess.Popen, timeout_s: float
     raise AssertionError("no READY=1 from the service")
 
 
-def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path, workers: int) -> None:
+    """With 2 workers, `enclave gateway run` is deploy/gateway_workers.py's parent: TLS reaches every worker
+    and SIGTERM stops them all."""
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     pki = make_pki(tmp_path / "pki")
@@ -70,7 +74,8 @@ def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path
         port = free_port()
         gw_env = service_env(appliance, var_dir, ENCLAVE_GATEWAY_PORT=str(port), ENCLAVE_SERVING_URL=appliance.serving_url,
                              ENCLAVE_TLS_CERT_FILE=str(pki.cert_file), ENCLAVE_TLS_KEY_FILE=str(pki.key_file),
-                             ENCLAVE_VAULT_KEY_FILE=str(vault_key), ENCLAVE_GATEWAY_HOST="127.0.0.1")
+                             ENCLAVE_VAULT_KEY_FILE=str(vault_key), ENCLAVE_GATEWAY_HOST="127.0.0.1",
+                             ENCLAVE_GATEWAY_WORKERS=str(workers))
         # A named key through the CLI (production starts with no development key).
         assert enclave(gw_env, "tenants", "set", "acme", "--name", "Acme").returncode == 0
         made = enclave(gw_env, "keys", "create", "--tenant", "acme", "--role", "admin", "--label", "services test")
@@ -102,8 +107,13 @@ def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=5, trust_env=False)
 
+        serving = {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                   and c.status == psutil.CONN_LISTEN}
+        assert len(serving) == workers
         # uvicorn shuts down gracefully, then re-raises SIGTERM: systemd counts that as a clean stop.
         assert stop_process(gateway, signal.SIGTERM, 30) in (0, -signal.SIGTERM)
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                       for pid in serving)
         assert stop_process(db, signal.SIGTERM, 60) == 0
         assert not published.exists()    # a stopped database publishes no URL
     finally:
