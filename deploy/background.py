@@ -178,8 +178,7 @@ class BackgroundGateway(_VarDir):
         from models.store import ModelStore
 
         settings = Settings(var_dir=self.var_dir, models_dir=self.models_dir, gateway_port=self.port,
-                            model_profile=self.profile,
-                            gateway_workers=int(self.env.get("ENCLAVE_GATEWAY_WORKERS", "1")))
+                            model_profile=self.profile)
         self.var_dir.mkdir(parents=True, exist_ok=True)
         catalog = load_catalog()
         if tokenizer_for(self.models_dir, catalog.profile(self.profile).roles["llm"].model) is None:

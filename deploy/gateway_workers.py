@@ -1,17 +1,20 @@
-"""Several gateway processes on one port, each with its own listening socket (SO_REUSEPORT).
+"""How the gateway process is served: one uvicorn server, or several processes on one port, each with its
+own listening socket (SO_REUSEPORT). `enclave up` and `enclave gateway run` both come through ``serve``.
 
 uvicorn's own ``--workers`` shares one listening socket among its workers, and whichever wakes first
 accepts everything waiting: under the benchmark's burst of 64 connections one worker took 62 of them and
 the other 2, so the second process added overhead and no relief. With a socket per worker and
 SO_REUSEPORT the kernel spreads new connections over the workers by their address hash.
 
-This is the parent: it checks the port is free, prepares what the workers share (gateway/workers.py),
+With several workers this is their parent: it checks the port is free, prepares what the workers share (gateway/workers.py),
 starts ``gateway_workers`` processes, starts a new one in the place of one that dies, and stops them all on
 SIGTERM or SIGINT. If one of the first workers fails while starting (the app factory or the lifespan raised,
 the socket could not be bound), the whole gateway stops: the next one would fail the same way. A
 replacement that fails to start is tried again after a pause that doubles up to 30 s.
 
-    python -m deploy.gateway_workers --host 127.0.0.1 --port 8080 --workers 4 [--ssl-certfile F --ssl-keyfile F]
+    python -m deploy.gateway_workers --host 127.0.0.1 --port 8080 [--workers 4] [--ssl-certfile F --ssl-keyfile F]
+
+(without ``--workers``: ENCLAVE_GATEWAY_WORKERS, like every other setting the gateway reads)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 STARTUP_FAILURE = 3      # uvicorn's exit status for a server that never started
@@ -84,8 +88,8 @@ def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
 
 
 class Supervisor:
-    def __init__(self, host: str, port: int, workers: int, options: dict[str, Any]) -> None:
-        self.host, self.port, self.workers, self.options = host, port, workers, options
+    def __init__(self, host: str, port: int, workers: int, var_dir: Path, options: dict[str, Any]) -> None:
+        self.host, self.port, self.workers, self.var_dir, self.options = host, port, workers, var_dir, options
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess] = []
         self.stopping = False    # set by the signal handler: a plain flag (an Event's lock is not signal-safe)
@@ -106,10 +110,9 @@ class Supervisor:
         if not port_is_free(self.host, self.port):
             self._say(f"{self.host}:{self.port} is already in use")
             return 1
-        from gateway.config import Settings
         from gateway.workers import forget_worker, worker_env
 
-        os.environ.update(worker_env(Settings().var_dir, self.workers))  # the workers inherit it
+        os.environ.update(worker_env(self.var_dir, self.workers))  # the workers inherit it
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
         self.processes = [self._start_one() for _ in range(self.workers)]
@@ -156,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, help="default: ENCLAVE_GATEWAY_WORKERS")
     ap.add_argument("--ssl-certfile")
     ap.add_argument("--ssl-keyfile")
     ap.add_argument("--log-level", default="info")
@@ -164,16 +167,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
-    return Supervisor(host, port, workers, {"access_log": False, **options}).run()
+def serve(host: str, port: int, workers: int, var_dir: Path, options: dict[str, Any]) -> int:
+    """The gateway on ``host:port`` until SIGTERM or SIGINT: in this process, or as ``workers`` children."""
+    options = {"access_log": False, **options}
+    if workers <= 1:
+        import uvicorn
+
+        uvicorn.run("gateway.app:build_app", factory=True, host=host, port=port, **options)
+        return 0
+    return Supervisor(host, port, workers, var_dir, options).run()
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.config import Settings
+
     args = parse_args(argv)
+    settings = Settings()
     options: dict[str, Any] = {"log_level": args.log_level}
     if args.ssl_certfile:
         options |= {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
-    return serve(args.host, args.port, args.workers, options)
+    return serve(args.host, args.port, args.workers or settings.gateway_workers, settings.var_dir, options)
 
 
 if __name__ == "__main__":

@@ -125,9 +125,8 @@ def run_serving(settings: Settings, profile: str | None) -> int:
 
 
 def run_gateway(settings: Settings, production: bool) -> int:
-    """Migrate, check, and serve the gateway in this process (uvicorn), HTTPS when certificates are set."""
-    import uvicorn
-
+    """Migrate, check, and serve the gateway from this process (uvicorn, or its worker processes), HTTPS when
+    certificates are set."""
     from deploy import gateway_workers
     from deploy.production import configuration_problems, dev_key_problem
     from deploy.up import dev_key_active, gateway_database_url, uvicorn_options
@@ -148,11 +147,8 @@ def run_gateway(settings: Settings, production: bool) -> int:
     console.print(f"gateway on {settings.gateway_url}"
                   + (f" ({settings.gateway_workers} processes)" if settings.gateway_workers > 1 else ""))
     options = {"log_level": settings.log_level.lower(), **uvicorn_options(settings)}
-    if settings.gateway_workers > 1:
-        host, port = options.pop("host"), options.pop("port")
-        return gateway_workers.serve(host, port, settings.gateway_workers, options)
-    uvicorn.run("gateway.app:build_app", factory=True, **options)
-    return 0
+    host, port = options.pop("host"), options.pop("port")
+    return gateway_workers.serve(host, port, settings.gateway_workers, settings.var_dir, options)
 
 
 def run(service: str, settings: Settings, *, profile: str | None = None, production: bool = False) -> int:

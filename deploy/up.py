@@ -204,7 +204,7 @@ class RetentionJob(threading.Thread):
 
 def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
                   base_env: dict[str, str] | None = None, gateway_db_url: str | None = None) -> subprocess.Popen:
-    """The gateway as its own process (uvicorn + the app factory); its settings travel as ENCLAVE_* vars.
+    """The gateway as its own process (deploy/gateway_workers.py); its settings travel as ENCLAVE_* vars.
     Tests start extra gateways with this too, with ``base_env`` carrying their own settings."""
     env = dict(os.environ if base_env is None else base_env)
     if gateway_db_url:
@@ -216,9 +216,8 @@ def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
         "ENCLAVE_VAR_DIR": str(settings.var_dir.resolve()),
     })
     log = log_path.open("ab")
-    server = ["-m", "uvicorn", "--factory", "gateway.app:build_app"] if settings.gateway_workers == 1 else \
-        ["-m", "deploy.gateway_workers", "--workers", str(settings.gateway_workers)]  # a socket per worker
-    return subprocess.Popen([sys.executable, *server, *uvicorn_args(settings)],
+    # One uvicorn server, or ENCLAVE_GATEWAY_WORKERS of them (from ``env``, as every setting the gateway reads)
+    return subprocess.Popen([sys.executable, "-m", "deploy.gateway_workers", *uvicorn_args(settings)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

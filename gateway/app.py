@@ -43,7 +43,7 @@ from gateway.safety.guard import Guard, RedactOutput
 from gateway.safety.pii import DEFAULT_PATTERNS, CustomPattern, PiiDetector
 from gateway.safety.redact import Redactor
 from gateway.safety.vault import VaultCipher, load_key_provider
-from gateway.workers import forget_dead_workers, lead_when_possible, leader_lock, mark_worker_gone, shared_metrics_dir
+from gateway.workers import forget_worker, lead_when_possible, leader_lock
 
 log = logging.getLogger("enclave.gateway")
 
@@ -295,8 +295,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
         state.speech = speech = build_speech(settings)
         state.sip = None
-        if (metrics_path := shared_metrics_dir()) is not None:
-            forget_dead_workers(metrics_path)
 
         def keep(task: asyncio.Task) -> None:
             background.add(task)
@@ -334,8 +332,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
             if leader is not None:
                 leader.release()
-            if metrics_path is not None:
-                mark_worker_gone(metrics_path)
+            forget_worker(os.getpid())   # several workers: this one's open streams end with it
 
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

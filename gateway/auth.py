@@ -130,6 +130,11 @@ class KeyCache:
         return row
 
 
+def over_limit(rate: int, wait_s: float) -> RateLimited:
+    return RateLimited("rate_limited", f"over this key's limit of {rate} requests per minute; retry in "
+                       f"{math.ceil(wait_s)} s", wait_s)
+
+
 class RateLimiter:
     """A token bucket per caller: ``per_min`` requests a minute, bursts up to that many."""
 
@@ -144,9 +149,7 @@ class RateLimiter:
         tokens = min(float(rate), tokens + (now - last) * rate / 60.0)
         if tokens < 1.0:
             self._buckets[subject] = (tokens, now)
-            wait = (1.0 - tokens) * 60.0 / rate
-            raise RateLimited("rate_limited", f"over this key's limit of {rate} requests per minute; "
-                              f"retry in {math.ceil(wait)} s", wait)
+            raise over_limit(rate, (1.0 - tokens) * 60.0 / rate)
         self._buckets[subject] = (tokens - 1.0, now)
         if len(self._buckets) > 100_000:
             self._buckets.clear()
@@ -187,8 +190,7 @@ class SharedRateLimiter:
             return
         wait = float(row[0]) if row else 0.0
         if wait > 0:
-            raise RateLimited("rate_limited", f"over this key's limit of {rate} requests per minute; "
-                              f"retry in {math.ceil(wait)} s", wait)
+            raise over_limit(rate, wait)
 
 
 async def _oidc_identity(request: Request, verifier: OidcVerifier, token: str) -> Identity:

@@ -57,36 +57,14 @@ def shared_metrics_dir() -> str | None:
 
 def forget_worker(pid: int | None, path: str | None = None) -> None:
     """Drop a gone worker's live gauges (open streams, calls): they ended with it. Counters and histograms stay
-    counted. Safe when two processes clean up the same worker at once."""
+    counted. The worker does it as it stops, the parent when it finds one dead (the directory is emptied
+    when the parent starts, so nothing outlives a parent that was killed)."""
     path = path or shared_metrics_dir()
     if pid is None or path is None:
         return
     for name in glob.glob(os.path.join(path, f"gauge_live*_{pid}.db")):
         with contextlib.suppress(FileNotFoundError):
             os.remove(name)
-
-
-def forget_dead_workers(path: str) -> None:
-    """At a worker's start: the live gauges of workers that died without their parent noticing."""
-    pids = {int(name.rsplit("_", 1)[1].removesuffix(".db")) for name in os.listdir(path)
-            if name.startswith("gauge_live") and name.endswith(".db")}
-    for pid in pids:
-        if not _alive(pid):
-            forget_worker(pid, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def mark_worker_gone(path: str) -> None:
-    forget_worker(os.getpid(), path)
 
 
 class LeaderLock:

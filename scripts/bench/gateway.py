@@ -552,7 +552,8 @@ def main() -> int:
                   "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
                   "gateway_workers": args.gateway_workers if appliance is not None else None,
-                  "gateway_settings": dict(args.gateway_setting) if appliance is not None else None, "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
+                  "gateway_settings": dict(args.gateway_setting) if appliance is not None else None,
+                  "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
                   "served_model": served_id, "request_body": request_body("<model>", args.max_tokens),
                   "litellm_version": litellm_version, "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
         path = write_results("gateway", _clean({"config": config, "summary": summary, "vs_direct": rat,

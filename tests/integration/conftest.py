@@ -101,7 +101,7 @@ def start_gateway(appliance: Appliance, name: str, **settings: object) -> Gatewa
     log_path = appliance.var_dir / "log" / f"gateway-{name}.log"
     log_path.parent.mkdir(exist_ok=True)
     where = Settings(gateway_host="127.0.0.1", gateway_port=port, serving_url=appliance.serving_url,
-                     var_dir=appliance.var_dir, gateway_workers=int(settings.get("gateway_workers", 1)))  # type: ignore[call-overload]
+                     var_dir=appliance.var_dir)
     gw = GatewayProcess(f"http://127.0.0.1:{port}",
                         start_gateway_process(where, appliance.database_url, "tiny", log_path, base_env=env), log_path)
     if wait_up([f"{gw.url}/healthz"], gw.proc, 60, every_s=0.3):

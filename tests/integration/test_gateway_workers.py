@@ -41,7 +41,7 @@ def listening(gw: GatewayProcess) -> set[int]:
 
 
 def workers(gw: GatewayProcess) -> list[psutil.Process]:
-    """uvicorn's worker processes (not its multiprocessing resource tracker)."""
+    """The gateway's worker processes (not multiprocessing's resource tracker)."""
     found = []
     for child in psutil.Process(gw.proc.pid).children():
         with contextlib.suppress(psutil.NoSuchProcess):

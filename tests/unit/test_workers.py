@@ -1,5 +1,5 @@
 """The pieces that let the gateway run as several processes: the leader lock (held by one process, freed when it
-dies), the metrics directory prepared before the workers start, the live gauges of a dead worker dropped
+dies), the metrics directory prepared before the workers start, the live gauges of a gone worker dropped
 (tests/integration/test_gateway_workers.py runs them together, with the shared rate limit, in a real two-process
 gateway)."""
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.workers import LeaderLock, forget_dead_workers, lead_when_possible, worker_env
+from gateway.workers import LeaderLock, forget_worker, lead_when_possible, worker_env
 
 
 def test_one_process_holds_the_leader_lock_until_it_lets_go(tmp_path: Path) -> None:
@@ -103,15 +103,15 @@ def test_worker_env_prepares_an_empty_metrics_dir_only_for_several_workers(tmp_p
     assert worker_env(tmp_path, 3) == env and not any(path.iterdir())
 
 
-def test_live_gauges_of_dead_workers_are_dropped(tmp_path: Path) -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    for name in (f"gauge_livesum_{dead.pid}.db", f"gauge_livemax_{dead.pid}.db", f"gauge_livesum_{os.getpid()}.db",
-                 f"counter_{dead.pid}.db"):
+def test_a_gone_workers_live_gauges_are_dropped_and_its_counts_stay(tmp_path: Path) -> None:
+    gone, other = 4242, os.getpid()
+    for name in (f"gauge_livesum_{gone}.db", f"gauge_livemax_{gone}.db", f"gauge_livesum_{other}.db",
+                 f"counter_{gone}.db"):
         (tmp_path / name).write_bytes(b"")
-    forget_dead_workers(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"gauge_livesum_{os.getpid()}.db",
-                                                                 f"counter_{dead.pid}.db"])  # counts stay counted
+    forget_worker(gone, str(tmp_path))
+    forget_worker(gone, str(tmp_path))                # the worker and its parent may both do it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"gauge_livesum_{other}.db",
+                                                                 f"counter_{gone}.db"])  # counts stay counted
 
 
 def test_a_socket_per_worker_spreads_connections_where_one_shared_socket_did_not(tmp_path: Path) -> None:
@@ -146,30 +146,28 @@ def test_a_socket_per_worker_spreads_connections_where_one_shared_socket_did_not
 
 
 def test_shared_rate_limits_fall_back_to_the_process_own_buckets_while_postgres_does_not_answer(caplog) -> None:
-    """(The Postgres path itself runs in tests/integration/test_gateway_workers.py.)"""
-    import contextlib as _contextlib
-
+    """A real pool on a port where no Postgres listens. (The Postgres path itself runs in
+    tests/integration/test_gateway_workers.py.)"""
     import pytest
-    from psycopg_pool import PoolTimeout
+    from psycopg_pool import AsyncConnectionPool
 
+    from deploy.background import free_port
     from gateway.auth import SharedRateLimiter
     from gateway.errors import RateLimited
 
-    class DownPool:
-        @_contextlib.asynccontextmanager
-        async def connection(self, timeout: float | None = None):
-            raise PoolTimeout("couldn't get a connection after 2.00 sec")
-            yield
-
-    now = [0.0]
-    limiter = SharedRateLimiter(DownPool(), default_per_min=600, clock=lambda: now[0])  # type: ignore[arg-type]
-
     async def scenario() -> None:
-        for _ in range(3):
-            await limiter.acquire("key:abc", 3)
-        with pytest.raises(RateLimited):
-            await limiter.acquire("key:abc", 3)
-        await limiter.acquire("key:other", 3)      # buckets stay per key
+        pool = AsyncConnectionPool(f"postgresql://enclave@127.0.0.1:{free_port()}/enclave", min_size=1, open=False,
+                                   kwargs={"connect_timeout": 1})
+        await pool.open(wait=False)
+        limiter = SharedRateLimiter(pool, default_per_min=600, timeout_s=0.2)
+        try:
+            for _ in range(3):
+                await limiter.acquire("key:abc", 3)
+            with pytest.raises(RateLimited):
+                await limiter.acquire("key:abc", 3)
+            await limiter.acquire("key:other", 3)      # buckets stay per key
+        finally:
+            await pool.close()
 
     asyncio.run(scenario())
     assert caplog.text.count("fall back") == 1       # said once a minute, not once a request
