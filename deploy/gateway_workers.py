@@ -87,6 +87,17 @@ def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
         sys.exit(STARTUP_FAILURE)
 
 
+def _running(proc: BaseProcess) -> bool:
+    """``is_alive`` counts a worker reaped by someone else as alive (its waitpid fails): ask the kernel too."""
+    if not proc.is_alive() or proc.pid is None:
+        return False
+    try:
+        os.kill(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Supervisor:
     def __init__(self, host: str, port: int, workers: int, var_dir: Path, options: dict[str, Any]) -> None:
         self.host, self.port, self.workers, self.var_dir, self.options = host, port, workers, var_dir, options
@@ -115,6 +126,9 @@ class Supervisor:
         os.environ.update(worker_env(self.var_dir, self.workers))  # the workers inherit it
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
+        # A SIGCHLD ignored by whoever started us is inherited, and the kernel then reaps dead workers before
+        # this loop can see them: they would never be replaced (seen under pytest).
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.processes = [self._start_one() for _ in range(self.workers)]
         replaced = [False] * self.workers      # a replacement's start-up failure is retried, the first ones' is fatal
         pause = [RESTART_PAUSE_S] * self.workers
@@ -124,7 +138,7 @@ class Supervisor:
         while not self.stopping:
             time.sleep(0.5)
             for i, proc in enumerate(self.processes):
-                if self.stopping or proc.is_alive():
+                if self.stopping or _running(proc):
                     continue
                 forget_worker(proc.pid)        # its open streams and calls ended with it
                 if proc.exitcode == STARTUP_FAILURE and not replaced[i]:
