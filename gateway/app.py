@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledge, kpis, me, models, sessions, ui, vault, voice
 from gateway.auth import KeyCache, RateLimiter, SharedRateLimiter
+from gateway.clients import eager_writes
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
 from gateway.clients.http import shared_client
@@ -315,6 +316,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         keep(asyncio.create_task(watch_loop_lag(metrics)))
         log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
                                            "tokenizer": counter.source, "stages": pipeline.stage_names})
+        loop = asyncio.get_running_loop()
+        eager = eager_writes.install(loop)   # Python 3.11: upstream requests leave at once, not after a burst
         try:
             yield
         finally:
@@ -332,6 +335,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
             if leader is not None:
                 leader.release()
+            if eager:
+                loop.set_task_factory(None)
             forget_worker(os.getpid())   # several workers: this one's open streams end with it
 
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
