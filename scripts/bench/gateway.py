@@ -437,6 +437,9 @@ def parse_args() -> argparse.Namespace:
                          "and the gateway alone (no Ray), the gateway's chain pointed at that upstream")
     ap.add_argument("--ttft-ms", type=float, default=25.0, help="paced upstream: time to first token (default: 25)")
     ap.add_argument("--token-ms", type=float, default=15.0, help="paced upstream: time between tokens (default: 15)")
+    ap.add_argument("--paced-steps", action="store_true",
+                    help="paced upstream: every stream's tokens on one shared clock, as an engine's decode steps "
+                         "(default: a clock per request)")
     ap.add_argument("--min-waves", type=int, default=4, help="a batch at concurrency c holds at least this many × c requests "
                                                    "(default: 4: one wave alone is mostly its start-up burst)")
     ap.add_argument("--gateway-workers", type=int, default=1,
@@ -460,9 +463,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path) -> subprocess.Popen:
+def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path, steps: bool = False) -> subprocess.Popen:
     args = [sys.executable, str(_HERE / "paced_upstream.py"), "--port", str(port), "--ttft-ms", str(ttft_ms),
-            "--token-ms", str(token_ms)]
+            "--token-ms", str(token_ms), *(["--steps"] if steps else [])]
     return subprocess.Popen(args, cwd=_REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -489,7 +492,7 @@ def main() -> int:
             port = free_port()
             upstream_url = f"http://127.0.0.1:{port}"
             log = LOG_DIR / "bench-paced-upstream.log"
-            paced = start_paced(port, args.ttft_ms, args.token_ms, log)
+            paced = start_paced(port, args.ttft_ms, args.token_ms, log, args.paced_steps)
             if not wait_up([f"{upstream_url}/health"], paced, 60):
                 console.print(f"[red]paced upstream not ready; see {log}[/]\n{log_tail(log, 2000)}")
                 return 1
@@ -541,7 +544,8 @@ def main() -> int:
         summary = aggregate(raw, names, args.levels)
         rat = ratios(summary)
         verdict = verdicts(summary, rat, args.levels)
-        reference = (f"paced upstream (first token {args.ttft_ms:g} ms, then one every {args.token_ms:g} ms)"
+        reference = (f"paced upstream (first token {args.ttft_ms:g} ms, then one every {args.token_ms:g} ms"
+                     f"{', on shared engine steps' if args.paced_steps else ''})"
                      if paced else args.serving_label or upstream_url or "Serve")
         print_table(summary, rat, targets, args.levels, reference)
         for v in verdict:
@@ -549,7 +553,7 @@ def main() -> int:
             console.print(f"[{colour}]{v['result']}[/] {v['check']}: {v['detail']}")
         config = {"profile": appliance.profile if appliance else None, "external": appliance is None, "levels": args.levels,
                   "upstream": args.upstream, "reference": reference,
-                  "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms} if paced else None,
+                  "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms, "steps": args.paced_steps} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
                   "gateway_workers": args.gateway_workers if appliance is not None else None,
                   "gateway_settings": dict(args.gateway_setting) if appliance is not None else None,

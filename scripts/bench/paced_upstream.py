@@ -8,7 +8,12 @@ at a steady rate whatever the host CPUs do; this stand-in reproduces that shape 
 the benchmark can measure what the relay itself costs: the gateway, LiteLLM and the direct path all read the
 same clock-driven stream. It is a benchmark tool, never part of the appliance.
 
-    .venv/bin/python scripts/bench/paced_upstream.py --port 8799 [--ttft-ms 25] [--token-ms 15]
+By default each request keeps its own clock. ``--steps`` puts every stream on one shared clock instead, as
+an engine's decode steps do: vLLM emits a token for every running sequence at the end of each step, so
+streams that started a millisecond apart still send their tokens in the same moment, and a relay reading
+many of them wakes once per step rather than once per stream.
+
+    .venv/bin/python scripts/bench/paced_upstream.py --port 8799 [--ttft-ms 25] [--token-ms 15] [--steps]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +37,18 @@ class Pace:
     ttft_s: float
     token_s: float
     model: str
+    steps: bool = False     # tokens on one clock for every stream, as an engine's decode steps
+    epoch: float = 0.0      # that clock's origin (perf_counter)
+
+    def first_token_at(self, start: float) -> float:
+        """When a request that arrived at ``start`` sends its first token. Per request by default: exactly
+        ``ttft_s`` later. With ``steps``, at the first step of the shared clock from then on, the way vLLM
+        emits every running sequence's token at the end of the same engine step (so streams that started
+        a millisecond apart still send their tokens together)."""
+        due = start + self.ttft_s
+        if not self.steps or self.token_s <= 0:
+            return due
+        return self.epoch + math.ceil((due - self.epoch) / self.token_s - 1e-9) * self.token_s
 
 
 PACE = web.AppKey("pace", Pace)
@@ -117,19 +135,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
         body, n = await read_chat_request(request)
     except ValueError as e:
         return error_response(400, str(e))
-    start = time.perf_counter()
+    first = pace.first_token_at(time.perf_counter())
     model = body.get("model") or pace.model
     cid, created = reply_ids(request)
     p_tokens = prompt_tokens(body)
     if not body.get("stream"):
-        await _sleep_until(start + pace.ttft_s + (n - 1) * pace.token_s)
+        await _sleep_until(first + (n - 1) * pace.token_s)
         return web.json_response(completion_body(cid, created, model, TOKEN_TEXT * n, p_tokens, n))
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     token = chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, None)  # built once: every token is the same
     await resp.write(chunk_bytes(cid, created, model, {"role": "assistant", "content": ""}, None))
     for i in range(n):
-        await _sleep_until(start + pace.ttft_s + i * pace.token_s)  # on a schedule: no drift across tokens
+        await _sleep_until(first + i * pace.token_s)  # on a schedule: no drift across tokens
         last = i == n - 1
         await resp.write(chunk_bytes(cid, created, model, {"content": TOKEN_TEXT}, "length") if last else token)
     if (body.get("stream_options") or {}).get("include_usage"):
@@ -164,8 +182,12 @@ def main() -> None:
     ap.add_argument("--model", default="paced", help="the id /v1/models lists (replies echo the requested model)")
     ap.add_argument("--ttft-ms", type=float, default=25.0, help="time to the first token (default: 25)")
     ap.add_argument("--token-ms", type=float, default=15.0, help="time between tokens (default: 15, ~67 tok/s a stream)")
+    ap.add_argument("--steps", action="store_true",
+                    help="send every stream's tokens on one shared clock, as an engine's decode steps do (the first "
+                         "token then comes 0 to --token-ms after --ttft-ms)")
     args = ap.parse_args()
-    web.run_app(build_app(Pace(args.ttft_ms / 1000, args.token_ms / 1000, args.model)), host=args.host, port=args.port,
+    pace = Pace(args.ttft_ms / 1000, args.token_ms / 1000, args.model, steps=args.steps, epoch=time.perf_counter())
+    web.run_app(build_app(pace), host=args.host, port=args.port,
                 access_log=None, print=None)
 
 

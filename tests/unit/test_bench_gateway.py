@@ -132,3 +132,21 @@ def test_stream_reading_survives_any_split_and_crlf_and_reports_http_errors() ->
     ok, refused = asyncio.run(run())
     assert ok["ok"] and ok["chunks"] == 2 and ok["tokens"] == 2 and ok["usage"] and ok["finish"] == "length"
     assert not refused["ok"] and refused["status"] == 401 and "no key" in refused["error"]
+
+
+def test_paced_steps_put_every_stream_on_one_clock() -> None:
+    own = Pace(ttft_s=0.025, token_s=0.015, model="paced")
+    shared = Pace(ttft_s=0.025, token_s=0.015, model="paced", steps=True, epoch=100.0)
+    assert own.first_token_at(100.0013) == pytest.approx(100.0263)
+    # two requests a millisecond apart: the same step, the first one at or after ttft, less than a step later
+    a, b = shared.first_token_at(100.0013), shared.first_token_at(100.0023)
+    assert a == b == pytest.approx(100.030)
+    assert shared.first_token_at(100.005) == pytest.approx(100.030)     # exactly on a step: that step
+    assert shared.first_token_at(100.0051) == pytest.approx(100.045)
+
+
+def test_a_stream_on_shared_steps_is_whole() -> None:
+    import time
+    pace = Pace(ttft_s=0.02, token_s=0.005, model="paced", steps=True, epoch=time.perf_counter())
+    result = asyncio.run(_with_paced(pace, _stream(request_body("paced", 12))))
+    assert result["ok"] and result["tokens"] == 12 and result["chunks"] == 12 and result["ttft_ms"] >= 20
