@@ -11,7 +11,11 @@ all sixteen ~15 ms after the burst began, instead of one by one as each request 
 :func:`install` sets a task factory on the gateway's loop that starts just that one coroutine
 (``ClientRequest.write_bytes``) eagerly, as 3.12 does; every other task is created as usual. The first step
 of the coroutine runs in the new task's context; if it finishes there (a small body always does), a
-finished future stands in for the task, which is what aiohttp expects from an eager task.
+finished future stands in for the task, which is what aiohttp expects from an eager task. Unlike 3.12,
+``asyncio.current_task()`` still names the caller during that first step: fine for ``write_bytes``, which
+never asks (no timeout scope, no task lookups), and the reason the factory starts nothing else eagerly.
+The loopback test in ``tests/unit/test_eager_writes.py`` fails on 3.11 if an aiohttp upgrade moves the
+write elsewhere.
 """
 
 from __future__ import annotations
@@ -54,37 +58,48 @@ def start_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
         future = loop.create_future()
         future.set_result(done.value)
         return future
+    except (KeyboardInterrupt, SystemExit):
+        raise  # a task re-raises these too
     except BaseException as e:  # noqa: BLE001  # the task's outcome, as a task would keep it
         future = loop.create_future()
         if isinstance(e, asyncio.CancelledError):
-            future.cancel()
+            future.cancel(msg=e.args[0] if e.args else None)
         else:
             future.set_exception(e)
         return future
-    return asyncio.Task(_carry_on(coro, pending), loop=loop, context=context)
+    carry_on = _resume(coro, pending)
+    carry_on.send(None)  # parked at its first yield: a cancellation before the Task's first step reaches coro
+    return asyncio.Task(carry_on, loop=loop, context=context)
 
 
 @types.coroutine
 def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
     """Hand the Task what ``coro`` is waiting on, then drive ``coro`` as the Task drives us: values and
-    exceptions (a cancellation) are passed through."""
+    exceptions (a cancellation) are passed through. ``start_eagerly`` steps past the first, bare ``yield``
+    before the Task exists, so that whatever the Task's first step brings, a cancellation thrown in before
+    anything ran included, lands in ``coro`` (a generator not yet started would raise it without running)."""
+    message: tuple[bool, Any] | None        # what to pass into coro next: (is it an exception, the value)
+    try:
+        yield
+    except GeneratorExit:
+        coro.close()
+        raise
+    except BaseException as e:  # noqa: BLE001
+        message = (True, e)
+    else:
+        message = None                      # nothing yet: coro is still waiting on ``pending``
     while True:
+        if message is not None:
+            try:
+                pending = coro.throw(message[1]) if message[0] else coro.send(message[1])
+            except StopIteration as done:
+                return done.value
         try:
             sent = yield pending
         except GeneratorExit:
             coro.close()
             raise
         except BaseException as e:  # noqa: BLE001
-            try:
-                pending = coro.throw(e)
-            except StopIteration as done:
-                return done.value
+            message = (True, e)
         else:
-            try:
-                pending = coro.send(sent)
-            except StopIteration as done:
-                return done.value
-
-
-async def _carry_on(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
-    return await _resume(coro, pending)
+            message = (False, sent)

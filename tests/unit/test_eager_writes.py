@@ -190,3 +190,71 @@ def test_cancelling_the_task_cancels_the_coroutine() -> None:
         assert seen == ["cancelled"] and task.cancelled()
 
     asyncio.run(main())
+
+
+def test_a_cancellation_before_the_tasks_first_step_reaches_the_coroutine() -> None:
+    """aiohttp may cancel its writer in the same loop turn as ``send``: the coroutine must still see it
+    (it closes the connection it was writing on)."""
+    seen: list[str] = []
+
+    async def write(gate: asyncio.Future) -> None:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        coro = write(loop.create_future())
+        task = eager_writes.start_eagerly(loop, coro)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert seen == ["cancelled"] and coro.cr_frame is None
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_in_the_first_step_comes_back_cancelled() -> None:
+    async def write() -> None:
+        raise asyncio.CancelledError("stop")
+
+    async def main() -> None:
+        future = eager_writes.start_eagerly(asyncio.get_running_loop(), write())
+        assert future.cancelled()
+
+    asyncio.run(main())
+
+
+def test_an_exception_through_the_awaited_future_reaches_the_coroutine_and_the_task() -> None:
+    seen: list[str] = []
+
+    async def write(gate: asyncio.Future) -> None:
+        try:
+            await gate
+        except ConnectionResetError:
+            seen.append("reset")
+            raise
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate = loop.create_future()
+        task = eager_writes.start_eagerly(loop, write(gate))
+        gate.set_exception(ConnectionResetError("peer gone"))   # done before the task's first step
+        with pytest.raises(ConnectionResetError):
+            await task
+        assert seen == ["reset"]
+
+    asyncio.run(main())
+
+
+def test_keyboard_interrupt_in_the_first_step_is_raised_like_a_task_raises_it() -> None:
+    async def write() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            eager_writes.start_eagerly(asyncio.get_running_loop(), write())
+
+    asyncio.run(main())
