@@ -107,9 +107,15 @@ def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=5, trust_env=False)
 
-        serving = {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                   and c.status == psutil.CONN_LISTEN}
-        assert len(serving) == workers
+        def listening() -> set[int]:
+            return {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                    and c.status == psutil.CONN_LISTEN}
+
+        # /readyz answers once one worker listens; each worker listens only when its app has started.
+        deadline = time.monotonic() + 90
+        while len(serving := listening()) < workers and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(serving) == workers, (serving, (tmp_path / "gateway.log").read_text()[-3000:])
         # uvicorn shuts down gracefully, then re-raises SIGTERM: systemd counts that as a clean stop.
         assert stop_process(gateway, signal.SIGTERM, 30) in (0, -signal.SIGTERM)
         assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
