@@ -314,10 +314,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         else:
             keep(asyncio.create_task(lead_when_possible(leader, start_duties)))
         keep(asyncio.create_task(watch_loop_lag(metrics)))
-        log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
-                                           "tokenizer": counter.source, "stages": pipeline.stage_names})
         loop = asyncio.get_running_loop()
         eager = eager_writes.install(loop)   # Python 3.11: upstream requests leave at once, not after a burst
+        log.info("gateway started", extra={"profile": settings.model_profile, "chain": chain_desc(pipeline),
+                                           "tokenizer": counter.source, "stages": pipeline.stage_names,
+                                           "upstream_writes": eager_writes.describe(eager)})
         try:
             yield
         finally:

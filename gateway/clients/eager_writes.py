@@ -41,6 +41,13 @@ def install(loop: asyncio.AbstractEventLoop) -> bool:
     return True
 
 
+def describe(installed: bool) -> str:
+    """For the start-up log: whether this process's upstream requests leave at once."""
+    if installed or sys.version_info >= (3, 12):
+        return "eager"
+    return "deferred (the event loop already had a task factory)"
+
+
 def task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
                  context: contextvars.Context | None = None) -> asyncio.Future:
     if getattr(coro, "cr_code", None) is _WRITE_BYTES:

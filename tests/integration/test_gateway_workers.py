@@ -33,6 +33,15 @@ def pair(appliance: Appliance) -> Iterator[tuple[GatewayProcess, int]]:
     gw.stop()
 
 
+def test_each_worker_sends_its_upstream_requests_at_once(pair) -> None:
+    """On Python 3.11 each worker's loop gets the task factory that starts aiohttp's request writes eagerly
+    (gateway/clients/eager_writes.py); each says so as it starts."""
+    gw, _ = pair
+    started = [json.loads(line) for line in gw.log().splitlines()
+               if line.startswith("{") and '"gateway started"' in line]
+    assert len(started) == 2 and all(s["upstream_writes"] == "eager" for s in started), started
+
+
 def listening(gw: GatewayProcess) -> set[int]:
     """The processes with a listening socket on the gateway's port."""
     port = urlsplit(gw.url).port

@@ -258,3 +258,9 @@ def test_keyboard_interrupt_in_the_first_step_is_raised_like_a_task_raises_it() 
             eager_writes.start_eagerly(asyncio.get_running_loop(), write())
 
     asyncio.run(main())
+
+
+def test_the_start_up_log_says_whether_writes_are_eager() -> None:
+    assert eager_writes.describe(True) == "eager"
+    assert eager_writes.describe(False) == ("eager" if sys.version_info >= (3, 12) else
+                                            "deferred (the event loop already had a task factory)")
