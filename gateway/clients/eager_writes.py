@@ -82,31 +82,30 @@ def start_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
 @types.coroutine
 def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
     """Hand the Task what ``coro`` is waiting on, then drive ``coro`` as the Task drives us: values and
-    exceptions (a cancellation) are passed through. ``start_eagerly`` steps past the first, bare ``yield``
-    before the Task exists, so that whatever the Task's first step brings, a cancellation thrown in before
-    anything ran included, lands in ``coro`` (a generator not yet started would raise it without running)."""
-    message: tuple[bool, Any] | None        # what to pass into coro next: (is it an exception, the value)
+    exceptions (a cancellation) are passed through. ``start_eagerly`` steps past the first exchange before
+    the Task exists, so that whatever the Task's first step brings, a cancellation thrown in before anything
+    ran included, lands in ``coro`` (a generator not yet started would raise it without running)."""
     try:
-        yield
+        thrown, value = yield from _exchange(None)
+        if not thrown:                      # the Task's first step: coro is still waiting on ``pending``
+            thrown, value = yield from _exchange(pending)
+        while True:
+            try:
+                pending = coro.throw(value) if thrown else coro.send(value)
+            except StopIteration as done:
+                return done.value
+            thrown, value = yield from _exchange(pending)
     except GeneratorExit:
         coro.close()
         raise
+
+
+def _exchange(value: Any) -> Generator[Any, Any, tuple[bool, Any]]:
+    """Yield ``value`` to the Task: what it sends back as ``(False, value)``, what it throws in as
+    ``(True, exception)``."""
+    try:
+        return False, (yield value)
+    except GeneratorExit:
+        raise
     except BaseException as e:  # noqa: BLE001
-        message = (True, e)
-    else:
-        message = None                      # nothing yet: coro is still waiting on ``pending``
-    while True:
-        if message is not None:
-            try:
-                pending = coro.throw(message[1]) if message[0] else coro.send(message[1])
-            except StopIteration as done:
-                return done.value
-        try:
-            sent = yield pending
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as e:  # noqa: BLE001
-            message = (True, e)
-        else:
-            message = (False, sent)
+        return True, e

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
 from deploy.background import REPO, ApplianceStartError, BackgroundAppliance, free_port, stop_process, wait_up
@@ -75,6 +76,12 @@ def proxy(appliance: Appliance) -> Iterator[RecordingProxy]:
     p.start()
     yield p
     p.close()
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes with a listening TCP socket on ``port`` (a gateway's workers each have their own)."""
+    return {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+            and c.status == psutil.CONN_LISTEN and c.pid}
 
 
 @dataclass

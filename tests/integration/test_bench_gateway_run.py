@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from tests.integration.conftest import listening_pids
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -57,5 +59,4 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
     assert not _still_serving("paced_upstream.py", targets["direct"]["url"])
     assert not _still_serving("deploy.gateway_workers", targets["gateway"]["url"])   # the two-worker gateway's parent
     gateway_port = urlsplit(targets["gateway"]["url"]).port
-    assert not [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == gateway_port
-                and c.status == psutil.CONN_LISTEN]                                # nor any of its workers
+    assert not listening_pids(gateway_port)                                               # nor any of its workers

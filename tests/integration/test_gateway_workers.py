@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.integration.conftest import Appliance, GatewayProcess, free_port, start_gateway
+from tests.integration.conftest import Appliance, GatewayProcess, free_port, listening_pids, start_gateway
 from tests.integration.test_sip import options, udp_request
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,9 +44,7 @@ def test_each_worker_sends_its_upstream_requests_at_once(pair) -> None:
 
 def listening(gw: GatewayProcess) -> set[int]:
     """The processes with a listening socket on the gateway's port."""
-    port = urlsplit(gw.url).port
-    return {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-            and c.status == psutil.CONN_LISTEN and c.pid}
+    return listening_pids(urlsplit(gw.url).port)
 
 
 def workers(gw: GatewayProcess) -> list[psutil.Process]:

@@ -19,7 +19,7 @@ import pytest
 
 from deploy.background import stop_process
 from gateway.safety.vault import write_new_key
-from tests.integration.conftest import REPO, Appliance, free_port
+from tests.integration.conftest import REPO, Appliance, free_port, listening_pids
 from tests.tls_certs import make_pki
 
 pytestmark = pytest.mark.timeout(300)
@@ -107,13 +107,9 @@ def test_db_and_gateway_services_with_https(appliance: Appliance, tmp_path: Path
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=5, trust_env=False)
 
-        def listening() -> set[int]:
-            return {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                    and c.status == psutil.CONN_LISTEN}
-
         # /readyz answers once one worker listens; each worker listens only when its app has started.
         deadline = time.monotonic() + 90
-        while len(serving := listening()) < workers and time.monotonic() < deadline:
+        while len(serving := listening_pids(port)) < workers and time.monotonic() < deadline:
             time.sleep(0.5)
         assert len(serving) == workers, (serving, (tmp_path / "gateway.log").read_text()[-3000:])
         # uvicorn shuts down gracefully, then re-raises SIGTERM: systemd counts that as a clean stop.
