@@ -64,6 +64,7 @@ LITELLM_SCRIPT = _HERE / "litellm_venv.sh"
 GATEWAY_ALIAS = "enclave"  # the gateway's name for its default chain
 PROMPT = "Tell me a story."
 WARMUP_REQUESTS = 4
+BATCH_WARMUP_TOKENS = 8  # each batch's unmeasured wave: short, the same concurrency as the batch
 C1_MAX_REQUESTS = 24  # c=1 is sequential: cap it so a run stays short
 # Verdict thresholds (informational).
 MAX_TTFT_P95_DELTA_MS, DELTA_LEVEL = 10.0, 16
@@ -229,10 +230,19 @@ async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: flo
             return
 
 
+async def warm_wave(client: aiohttp.ClientSession, model: str, conc: int) -> None:
+    """One unmeasured wave of ``conc`` short requests right before a batch. A target sits idle while the
+    others run theirs (for a minute, with LiteLLM at c=64), and on virtualised hosts memory untouched for
+    seconds is slow to touch again (docs/gateway.md, "Idle targets start cold"): the upstream, which every
+    batch uses, stays warm, and without this wave the relays alone would pay for the interleaving."""
+    await asyncio.gather(*[stream_chat(client, request_body(model, BATCH_WARMUP_TOKENS)) for _ in range(conc)])
+
+
 async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, max_tokens: int, served_id: str,
-                min_waves: int = 1) -> list[dict]:
+                min_waves: int = 1, batch_warmup: bool = True) -> list[dict]:
     """Every (round, level) runs every target back to back; round r rotates the order by r so no target
-    always goes first (or right after the heaviest one). A batch holds at least ``min_waves`` × c requests."""
+    always goes first (or right after the heaviest one). A batch holds at least ``min_waves`` × c requests
+    and, with ``batch_warmup``, follows an unmeasured wave at its own concurrency (:func:`warm_wave`)."""
     clients = {t.name: make_session(t.url, t.headers, max(levels)) for t in targets}
     raw: list[dict] = []
     try:
@@ -247,6 +257,9 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 count = min(n, C1_MAX_REQUESTS) if conc == 1 else max(n, min_waves * conc)
                 for pos, t in enumerate(order):
                     body = request_body(t.model, max_tokens)
+                    if batch_warmup:
+                        await settle(targets)
+                        await warm_wave(clients[t.name], t.model, conc)
                     await settle(targets)
                     cpu0 = {name: meter() for name, meter in t.cpu_meters.items()}
                     with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
@@ -442,6 +455,9 @@ def parse_args() -> argparse.Namespace:
                          "(default: a clock per request)")
     ap.add_argument("--min-waves", type=int, default=4, help="a batch at concurrency c holds at least this many × c requests "
                                                    "(default: 4: one wave alone is mostly its start-up burst)")
+    ap.add_argument("--batch-warmup", action=argparse.BooleanOptionalAction, default=True,
+                    help=f"an unmeasured wave of {BATCH_WARMUP_TOKENS}-token requests at the batch's concurrency right "
+                         "before each batch, every target alike (default: on; see docs/gateway.md, 'Idle targets start cold')")
     ap.add_argument("--gateway-workers", type=int, default=1,
                     help="gateway processes (ENCLAVE_GATEWAY_WORKERS) when the benchmark starts the gateway (default: 1)")
     ap.add_argument("--gateway-setting", action="append", default=[], type=_setting, metavar="NAME=VALUE",
@@ -539,7 +555,8 @@ def main() -> int:
             targets.append(Target("litellm", f"http://127.0.0.1:{port}", served_id, {"Authorization": f"Bearer {master_key}"},
                                   cpu_meters={"litellm": process_tree_cpu(psutil.Process(litellm.pid))}))
 
-        raw = run_async(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id, args.min_waves))
+        raw = run_async(bench(targets, args.levels, args.rounds, args.requests, args.max_tokens, served_id, args.min_waves,
+                                  args.batch_warmup))
         names = [t.name for t in targets]
         summary = aggregate(raw, names, args.levels)
         rat = ratios(summary)
@@ -558,6 +575,8 @@ def main() -> int:
                   "gateway_workers": args.gateway_workers if appliance is not None else None,
                   "gateway_settings": dict(args.gateway_setting) if appliance is not None else None,
                   "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
+                  "batch_warmup": {"requests": "one wave at the batch's concurrency", "max_tokens": BATCH_WARMUP_TOKENS}
+                  if args.batch_warmup else None,
                   "served_model": served_id, "request_body": request_body("<model>", args.max_tokens),
                   "litellm_version": litellm_version, "targets": {t.name: {"url": t.url, "model": t.model} for t in targets}}
         path = write_results("gateway", _clean({"config": config, "summary": summary, "vs_direct": rat,

@@ -10,7 +10,15 @@ import httpx
 import pytest
 from aiohttp import web
 
-from scripts.bench.gateway import batch_figures, parse_args, request_body
+from scripts.bench.gateway import (
+    BATCH_WARMUP_TOKENS,
+    WARMUP_REQUESTS,
+    Target,
+    batch_figures,
+    bench,
+    parse_args,
+    request_body,
+)
 from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
 from tests.loopback import serving
@@ -150,3 +158,32 @@ def test_a_stream_on_shared_steps_is_whole() -> None:
     pace = Pace(ttft_s=0.02, token_s=0.005, model="paced", steps=True, epoch=time.perf_counter())
     result = asyncio.run(_with_paced(pace, _stream(request_body("paced", 12))))
     assert result["ok"] and result["tokens"] == 12 and result["chunks"] == 12 and result["ttft_ms"] >= 20
+
+
+@pytest.mark.parametrize("batch_warmup", [True, False])
+def test_each_batch_follows_an_unmeasured_wave_at_its_own_concurrency(batch_warmup: bool) -> None:
+    seen: list[int] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler):
+        if request.path == "/v1/chat/completions":
+            seen.append((await request.json())["max_tokens"])
+        return await handler(request)
+
+    app = build_app(Pace(0.0, 0.0, "paced"))
+    app.middlewares.append(record)
+
+    async def run() -> list[dict]:
+        async with serving(app) as port:
+            target = Target("direct", f"http://127.0.0.1:{port}", "paced")
+            return await bench([target], [1, 3], rounds=1, n=3, max_tokens=5, served_id="paced",
+                               batch_warmup=batch_warmup)
+
+    raw = asyncio.run(run())
+    warm = BATCH_WARMUP_TOKENS
+    start = [5] * WARMUP_REQUESTS
+    if batch_warmup:
+        assert seen == start + [warm] + [5] * 3 + [warm] * 3 + [5] * 3
+    else:
+        assert seen == start + [5] * 3 + [5] * 3
+    assert [(r["level"], r["n"], r["tokens"]) for r in raw] == [(1, 3, 15), (3, 3, 15)]   # the wave is not counted
