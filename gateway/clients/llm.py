@@ -292,7 +292,8 @@ class LLMChain:
                 if remaining <= 0:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s")
                 try:
-                    batch = await asyncio.wait_for(anext(data), remaining)
+                    async with asyncio.timeout(remaining):   # no task per wait, unlike wait_for on 3.11
+                        batch = await anext(data)
                 except TimeoutError as e:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s") from e
                 except StopAsyncIteration as e:

@@ -101,13 +101,18 @@ class Guard:
                 rows = await vault_repo.load_session_entries(conn, turn.tenant_id, turn.session_id)
         vault = SessionVault.from_rows(turn.tenant_id, str(turn.session_id), rows)
         r = self.redactor
+        last = turn.input_messages[-1] if turn.input_messages else {}
+        text_is_last = last.get("role") == "user" and last.get("content") == turn.text
         turn.input_messages = [redact_message(m, r, vault) for m in turn.input_messages]
         turn.extra_messages = [redact_message(m, r, vault) for m in turn.extra_messages]
         if turn.session_is_new and turn.session.get("system_prompt") and turn.pack is None:   # a pack's is the operator's
             turn.session = {**turn.session, "system_prompt": r.redact(turn.session["system_prompt"], vault)}
         turn.pii_found = dict(vault.counts)
-        turn.text = r.redact(turn.text, vault)   # the new message's text again: known values, not counted twice
-        vault.counts = dict(turn.pii_found)
+        if text_is_last:   # the message just redacted (placeholders follow the value, so a second pass would agree)
+            turn.text = turn.input_messages[-1]["content"]
+        elif turn.text:    # preprocessing changed it: its values are known now, not counted twice
+            turn.text = r.redact(turn.text, vault)
+            vault.counts = dict(turn.pii_found)
         turn.vault = vault
         if verdict is not None:
             verdict = await self.semantic(turn, verdict)

@@ -1,16 +1,19 @@
 """The LLM chain against a real aiohttp server on loopback that frames its stream the way other
 OpenAI-compatible servers do: CRLF line ends (sse-starlette's default) written a few bytes at a time, so a
 CRLF is cut between its CR and LF. Before the gateway read only LF-framed events, such a stream carried no
-token and the turn fell through to the apology."""
+token and the turn fell through to the apology. Also the chain's clocks: an upstream that sends no token in
+time is retried, then left for the next link; one that outruns the total timeout ends the reply as failed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 from aiohttp import web
 
 from gateway.clients.breaker import CircuitBreaker
-from gateway.clients.llm import Timeouts, UpstreamConfig, build_chain
+from gateway.clients.llm import OpenedStream, Timeouts, UpstreamConfig, build_chain
 from gateway.observability import Metrics
 from tests.loopback import serving
 
@@ -52,3 +55,68 @@ def test_a_crlf_framed_stream_cut_anywhere_reaches_the_turn_whole() -> None:
 
     text, finish, upstream = asyncio.run(scenario())
     assert (text, finish, upstream) == ("".join(WORDS), "stop", "primary")
+
+
+def _chunk(content: str | None = None, role: bool = False, finish: str | None = None) -> bytes:
+    delta = {"role": "assistant", "content": ""} if role else ({"content": content} if content is not None else {})
+    body = json.dumps({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    return b"data: " + body.encode() + b"\n\n"
+
+
+async def _run_chain(chat, timeouts: Timeouts) -> tuple[str, OpenedStream, Metrics, float]:
+    """Open a turn on a chain (primary on a loopback server running ``chat``, then the apology) and read it."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    metrics = Metrics()
+    async with serving(app) as port:
+        chain, sessions = build_chain([UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")],
+                                      f"http://127.0.0.1:{port}", "m", timeouts, CircuitBreaker, metrics)
+        started = time.perf_counter()
+        try:
+            opened = await chain.open({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+            text = "".join([ev.content async for ev in opened])
+            took = time.perf_counter() - started
+            await opened.aclose()
+        finally:
+            for s in sessions:
+                await s.close()
+    return text, opened, metrics, took
+
+
+def _errors(metrics: Metrics, kind: str) -> float:
+    return metrics.upstream_errors.labels("llm", "primary", kind)._value.get()
+
+
+def test_no_first_token_in_time_falls_back_after_the_retry() -> None:
+    calls = 0
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True))        # headers and a role-only chunk: not a token
+        await asyncio.sleep(2.5)
+        return resp
+
+    text, opened, metrics, took = asyncio.run(_run_chain(stalls, Timeouts(first_token_s=0.3, retries=1, backoff_s=0.05)))
+    assert opened.upstream == "apology" and opened.fallback and text
+    assert calls == 2 and _errors(metrics, "first_token_timeout") == 2
+    assert took < 2                                 # two 0.3 s waits and a pause, not the upstream's 2.5 s
+
+
+def test_a_reply_past_the_total_timeout_ends_as_failed_midway() -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True) + _chunk("Once"))
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            await resp.write(_chunk(" more"))
+        await resp.write(_chunk(finish="stop") + b"data: [DONE]\n\n")
+        return resp
+
+    text, opened, metrics, took = asyncio.run(_run_chain(slow, Timeouts(total_s=0.4)))
+    assert opened.upstream == "primary" and opened.failed_midway
+    assert text.startswith("Once") and 0 < text.count(" more") < 50
+    assert _errors(metrics, "total_timeout") == 1 and took < 2

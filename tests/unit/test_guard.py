@@ -1,0 +1,41 @@
+"""The guard's redaction of a turn's own text: the message the model gets and ``turn.text`` (what the
+later stages read and the turns table stores) carry the same placeholders, and each value counts once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from gateway.dialogue.turn import Turn
+from gateway.safety.guard import Guard
+from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
+from gateway.safety.redact import Redactor
+from gateway.safety.vault import StaticKey, VaultCipher
+
+
+def _turn(text: str, turn_text: str | None = None) -> Turn:
+    session = {"id": uuid.uuid4(), "channel": "api", "system_prompt": None, "summary": None}
+    turn = Turn(request_id="r", tenant_id="t", session=session, session_is_new=True, raw_text=text,
+                input_messages=[{"role": "user", "content": text}])
+    turn.text = text if turn_text is None else turn_text
+    return turn
+
+
+def _guard() -> Guard:
+    return Guard(pool=None, redactor=Redactor(PiiDetector(DEFAULT_PATTERNS), VaultCipher(StaticKey(b"k" * 32))))   # new sessions: no reads
+
+
+def test_the_text_is_the_redacted_message_and_each_value_counts_once() -> None:
+    turn = _turn("Write to jane.doe@example.com or john@example.org please")
+    asyncio.run(_guard()(turn))
+    content = turn.input_messages[-1]["content"]
+    assert "example" not in content and turn.text == content
+    assert turn.pii_found == {"EMAIL": 2} and turn.vault.counts == {"EMAIL": 2}
+
+
+def test_a_text_that_differs_from_the_message_is_redacted_with_the_same_placeholders() -> None:
+    turn = _turn("Write to jane.doe@example.com please", turn_text="write to jane.doe@example.com")
+    asyncio.run(_guard()(turn))
+    placeholder = turn.input_messages[-1]["content"].split()[2]
+    assert "@" not in placeholder and turn.text == f"write to {placeholder}"
+    assert turn.pii_found == {"EMAIL": 1} and turn.vault.counts == {"EMAIL": 1}
