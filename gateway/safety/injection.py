@@ -81,6 +81,7 @@ _HOMOGLYPHS = str.maketrans({
 })
 _LEET = str.maketrans({"1": "i", "0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_TOKEN = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")     # only tokens with a letter: "1gn0re", not "£500"
+_LEET_CHAR = re.compile("[" + re.escape("".join(chr(c) for c in _LEET)) + "]")
 _INNER_PUNCT = re.compile(r"(?<=[a-z])[.\-_*~^'`|+!:/\\]+(?=[a-z])")
 _NON_WORD = re.compile(r"[^a-z0-9\s]+")
 _SPACED = re.compile(r"(?<![a-z0-9])[a-z](?: [a-z](?![a-z0-9])){3,}")
@@ -147,9 +148,11 @@ def _fold(text: str) -> str:
 def _views(text: str) -> _Views:
     light = _fold(text)
     heavy = light
-    for pattern, expansion in _CONTRACTIONS:     # "you've been told" must read like "you have been told"
-        heavy = pattern.sub(expansion, heavy)
-    heavy = _LEET_TOKEN.sub(lambda m: m.group().translate(_LEET), heavy)
+    if "'" in heavy or "\u2019" in heavy:        # every contraction has its apostrophe
+        for pattern, expansion in _CONTRACTIONS:     # "you've been told" must read like "you have been told"
+            heavy = pattern.sub(expansion, heavy)
+    if _LEET_CHAR.search(heavy):                 # most text has none: no call per word
+        heavy = _LEET_TOKEN.sub(lambda m: m.group().translate(_LEET), heavy)
     heavy = _INNER_PUNCT.sub("", heavy)
     heavy = _NON_WORD.sub(" ", heavy)
     heavy = _FILLERS.sub(" ", heavy)
