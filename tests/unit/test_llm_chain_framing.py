@@ -1,13 +1,15 @@
 """The LLM chain against a real aiohttp server on loopback that frames its stream the way other
 OpenAI-compatible servers do: CRLF line ends (sse-starlette's default) written a few bytes at a time, so a
 CRLF is cut between its CR and LF. Before the gateway read only LF-framed events, such a stream carried no
-token and the turn fell through to the apology. Also the chain's clocks: an upstream that sends no token in
-time is retried, then left for the next link; one that outruns the total timeout ends the reply as failed."""
+token and the turn fell through to the apology. Also the chain's three clocks: an upstream that does not
+accept the connection or sends no token in time is retried, then left for the next link; one that outruns
+the total timeout ends the reply as failed (no retry after the first token)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 from aiohttp import web
@@ -120,3 +122,28 @@ def test_a_reply_past_the_total_timeout_ends_as_failed_midway() -> None:
     assert opened.upstream == "primary" and opened.failed_midway
     assert text.startswith("Once") and 0 < text.count(" more") < 50
     assert _errors(metrics, "total_timeout") == 1 and took < 2
+
+
+def test_an_upstream_that_never_accepts_times_out_on_connect_and_falls_back() -> None:
+    async def scenario() -> tuple[OpenedStream, Metrics, float]:
+        # A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs (as to a
+        # host that went away) rather than being refused.
+        with socket.socket() as listener, socket.socket() as filler:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            filler.connect(listener.getsockname())
+            metrics = Metrics()
+            chain, sessions = build_chain([UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")],
+                                          f"http://127.0.0.1:{listener.getsockname()[1]}", "m",
+                                          Timeouts(connect_s=0.3, retries=1, backoff_s=0.05), CircuitBreaker, metrics)
+            started = time.perf_counter()
+            try:
+                opened = await chain.open({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+            finally:
+                for s in sessions:
+                    await s.close()
+            return opened, metrics, time.perf_counter() - started
+
+    opened, metrics, took = asyncio.run(scenario())
+    assert opened.upstream == "apology" and opened.fallback
+    assert _errors(metrics, "connect_timeout") == 2 and took < 2
