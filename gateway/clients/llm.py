@@ -292,8 +292,7 @@ class LLMChain:
                 if remaining <= 0:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s")
                 try:
-                    async with asyncio.timeout(remaining):   # no task per wait, unlike wait_for on 3.11
-                        batch = await anext(data)
+                    batch = await asyncio.wait_for(anext(data), remaining)
                 except TimeoutError as e:
                     raise UpstreamError("first_token_timeout", f"no token within {t.first_token_s} s") from e
                 except StopAsyncIteration as e:

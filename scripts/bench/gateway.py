@@ -217,17 +217,19 @@ def batch_figures(res: list[dict], wall: float, extra_errors: int, wave: int = 1
             "ttft_ms": [round(x, 2) for x in ttft], "total_ms": [round(x, 2) for x in total], "error_samples": samples}
 
 
-async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: float = 0.25, max_s: float = 5.0) -> None:
+async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: float = 0.25, max_s: float = 5.0) -> bool:
     """Wait until the measured processes are quiet: what one path leaves running after its batch (LiteLLM's
-    logging and spend workers, the gateway's background summaries) must not be billed to the next path."""
+    logging and spend workers, the gateway's background summaries, a warm wave's) must not be billed to the
+    next batch. False when they were still busy after ``max_s`` (the batch's row says so)."""
     meters = [m for t in targets for m in t.cpu_meters.values()]
     if not meters:
-        return
+        return True
     for _ in range(int(max_s / window_s)):
         before = sum(m() for m in meters)
         await asyncio.sleep(window_s)
         if (sum(m() for m in meters) - before) / window_s < quiet_cores:
-            return
+            return True
+    return False
 
 
 async def warm_wave(client: aiohttp.ClientSession, model: str, conc: int) -> None:
@@ -260,12 +262,15 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                     if batch_warmup:
                         await settle(targets)
                         await warm_wave(clients[t.name], t.model, conc)
-                    await settle(targets)
+                    settled = await settle(targets)
+                    if not settled:
+                        console.print(f"[yellow]round {rnd + 1} c={conc} {t.name}: the processes were still busy after "
+                                      "5 s; this batch's CPU figures may include earlier work[/]")
                     cpu0 = {name: meter() for name, meter in t.cpu_meters.items()}
                     with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
                         res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))
                     cpu = {name: (meter() - cpu0[name]) * 1000 / count for name, meter in t.cpu_meters.items()}
-                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos,
+                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, "settled": settled,
                                 **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu})
     finally:
         for c in clients.values():

@@ -18,6 +18,7 @@ from scripts.bench.gateway import (
     bench,
     parse_args,
     request_body,
+    settle,
 )
 from scripts.bench.llm_stream import make_session, stream_chat
 from scripts.bench.paced_upstream import Pace, build_app
@@ -187,3 +188,11 @@ def test_each_batch_follows_an_unmeasured_wave_at_its_own_concurrency(batch_warm
     else:
         assert seen == start + [5] * 3 + [5] * 3
     assert [(r["level"], r["n"], r["tokens"]) for r in raw] == [(1, 3, 15), (3, 3, 15)]   # the wave is not counted
+
+
+def test_settle_says_whether_the_processes_went_quiet() -> None:
+    busy = iter(range(0, 10_000, 1))                    # a second of CPU per reading: never quiet
+    quiet = Target("direct", "http://127.0.0.1:9", "m", cpu_meters={"p": lambda: 1.0})
+    loud = Target("direct", "http://127.0.0.1:9", "m", cpu_meters={"p": lambda: float(next(busy))})
+    assert asyncio.run(settle([quiet], window_s=0.01, max_s=0.05)) is True
+    assert asyncio.run(settle([loud], window_s=0.01, max_s=0.05)) is False

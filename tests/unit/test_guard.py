@@ -39,3 +39,22 @@ def test_a_text_that_differs_from_the_message_is_redacted_with_the_same_placehol
     placeholder = turn.input_messages[-1]["content"].split()[2]
     assert "@" not in placeholder and turn.text == f"write to {placeholder}"
     assert turn.pii_found == {"EMAIL": 1} and turn.vault.counts == {"EMAIL": 1}
+
+
+def test_a_message_in_parts_is_redacted_part_by_part_and_the_text_alike() -> None:
+    turn = _turn("")
+    turn.input_messages = [{"role": "user", "content": [{"type": "text", "text": "mail jane.doe@example.com"}]}]
+    turn.text = "mail jane.doe@example.com"
+    asyncio.run(_guard()(turn))
+    part = turn.input_messages[-1]["content"][0]["text"]
+    assert "@" not in part and turn.text == part
+    assert turn.pii_found == {"EMAIL": 1}
+
+
+def test_a_tool_result_keeps_an_empty_text_and_counts_its_values() -> None:
+    turn = _turn("")
+    turn.input_messages = [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+                           {"role": "tool", "tool_call_id": "1", "content": "owner: jane.doe@example.com"}]
+    asyncio.run(_guard()(turn))
+    assert turn.text == "" and "@" not in turn.input_messages[-1]["content"]
+    assert turn.pii_found == {"EMAIL": 1}

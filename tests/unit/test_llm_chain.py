@@ -98,7 +98,9 @@ def test_no_first_token_in_time_falls_back_after_the_retry() -> None:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(_chunk(role=True))        # headers and a role-only chunk: not a token
-        await asyncio.sleep(2.5)
+        for _ in range(25):                        # then comments only: the connection is alive (so no read
+            await asyncio.sleep(0.1)               # timeout fires), but no token ever comes
+            await resp.write(b": keep-alive\n\n")
         return resp
 
     text, opened, metrics, took = asyncio.run(_run_chain(stalls, Timeouts(first_token_s=0.3, retries=1, backoff_s=0.05)))
