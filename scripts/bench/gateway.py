@@ -260,12 +260,11 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 for pos, t in enumerate(order):
                     body = request_body(t.model, max_tokens)
                     if batch_warmup:
-                        await settle(targets)
                         await warm_wave(clients[t.name], t.model, conc)
-                    settled = await settle(targets)
+                    settled = await settle(targets)   # the CPU meters start from here: after the wave's leftovers too
                     if not settled:
-                        console.print(f"[yellow]round {rnd + 1} c={conc} {t.name}: the processes were still busy after "
-                                      "5 s; this batch's CPU figures may include earlier work[/]")
+                        console.print(f"[yellow]round {rnd + 1} c={conc} {t.name}: the processes were still busy; "
+                                      "this batch's CPU figures may include earlier work[/]")
                     cpu0 = {name: meter() for name, meter in t.cpu_meters.items()}
                     with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
                         res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))

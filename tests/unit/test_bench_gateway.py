@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import httpx
 import pytest
@@ -155,7 +156,6 @@ def test_paced_steps_put_every_stream_on_one_clock() -> None:
 
 
 def test_a_stream_on_shared_steps_is_whole() -> None:
-    import time
     pace = Pace(ttft_s=0.02, token_s=0.005, model="paced", steps=True, epoch=time.perf_counter())
     result = asyncio.run(_with_paced(pace, _stream(request_body("paced", 12))))
     assert result["ok"] and result["tokens"] == 12 and result["chunks"] == 12 and result["ttft_ms"] >= 20
