@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from openai import OpenAI
+from openai import NotFoundError, OpenAI
 
 from tests.integration.conftest import Appliance
 
@@ -24,6 +24,11 @@ def sdk(appliance: Appliance) -> OpenAI:
 def test_models_lists_the_chain(sdk: OpenAI) -> None:
     ids = [m.id for m in sdk.models.list().data]
     assert ids[0] == "enclave" and "tiny-qwen2" in ids
+    # models.retrieve, for each listed id; an id that is not offered is a 404 with the chat route's code.
+    assert [sdk.models.retrieve(i).id for i in ids] == ids
+    with pytest.raises(NotFoundError) as missing:
+        sdk.models.retrieve("Qwen/Qwen2.5-72B-Instruct")
+    assert missing.value.body["code"] == "model_not_found"
 
 
 def test_sdk_non_stream_creates_a_session_with_the_turn(sdk: OpenAI, gateway: httpx.Client) -> None:

@@ -38,6 +38,7 @@ AGENTS = {"agent", "supervisor", "admin"}
 # must enforce it over HTTP. A new route without a line here fails the suite.
 EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/models"): set(ROLES),
+    ("GET", "/v1/models/{model:path}"): set(ROLES),
     ("POST", "/v1/chat/completions"): CHAT,
     ("POST", "/v1/sessions"): CHAT,
     ("GET", "/v1/sessions"): CHAT,
@@ -182,7 +183,8 @@ def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) 
     for (method, path), roles in EXPECTED_ROLES.items():
         url = (path.replace("{session_id}", str(uuid.uuid4())).replace("{document_id}", str(uuid.uuid4()))
                .replace("{item_id}", str(uuid.uuid4())).replace("{handoff_id}", str(uuid.uuid4()))
-               .replace("{prefix}", "enc_00000000").replace("{turn_id}", str(uuid.uuid4())))
+               .replace("{prefix}", "enc_00000000").replace("{turn_id}", str(uuid.uuid4()))
+               .replace("{model:path}", "enclave"))
         sample = SAMPLE.get((method, path), {})
         with client(appliance.gateway_url, None) as anonymous:
             r = anonymous.request(method, url, **sample)
