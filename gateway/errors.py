@@ -80,18 +80,44 @@ def error_response(exc: EnclaveError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.type, exc.param), status_code=exc.status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+# pydantic names the member of a union in an error's location ("content", "list[TextPart]", 0, "text"): a
+# client never wrote that part of the path.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none"})
+
+
+def _client_loc(loc: tuple) -> list[str]:
+    return [str(p) for p in loc if p != "body" and not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+
+
+def _validation_message(exc: RequestValidationError, content_type: str | None = None) -> tuple[str, str, str | None]:
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         return "invalid_json", f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "), None
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = _client_loc(first.get("loc", ()))
+    if not loc and tuple(first.get("loc", ()))[:1] == ("body",):     # the body as a whole
+        if first.get("type") == "missing":
+            return "missing_parameter", "the request body is empty: send a JSON object", None
+        hint = ""
+        if content_type and "json" not in content_type.lower():
+            hint = f" (it was sent as {content_type.split(';')[0].strip()}; send it as application/json)"
+        return "invalid_parameter", f"the request body must be a JSON object{hint}", None
+    # A union's members each report their own error for the same field: the member that got furthest into
+    # the value is the one the client meant; if none did, say what each would have taken.
+    rivals = [e for e in errors if _client_loc(e.get("loc", ()))[:len(loc)] == loc]
+    deepest = max(rivals, key=lambda e: len(_client_loc(e.get("loc", ()))))
+    message = first.get("msg", "invalid value")
+    if len(_client_loc(deepest.get("loc", ()))) > len(loc):
+        first, loc, message = deepest, _client_loc(deepest.get("loc", ())), deepest.get("msg", "invalid value")
+    elif len(rivals) > 1:
+        wants = dict.fromkeys(e.get("msg", "").removeprefix("Input should be ") for e in rivals)
+        message = "Input should be " + " or ".join(w for w in wants if w)
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
         return "unsupported_parameter", f"parameter '{param}' is not supported by this endpoint", param
     if first.get("type") == "missing":
         return "missing_parameter", f"'{param}' is required", param
-    return "invalid_parameter", f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+    return "invalid_parameter", f"{param or 'body'}: {message}", param
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -100,8 +126,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        code, message, param = _validation_message(exc)
+    async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, param = _validation_message(exc, req.headers.get("content-type"))
         return JSONResponse(error_body(code, message, param=param), status_code=400)
 
     @app.exception_handler(json.JSONDecodeError)

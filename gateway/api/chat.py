@@ -18,7 +18,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.api.deps import body_size_limit
 from gateway.api.models import offered_models
@@ -57,6 +58,19 @@ class ChatMessage(BaseModel):
     function_call: Any = None
 
     ECHOED: ClassVar[set[str]] = {"refusal", "annotations", "audio", "function_call"}
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def text_parts_only(cls, content: Any) -> Any:
+        """Name the part a text-only gateway cannot take (an image, audio, a file) rather than let the union
+        say only that the content is neither a string nor a list of text parts."""
+        if isinstance(content, list):
+            for i, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(kind, str) and kind != "text":
+                    raise PydanticCustomError("unsupported_content", "part {index} is of type '{kind}': only text parts "
+                                              "are supported", {"index": i, "kind": kind[:40]})
+        return content
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -100,6 +114,10 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = Field(default=None, max_length=256)
+    # Accepted only at the value that changes nothing (clients that spell out every default): logprobs false,
+    # modalities ["text"]. Any other value is refused by name in new_turn.
+    logprobs: bool | None = None
+    modalities: list[str] | None = None
     # Enclave's own: ground the answer in the knowledge base (true, or {collections, tags, effective_from,
     # effective_to, top_k}); the session's metadata.knowledge is the default.
     knowledge: bool | dict[str, Any] | None = None
@@ -152,6 +170,11 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
         raise NotFound("model_not_found", f"model '{body.model}' is not offered here; GET /v1/models lists them", "model")
     if body.n != 1:
         raise InvalidRequest("unsupported_parameter", "only n=1 is supported", "n")
+    if body.logprobs:
+        raise InvalidRequest("unsupported_parameter", "logprobs are not returned by this endpoint", "logprobs")
+    if body.modalities is not None and body.modalities != ["text"]:
+        raise InvalidRequest("unsupported_parameter", "only text output is supported: modalities must be [\"text\"]",
+                             "modalities")
     new = new_messages(body.messages, session_header is not None)
     last = new[-1]
     earlier = body.messages[:len(body.messages) - len(new)]

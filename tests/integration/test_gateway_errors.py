@@ -53,7 +53,16 @@ CASES = [
     ("n > 1", dict(json=chat_body(n=2)), 400, "unsupported_parameter", "n"),
     ("temperature out of range", dict(json=chat_body(temperature=7)), 400, "invalid_parameter", "temperature"),
     ("image content", dict(json=chat_body(messages=[{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:,"}}]}])), 400, "invalid_parameter", None),
+        {"type": "image_url", "image_url": {"url": "data:,"}}]}])), 400, "invalid_parameter", "messages.0.content"),
+    ("content neither text nor parts", dict(json=chat_body(messages=[{"role": "user", "content": 5}])), 400,
+     "invalid_parameter", "messages.0.content"),
+    ("a text part with a field OpenAI does not define", dict(json=chat_body(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}])), 400, "unsupported_parameter",
+     "messages.0.content.0.cache_control"),
+    ("empty body", dict(content=b"", headers={"content-type": "application/json"}), 400, "missing_parameter", None),
+    ("form-encoded body", dict(data={"model": "enclave"}), 400, "invalid_parameter", None),
+    ("modalities other than text", dict(json=chat_body(modalities=["text", "audio"])), 400, "unsupported_parameter",
+     "modalities"),
     ("last message not from the user", dict(json=chat_body(messages=[USER, {"role": "assistant", "content": "x"}])),
      400, "last_message_not_user", "messages"),
     ("empty after normalisation", dict(json=chat_body(messages=[{"role": "user", "content": "<br> <p></p>"}])),
@@ -85,6 +94,32 @@ def test_chat_rejects_bad_input(gateway: httpx.Client, row_counts: None, name: s
     assert error["code"] == code and error["message"], error
     if param is not None:
         assert error["param"] == param
+
+
+def test_errors_say_what_is_wrong(gateway: httpx.Client, row_counts: None) -> None:
+    """The message names the problem in the client's terms: no pydantic union member names, no 'None'."""
+    def message(**kwargs) -> str:
+        return gateway.post("/v1/chat/completions", **kwargs).json()["error"]["message"]
+
+    assert message(content=b"", headers={"content-type": "application/json"}) == \
+        "the request body is empty: send a JSON object"
+    assert message(data={"model": "enclave"}) == ("the request body must be a JSON object (it was sent as "
+                                                  "application/x-www-form-urlencoded; send it as application/json)")
+    assert message(json=["enclave"]) == "the request body must be a JSON object"
+    assert message(json=chat_body(messages=[{"role": "user", "content": [{"type": "text", "text": "look:"}, {
+        "type": "image_url", "image_url": {"url": "data:,"}}]}])) == \
+        "messages.0.content: part 1 is of type 'image_url': only text parts are supported"
+    assert message(json=chat_body(messages=[{"role": "user", "content": 5}])) == \
+        "messages.0.content: Input should be a valid string or a valid list"
+    assert message(json=chat_body(stop=7)) == "stop: Input should be a valid string or a valid list"
+
+
+def test_settings_that_change_nothing_are_accepted(gateway: httpx.Client) -> None:
+    """Clients that spell out every default (n=1, logprobs=false, modalities=["text"]) are served; the same
+    fields set to anything that would need support are refused by name (CASES above)."""
+    r = gateway.post("/v1/chat/completions", json=chat_body(n=1, logprobs=False, modalities=["text"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["role"] == "assistant"
 
 
 def test_caps_are_per_tenant(appliance: Appliance, capped_key: str, row_counts: None) -> None:
