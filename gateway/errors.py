@@ -85,8 +85,15 @@ def error_response(exc: EnclaveError) -> JSONResponse:
 _UNION_TAGS = frozenset({"str", "int", "float", "bool", "none"})
 
 
+_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+
+
 def _client_loc(loc: tuple) -> list[str]:
-    return [str(p) for p in loc if p != "body" and not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+    """The location as the client wrote it: without where FastAPI read it from ("body", "query") or the union
+    member pydantic tried."""
+    if loc and loc[0] in _SOURCES:
+        loc = loc[1:]
+    return [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
 
 
 def _validation_message(exc: RequestValidationError, content_type: str | None = None) -> tuple[str, str, str | None]:
@@ -95,7 +102,7 @@ def _validation_message(exc: RequestValidationError, content_type: str | None = 
     if first.get("type") == "json_invalid":
         return "invalid_json", f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "), None
     loc = _client_loc(first.get("loc", ()))
-    if not loc and tuple(first.get("loc", ()))[:1] == ("body",):     # the body as a whole
+    if tuple(first.get("loc", ())) == ("body",):     # the body as a whole
         if first.get("type") == "missing":
             return "missing_parameter", "the request body is empty: send a JSON object", None
         hint = ""

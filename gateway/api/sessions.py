@@ -86,8 +86,10 @@ async def create_session(body: SessionCreate, request: Request, identity: ChatCa
 async def list_sessions(identity: ChatCaller, conn: DbConn,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50,
                         offset: Annotated[int, Query(ge=0)] = 0) -> dict:
-    rows = await repo.list_sessions(conn, identity.tenant_id, limit, offset, created_by=_owner_filter(identity))
-    return {"object": "list", "data": [session_out(r) for r in rows], "limit": limit, "offset": offset}
+    # One row more than asked says whether there is a next page, without a count over the tenant's sessions.
+    rows = await repo.list_sessions(conn, identity.tenant_id, limit + 1, offset, created_by=_owner_filter(identity))
+    return {"object": "list", "data": [session_out(r) for r in rows[:limit]], "limit": limit, "offset": offset,
+            "has_more": len(rows) > limit}
 
 
 @router.get("/{session_id}")

@@ -7,9 +7,11 @@ import json
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from openai import NotFoundError, OpenAI
 
+from gateway.store import api_keys
 from tests.integration.conftest import Appliance
 
 pytestmark = pytest.mark.timeout(300)
@@ -105,6 +107,23 @@ def test_named_session_keeps_history_on_the_server(gateway: httpx.Client) -> Non
     assert gateway.delete(f"/v1/sessions/{sid}").json() == {"id": sid, "object": "session.deleted", "deleted": True}
     assert gateway.get(f"/v1/sessions/{sid}").status_code == 404
     assert gateway.delete(f"/v1/sessions/{sid}").json()["error"]["code"] == "session_not_found"
+
+
+def test_the_session_list_pages(appliance: Appliance) -> None:
+    """Newest first, limit/offset, and has_more says whether another page follows (a tenant of its own, so
+    the count is known)."""
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        key = api_keys.create_key(conn, api_keys.ensure_tenant(conn, "pages", "Paging tenant"), "user", label="pages")
+    with httpx.Client(base_url=appliance.gateway_url, headers={"Authorization": f"Bearer {key}"}, trust_env=False,
+                      timeout=60) as c:
+        ids = [c.post("/v1/sessions", json={"title": f"s{i}"}).json()["id"] for i in range(3)]
+        first = c.get("/v1/sessions", params={"limit": 2}).json()
+        rest = c.get("/v1/sessions", params={"limit": 2, "offset": 2}).json()
+        assert [s["id"] for s in first["data"]] + [s["id"] for s in rest["data"]] == ids[::-1]
+        assert (first["has_more"], rest["has_more"]) == (True, False)
+        assert c.get("/v1/sessions", params={"limit": 3}).json()["has_more"] is False
+        bad = c.get("/v1/sessions", params={"limit": 0}).json()["error"]
+        assert (bad["code"], bad["param"]) == ("invalid_parameter", "limit")
 
 
 def test_request_id_is_echoed_and_metrics_are_exposed(gateway: httpx.Client) -> None:
