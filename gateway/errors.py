@@ -80,12 +80,10 @@ def error_response(exc: EnclaveError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.type, exc.param), status_code=exc.status, headers=headers)
 
 
-# pydantic names the member of a union in an error's location ("content", "list[TextPart]", 0, "text"): a
-# client never wrote that part of the path.
-_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none"})
-
-
+# Parts of an error's location the client never wrote: where FastAPI read the value from, and the member of a
+# union pydantic tried ("messages", 0, "content", "list[TextPart]", 0, "text").
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none"})
 
 
 def _client_loc(loc: tuple) -> list[str]:
@@ -112,7 +110,7 @@ def _validation_message(exc: RequestValidationError, content_type: str | None = 
     # A union's members each report their own error for the same field: the member that got furthest into
     # the value is the one the client meant; if none did, say what each would have taken.
     rivals = [e for e in errors if _client_loc(e.get("loc", ()))[:len(loc)] == loc]
-    deepest = max(rivals, key=lambda e: len(_client_loc(e.get("loc", ()))))
+    deepest = max(rivals, key=lambda e: len(_client_loc(e.get("loc", ()))), default=first)
     message = first.get("msg", "invalid value")
     if len(_client_loc(deepest.get("loc", ()))) > len(loc):
         first, loc, message = deepest, _client_loc(deepest.get("loc", ())), deepest.get("msg", "invalid value")

@@ -241,3 +241,32 @@ def test_settings_read_the_chain_from_the_environment(monkeypatch: pytest.Monkey
     assert [(c.name, c.kind, c.url, c.model) for c in chain] == [
         ("big", "openai", "http://10.0.0.5:8000", "qwen-7b"), ("small", "openai", None, None),
         ("sorry", "canned", None, None)]
+
+
+def _client_error(body: dict) -> tuple[str, str, str | None]:
+    """What the gateway answers for a chat body pydantic refuses (the route's own model and error mapping)."""
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    from gateway.api.chat import ChatCompletionRequest
+    from gateway.errors import _validation_message
+
+    with pytest.raises(ValidationError) as refused:
+        ChatCompletionRequest.model_validate(body)
+    return _validation_message(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in refused.value.errors()]))
+
+
+@pytest.mark.parametrize("content,expected", [
+    # Neither member of the union took it: say what each would have.
+    (5, ("invalid_parameter", "messages.0.content: Input should be a valid string or a valid list", "messages.0.content")),
+    # The list member got furthest: its error, with the client's path (no "list[TextPart]").
+    ([{"type": "text", "text": "hi", "cache_control": {}}],
+     ("unsupported_parameter", "parameter 'messages.0.content.0.cache_control' is not supported by this endpoint",
+      "messages.0.content.0.cache_control")),
+    ([{"type": "text"}], ("missing_parameter", "'messages.0.content.0.text' is required", "messages.0.content.0.text")),
+    ([{"type": "text", "text": "look"}, {"type": "input_audio", "input_audio": {}}],
+     ("invalid_parameter", "messages.0.content: part 1 is of type 'input_audio': only text parts are supported",
+      "messages.0.content")),
+])
+def test_validation_errors_use_the_clients_path(content, expected) -> None:
+    assert _client_error({"model": "enclave", "messages": [{"role": "user", "content": content}]}) == expected
