@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Literal
 
 import httpx
 import psycopg
 import pytest
 from openai import NotFoundError, OpenAI
+from pydantic import BaseModel
 
 from gateway.store import api_keys
 from tests.integration.conftest import Appliance
@@ -67,6 +69,25 @@ def test_sdk_stream_matches_what_is_stored(sdk: OpenAI, gateway: httpx.Client) -
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
     turns = gateway.get(f"/v1/sessions/{session_id}").json()["turns"]
     assert turns[1]["content"] == text and turns[1]["status"] == "complete"
+
+
+class Triage(BaseModel):
+    """A structured answer, as an SDK user declares it for ``chat.completions.parse``."""
+    intent: Literal["balance", "lost_card", "transfer"]
+    urgent: bool
+
+
+def test_sdk_parse_gets_a_structured_answer_through_the_gateway(sdk: OpenAI, gateway: httpx.Client) -> None:
+    """The SDK's structured outputs: it sends a strict json_schema ``response_format``, the gateway forwards it,
+    the engine's grammar holds the random model to it, and the SDK parses the reply into the class."""
+    raw = sdk.chat.completions.with_raw_response.parse(
+        model="enclave", messages=[{"role": "user", "content": "I lost my card"}], response_format=Triage,
+        max_tokens=64, temperature=0)
+    completion = raw.parse()
+    answer = completion.choices[0].message.parsed
+    assert isinstance(answer, Triage), completion.choices[0].message.content
+    stored = gateway.get(f"/v1/sessions/{raw.headers['x-session-id']}").json()["turns"][-1]
+    assert Triage.model_validate_json(stored["content"]) == answer
 
 
 def test_sse_framing_and_headers(gateway: httpx.Client) -> None:
