@@ -94,7 +94,26 @@ def _client_loc(loc: tuple) -> list[str]:
     return [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
 
 
-def _validation_message(exc: RequestValidationError, content_type: str | None = None) -> tuple[str, str, str | None]:
+# OpenAI chat fields Enclave refuses, and what to do instead: a developer porting an application learns
+# what to change from the error itself.
+CHAT_FIELDS_NOT_HONOURED = {
+    "top_logprobs": "token log-probabilities are not returned",
+    "logit_bias": "token biases are not applied",
+    "audio": "replies are text; spoken conversations use the voice channel (/v1/voice, SIP)",
+    "store": "every turn is kept in the appliance's own database (sessions, audit log) whatever this says",
+    "metadata": "attach metadata to the session instead (POST /v1/sessions, metadata)",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "nothing leaves the appliance: ground answers in the knowledge base with \"knowledge\": true",
+    "functions": "use tools (functions is OpenAI's deprecated form)",
+    "function_call": "use tool_choice (function_call is OpenAI's deprecated form)",
+    "service_tier": "there is one tier",
+    "reasoning_effort": "the served model's reasoning is not configurable per request",
+}
+CHAT_PATH = "/v1/chat/completions"
+
+
+def _validation_message(exc: RequestValidationError, content_type: str | None = None,
+                        path: str | None = None) -> tuple[str, str, str | None]:
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
@@ -119,7 +138,8 @@ def _validation_message(exc: RequestValidationError, content_type: str | None = 
         message = "Input should be " + " or ".join(w for w in wants if w)
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
-        return "unsupported_parameter", f"parameter '{param}' is not supported by this endpoint", param
+        why = CHAT_FIELDS_NOT_HONOURED.get(param or "") if path == CHAT_PATH else None
+        return "unsupported_parameter", f"parameter '{param}' is not supported by this endpoint{f': {why}' if why else ''}", param
     if first.get("type") == "missing":
         return "missing_parameter", f"'{param}' is required", param
     return "invalid_parameter", f"{param or 'body'}: {message}", param
@@ -132,7 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:
-        code, message, param = _validation_message(exc, req.headers.get("content-type"))
+        code, message, param = _validation_message(exc, req.headers.get("content-type"), req.url.path)
         return JSONResponse(error_body(code, message, param=param), status_code=400)
 
     @app.exception_handler(json.JSONDecodeError)

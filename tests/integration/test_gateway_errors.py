@@ -112,6 +112,8 @@ def test_errors_say_what_is_wrong(gateway: httpx.Client, row_counts: None) -> No
     assert message(json=chat_body(messages=[{"role": "user", "content": 5}])) == \
         "messages.0.content: Input should be a valid string or a valid list"
     assert message(json=chat_body(stop=7)) == "stop: Input should be a valid string or a valid list"
+    assert message(json=chat_body(store=True)).startswith("parameter 'store' is not supported by this endpoint: every "
+                                                          "turn is kept in the appliance's own database")
 
 
 def test_settings_that_change_nothing_are_accepted(gateway: httpx.Client) -> None:

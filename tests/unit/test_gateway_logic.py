@@ -270,3 +270,18 @@ def _client_error(body: dict) -> tuple[str, str, str | None]:
 ])
 def test_validation_errors_use_the_clients_path(content, expected) -> None:
     assert _client_error({"model": "enclave", "messages": [{"role": "user", "content": content}]}) == expected
+
+
+def test_an_openai_field_enclave_refuses_says_what_to_do_instead() -> None:
+    from fastapi.exceptions import RequestValidationError
+
+    from gateway.errors import CHAT_PATH, _validation_message
+
+    extra = RequestValidationError([{"type": "extra_forbidden", "loc": ("body", "functions"),
+                                     "msg": "Extra inputs are not permitted"}])
+    assert _validation_message(extra, "application/json", CHAT_PATH) == (
+        "unsupported_parameter", "parameter 'functions' is not supported by this endpoint: use tools (functions is "
+        "OpenAI's deprecated form)", "functions")
+    # Another route refusing a field of the same name says only that.
+    assert _validation_message(extra, "application/json", "/v1/sessions")[1] == \
+        "parameter 'functions' is not supported by this endpoint"
