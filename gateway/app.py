@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledge, kpis, me, models, sessions, ui, vault, voice
+from gateway.api.body_limit import BodyLimitMiddleware
 from gateway.auth import KeyCache, RateLimiter, SharedRateLimiter
 from gateway.clients import eager_writes
 from gateway.clients.breaker import CircuitBreaker
@@ -341,6 +342,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             forget_worker(os.getpid())   # several workers: this one's open streams end with it
 
     app = FastAPI(title="Enclave gateway", version="0.1.0", lifespan=lifespan)
+    # Inside the request context (added first = inner), so a refused body still gets its request id and count.
+    # An upload's cap is the document's own plus room for the multipart framing and the form's other fields.
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_request_bytes,
+                       per_path={"/v1/knowledge/documents": settings.knowledge_max_upload_bytes + (1 << 20)})
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
     for module in (health, models, chat, sessions, feedback, kpis, me, admin, audit, vault, knowledge, dialogue,

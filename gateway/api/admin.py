@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import DbConn, body_size_limit
+from gateway.api.deps import DbConn
 from gateway.auth import ROLES, AdminCaller
 from gateway.errors import NotFound
 from gateway.store import api_keys
@@ -35,7 +35,7 @@ class RetentionPolicy(BaseModel):
     vault_days: int | None = Field(default=None, ge=1, le=36500)
 
 
-@router.post("/keys", status_code=201, dependencies=[Depends(body_size_limit)])
+@router.post("/keys", status_code=201)
 async def create_key(body: KeyCreate, identity: AdminCaller, conn: DbConn) -> dict:
     async with conn.transaction():
         key, row = await api_keys.acreate_key(conn, identity.tenant_id, body.role, body.label,
@@ -69,7 +69,7 @@ async def get_retention(identity: AdminCaller, conn: DbConn) -> dict:
     return {"object": "retention_policy", "turns_days": turns, "transcripts_days": transcripts, "vault_days": vault}
 
 
-@router.put("/retention", dependencies=[Depends(body_size_limit)])
+@router.put("/retention")
 async def set_retention(body: RetentionPolicy, identity: AdminCaller, conn: DbConn) -> dict:
     async with conn.transaction():
         await conn.execute("UPDATE tenants SET retention_turns_days = %s, retention_transcripts_days = %s, "

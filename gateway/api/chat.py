@@ -16,12 +16,11 @@ import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.api.deps import body_size_limit
 from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
 from gateway.api.sse import DONE, SSEResponse
@@ -201,7 +200,7 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
     )
 
 
-@router.post("/chat/completions", dependencies=[Depends(body_size_limit)])
+@router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, identity: ChatCaller,
                            x_session_id: Annotated[str | None, Header()] = None):
     state = request.app.state

@@ -1,4 +1,5 @@
-"""Shared FastAPI dependencies: a pooled DB connection per request, and the app's long-lived parts."""
+"""Shared FastAPI dependencies: a pooled DB connection per request. (The body size cap is a middleware,
+``gateway/api/body_limit.py``: FastAPI reads a body before a route's dependencies run.)"""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg import AsyncConnection
 
-from gateway.errors import PayloadTooLarge
-
 
 async def db_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     async with request.app.state.db.connection() as conn:
@@ -17,11 +16,3 @@ async def db_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 DbConn = Annotated[AsyncConnection, Depends(db_connection)]
-
-
-async def body_size_limit(request: Request) -> None:
-    """Refuse an oversized body from its Content-Length, before reading or parsing it."""
-    limit = request.app.state.settings.max_request_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge("request_too_large", f"the request body is {int(length)} bytes; the limit is {limit}")

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import DbConn, body_size_limit
+from gateway.api.deps import DbConn
 from gateway.api.sessions import load_session, require_id
 from gateway.auth import AgentCaller, ChatCaller, ReviewerCaller, ReviewReader
 from gateway.dialogue.actions import describe
@@ -92,17 +92,17 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
             **({"action": describe(action)} if action else {})}
 
 
-@router.post("/review/{item_id}/approve", dependencies=[Depends(body_size_limit)])
+@router.post("/review/{item_id}/approve")
 async def approve(item_id: str, request: Request, identity: ReviewerCaller, conn: DbConn, body: Decision | None = None) -> dict:
     return await _decide(request, identity, conn, item_id, "approved", body or Decision())
 
 
-@router.post("/review/{item_id}/reject", dependencies=[Depends(body_size_limit)])
+@router.post("/review/{item_id}/reject")
 async def reject(item_id: str, request: Request, identity: ReviewerCaller, conn: DbConn, body: Decision | None = None) -> dict:
     return await _decide(request, identity, conn, item_id, "rejected", body or Decision())
 
 
-@router.post("/review/{item_id}/dismiss", dependencies=[Depends(body_size_limit)])
+@router.post("/review/{item_id}/dismiss")
 async def dismiss(item_id: str, request: Request, identity: ReviewerCaller, conn: DbConn, body: Decision | None = None) -> dict:
     return await _decide(request, identity, conn, item_id, "dismissed", body or Decision())
 
@@ -148,7 +148,7 @@ async def accept_handoff(handoff_id: str, identity: AgentCaller, conn: DbConn) -
     return {**_iso(accepted), "object": "handoff"}
 
 
-@router.post("/handoffs/{handoff_id}/messages", dependencies=[Depends(body_size_limit)])
+@router.post("/handoffs/{handoff_id}/messages")
 async def agent_message(handoff_id: str, body: AgentMessage, request: Request, identity: AgentCaller, conn: DbConn) -> dict:
     row = await _handoff(conn, identity, handoff_id)
     if row["state"] != "active":
@@ -190,7 +190,7 @@ async def session_actions(session_id: str, identity: ChatCaller, conn: DbConn) -
     return {"object": "list", "data": [{**describe(r), "object": "action"} for r in rows]}
 
 
-@router.post("/actions/webhook", dependencies=[Depends(body_size_limit)])
+@router.post("/actions/webhook")
 async def action_webhook(request: Request,
                          x_enclave_signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None) -> dict:
     """A long-running action's outcome, signed with the shared secret (HMAC-SHA256 over timestamp + body)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import DbConn, body_size_limit
+from gateway.api.deps import DbConn
 from gateway.api.sessions import load_session, require_id
 from gateway.auth import ChatCaller
 from gateway.errors import NotFound
@@ -26,7 +26,7 @@ class Feedback(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
 
-@router.post("/{session_id}/turns/{turn_id}/feedback", dependencies=[Depends(body_size_limit)])
+@router.post("/{session_id}/turns/{turn_id}/feedback")
 async def give_feedback(session_id: str, turn_id: str, body: Feedback, request: Request, identity: ChatCaller,
                         conn: DbConn) -> dict:
     session = await load_session(conn, identity, session_id)

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import DbConn, body_size_limit
+from gateway.api.deps import DbConn
 from gateway.auth import ChatCaller, Identity
 from gateway.errors import InvalidRequest, NotFound
 from gateway.safety.redact import SessionVault
@@ -68,7 +68,7 @@ async def load_session(conn, identity: Identity, value: str) -> dict[str, Any]:
     return row
 
 
-@router.post("", status_code=201, dependencies=[Depends(body_size_limit)])
+@router.post("", status_code=201)
 async def create_session(body: SessionCreate, request: Request, identity: ChatCaller, conn: DbConn) -> dict:
     # The title and system prompt are redacted like any text; their originals go to the new session's vault.
     sid = uuid.uuid4()

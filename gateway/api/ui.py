@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Scope
 
-from gateway.api.deps import body_size_limit
 from gateway.errors import InvalidRequest, UpstreamUnavailable
 from gateway.oidc import OidcConfigError, check_internal_url
 
@@ -72,7 +71,7 @@ async def ui_config(request: Request) -> dict:
     return {"object": "ui.config", "oidc": oidc}
 
 
-@api_router.post("/oidc/token", dependencies=[Depends(body_size_limit)])
+@api_router.post("/oidc/token")
 async def oidc_token(body: CodeExchange, request: Request) -> dict:
     """Exchange the authorization code at the IdP's token endpoint (the browser may not reach it, and the
     page's CSP allows no other origin). The token it returns is verified like any bearer on every call."""

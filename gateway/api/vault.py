@@ -3,10 +3,10 @@ in the same transaction (no audit entry, no value)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import DbConn, body_size_limit
+from gateway.api.deps import DbConn
 from gateway.api.sessions import require_session_id
 from gateway.auth import AuditorCaller
 from gateway.errors import InvalidRequest, NotFound
@@ -24,7 +24,7 @@ class RevealRequest(BaseModel):
     reason: str = Field(max_length=1000)
 
 
-@router.post("/reveal", dependencies=[Depends(body_size_limit)])
+@router.post("/reveal")
 async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller, conn: DbConn) -> dict:
     state = request.app.state
     sid = require_session_id(body.session_id)

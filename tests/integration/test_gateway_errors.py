@@ -78,6 +78,11 @@ CASES = [
     ("oversized body", dict(content=b'{"model": "enclave", "messages": [{"role": "user", "content": "'
                             + b"x" * (1 << 20) + b'"}]}', headers={"content-type": "application/json"}),
      413, "request_too_large", None),
+    # Sent chunked (no Content-Length): cut off at the cap, before FastAPI has read it all.
+    ("oversized body without a length", dict(content=[b'{"model": "enclave", "messages": [{"role": "user", "content": "',
+                                                      b"x" * (1 << 20), b'"}]}'],
+                                              headers={"content-type": "application/json"}),
+     413, "request_too_large", None),
     ("model rejects the request", dict(json=chat_body(tools=[{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")),
      400, "upstream_rejected", None),
