@@ -1,4 +1,4 @@
-"""The turn pipeline: small stages over one ``Turn``, in the order ARCHITECTURE.md gives.
+"""The turn pipeline: small stages over one ``Turn``, in the order docs/gateway.md ("A turn") gives.
 
     preprocess → check_input → dialogue → guard → understand → decide → ground → context → generate
     → postprocess → redact_output → record
