@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
 from gateway.auth import ChatCaller, Identity
+from gateway.dialogue.actions import redact_json
 from gateway.errors import InvalidRequest, NotFound
 from gateway.safety.redact import SessionVault
 from gateway.store import audit
@@ -75,9 +76,12 @@ async def create_session(body: SessionCreate, request: Request, identity: ChatCa
     redactor = request.app.state.redactor
     vault = SessionVault(identity.tenant_id, str(sid))
     title, system = redactor.redact(body.title, vault), redactor.redact(body.system_prompt or "", vault) or None
+    # Metadata is the client's own (a CRM note, a case number): every string in it is redacted too, except the
+    # knowledge filter, whose collection names and tags must match as written.
+    metadata = {k: v if k == "knowledge" else redact_json(v, redactor, vault) for k, v in body.metadata.items()}
     async with conn.transaction():
         row = await repo.create_session(conn, identity.tenant_id, session_id=sid, channel=body.channel, title=title,
-                                        system_prompt=system, metadata=body.metadata, created_by=identity.subject)
+                                        system_prompt=system, metadata=metadata, created_by=identity.subject)
         await vault_repo.store_entries(conn, identity.tenant_id, sid, vault.new_entries)
     return session_out(row)
 
