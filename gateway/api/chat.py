@@ -193,6 +193,7 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
     return Turn(
         knowledge=knowledge,
         request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
+        caller_is_owner=is_new or session.get("created_by") == identity.subject,
         channel=session["channel"], raw_text=last.text() if last.role == "user" else "",
         input_messages=[m.upstream() for m in new], extra_messages=extra, params=body.params(),
         max_output_tokens=output_budget(body, identity, settings),
@@ -211,7 +212,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
     headers = {"X-Session-Id": str(turn.session_id), "X-Turn-Id": turn.id, "X-Enclave-Upstream": opened.upstream}
     if not body.stream:
         await collect(opened, turn)
-        turn.reply = [state.redactor.restore(turn.reply_text, turn.vault)] if turn.vault is not None else turn.reply
+        if turn.vault is not None:
+            turn.reply = [state.redactor.restore(turn.reply_text, turn.vault, reveal=turn.caller_is_owner)]
         try:
             await state.pipeline.finish(turn)
         except Exception as e:
@@ -294,7 +296,8 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
     finished = False
     # Placeholders the model writes become the owner's values again (or masks), per the echo policy. A
     # session with nothing in its vault has nothing to restore: its chunks pass byte for byte.
-    restorer = StreamingRestorer(state.redactor, turn.vault) if turn.vault is not None and turn.vault.entries else None
+    restorer = (StreamingRestorer(state.redactor, turn.vault, reveal=turn.caller_is_owner)
+                if turn.vault is not None and turn.vault.entries else None)
 
     async def body(write) -> None:
         nonlocal finished

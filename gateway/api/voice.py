@@ -58,6 +58,7 @@ class VoiceDriver:
         request_id_var.set(f"voice-{uuid.uuid4().hex[:16]}")
         turn = Turn(request_id=request_id_var.get(), tenant_id=self.identity.tenant_id, session=self.session,
                     session_is_new=self.is_new, channel=self.session.get("channel", "voice"), raw_text=text,
+                    caller_is_owner=self.is_new or self.session.get("created_by") == self.identity.subject,
                     input_messages=[{"role": "user", "content": text}], params={},
                     max_output_tokens=min(settings.voice_max_output_tokens,
                                           self.identity.max_output_tokens or settings.max_output_tokens),
@@ -158,7 +159,8 @@ async def voice(ws: WebSocket) -> None:
     driver = VoiceDriver(state, identity, session, is_new, knowledge)
     call = CallSession(config, stt=state.speech.stt, tts=state.speech.tts, fallback=state.speech.fallback, driver=driver,
                        send_json=send_json, send_audio=send_audio,
-                       restore=lambda turn, text: state.redactor.restore(text, turn.vault) if turn.vault is not None else text,
+                       restore=lambda turn, text: (state.redactor.restore(text, turn.vault, reveal=turn.caller_is_owner)
+                                                   if turn.vault is not None else text),
                        metrics=state.metrics)
     async def hang_up() -> None:   # the silence policy ended the call: close the socket, which ends the loop
         with contextlib.suppress(Exception):

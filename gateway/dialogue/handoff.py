@@ -45,7 +45,7 @@ class Relay:
                     if replies:   # the agent's values (sealed when they wrote) back, as the echo policy allows
                         vault = await vault_repo.session_vault(conn, turn.tenant_id, turn.session_id)
                 if replies:
-                    text = self.redactor.restore("\n\n".join(replies), vault)
+                    text = self.redactor.restore("\n\n".join(replies), vault, reveal=turn.caller_is_owner)
                     yield [chunk_event(completion_id, "agent", {"role": "assistant", "content": text}, None),
                            chunk_event(completion_id, "agent", {}, "stop")]
                     return

@@ -25,6 +25,7 @@ class Turn:
     tenant_id: str
     session: dict[str, Any]            # the session row (id, system_prompt, summary, …)
     session_is_new: bool = False        # created on first use: stored together with this turn
+    caller_is_owner: bool = True        # whose session it is: only the owner gets PII values back in replies
     channel: str = "api"
     # What the user sent
     raw_text: str = ""                  # the new user message as received ("" when the turn carries tool results)

@@ -3,7 +3,10 @@
 ``<CARD_1>``, ``<EMAIL_2>``…: the same value gets the same placeholder for the whole session (recognised
 by its keyed fingerprint, without decrypting anything), so the model can still say "I sent it to
 <EMAIL_1>" and the conversation stays coherent. What the user sees back follows the echo policy per type:
-an echoable placeholder becomes the user's own value again, the others a mask (``•••• 4242``).
+an echoable placeholder becomes the user's own value again, the others a mask (``•••• 4242``). Only the
+session's owner gets values back: a colleague who writes into someone else's session (an agent, an admin
+whose role lists the whole tenant's sessions) sees ``[email withheld]``; revealing is the auditor's audited
+``/v1/vault/reveal``.
 """
 
 from __future__ import annotations
@@ -110,11 +113,14 @@ class Redactor:
                                            entry.placeholder)
         return entry.value
 
-    def render(self, placeholder: str, vault: SessionVault) -> str:
-        """What the owner sees for one placeholder in a reply."""
+    def render(self, placeholder: str, vault: SessionVault, reveal: bool = True) -> str:
+        """What the reader sees for one placeholder in a reply: the owner (``reveal``) their value or its mask,
+        anyone else only its type."""
         entry = vault.entries.get(placeholder)
         if entry is None:
             return placeholder       # not one of ours (the model invented it): leave it
+        if not reveal:
+            return f"[{entry.pii_type.lower()} withheld]"
         value = self.value_of(entry, vault)
         if value is None:
             return f"[{entry.pii_type.lower()} purged]"
@@ -132,18 +138,18 @@ class Redactor:
 
         return PLACEHOLDER.sub(value, text)
 
-    def restore(self, text: str, vault: SessionVault) -> str:
+    def restore(self, text: str, vault: SessionVault, reveal: bool = True) -> str:
         if "<" not in text or not vault.entries:
             return text
-        return PLACEHOLDER.sub(lambda m: self.render(m.group(0), vault), text)
+        return PLACEHOLDER.sub(lambda m: self.render(m.group(0), vault, reveal), text)
 
 
 class StreamingRestorer:
     """Restores placeholders in a streamed reply. A placeholder may arrive split over chunks (``<CA`` +
     ``RD_1>``): a tail that could still become one is held back until it completes or cannot."""
 
-    def __init__(self, redactor: Redactor, vault: SessionVault) -> None:
-        self.redactor, self.vault, self._held = redactor, vault, ""
+    def __init__(self, redactor: Redactor, vault: SessionVault, reveal: bool = True) -> None:
+        self.redactor, self.vault, self.reveal, self._held = redactor, vault, reveal, ""
 
     @property
     def active(self) -> bool:
@@ -155,8 +161,8 @@ class StreamingRestorer:
         cut = text.rfind("<")
         if cut != -1 and _PARTIAL.match(text, cut):
             text, self._held = text[:cut], text[cut:]
-        return self.redactor.restore(text, self.vault)
+        return self.redactor.restore(text, self.vault, self.reveal)
 
     def flush(self) -> str:
         text, self._held = self._held, ""
-        return self.redactor.restore(text, self.vault)
+        return self.redactor.restore(text, self.vault, self.reveal)

@@ -421,6 +421,24 @@ def test_no_log_or_metric_holds_a_raw_value(appliance: Appliance, pii_session: d
         assert not any(v in metrics for v in raw_values().values())
 
 
+def test_only_the_sessions_owner_gets_values_back_in_replies(appliance: Appliance, keys: dict) -> None:
+    """An admin's role lists the whole tenant's sessions, and it may write into one; the model's placeholders
+    come back as the owner's values only to the owner (the canned link plays a model that echoes one)."""
+    gw = start_gateway(appliance, "owner-only", llm_chain=[
+        {"name": "echo", "kind": "canned", "text": "We will write to <EMAIL_1> today."}])
+    try:
+        with client(gw.url, keys["trust-a", "user"]) as owner_c, client(gw.url, keys["trust-a", "admin"]) as admin_c:
+            sid = owner_c.post("/v1/sessions", json={"system_prompt": f"Customer e-mail: {PII['email']}"}).json()["id"]
+            for stream in (False, True):
+                mine = chat(owner_c, "when will you write?", sid, stream=stream)
+                theirs = chat(admin_c, "when will you write?", sid, stream=stream)
+                assert mine.status_code == theirs.status_code == 200, theirs.text
+                assert f"write to {PII['email']} today" in mine.text
+                assert "write to [email withheld] today" in theirs.text and PII["email"] not in theirs.text
+    finally:
+        gw.stop()
+
+
 def test_a_vault_reveal_needs_an_auditor_and_a_reason_and_is_audited(appliance: Appliance, keys: dict,
                                                                      pii_session: dict) -> None:
     sid = pii_session["sid"]

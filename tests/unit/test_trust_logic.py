@@ -166,6 +166,16 @@ def test_streamed_restoration_holds_a_placeholder_split_over_chunks(redactor: Re
     assert out == "Writing to ada@example.com now. a < b and <not a tag"
 
 
+def test_only_the_owner_gets_values_back(redactor: Redactor) -> None:
+    vault = SessionVault(TENANT, SESSION)
+    redactor.redact(f"card {CARD}, mail ada@example.com", vault)
+    reply = "I have blocked <CARD_1> and will write to <EMAIL_1>; <CARD_9> is not ours."
+    assert redactor.restore(reply, vault, reveal=False) == \
+        "I have blocked [card withheld] and will write to [email withheld]; <CARD_9> is not ours."
+    restorer = StreamingRestorer(redactor, vault, reveal=False)
+    assert "".join(restorer.feed(c) for c in ["to <EM", "AIL_1>", "."]) + restorer.flush() == "to [email withheld]."
+
+
 # -- rate limit and OIDC URL guard ------------------------------------------------------------------------
 
 def test_rate_limit_is_a_token_bucket_per_key() -> None:
