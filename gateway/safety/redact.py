@@ -85,6 +85,7 @@ class Redactor:
         """``text`` with every detected value replaced by its session placeholder (new ones are sealed)."""
         if not text:
             return text
+        text = self._known_values(text, vault)
         spans = self.detector.detect(text)
         if not spans:
             return text
@@ -95,6 +96,21 @@ class Redactor:
             last = span.end
         out.append(text[last:])
         return "".join(out)
+
+    @staticmethod
+    def _known_values(text: str, vault: SessionVault) -> str:
+        """Values this turn holds in the clear (sealed from the user's words, or restored into the reply) back
+        to their placeholders, before detection. Why: some values are found only from their context ("my name
+        is …", "born on …"); the model's "Hello <PERSON_1>", restored for the owner, reads "Hello Ada Blorf",
+        where detection alone finds nothing, and the stored reply would keep the name in the clear."""
+        known = sorted(((e.value, e) for e in vault.entries.values() if e.value), key=lambda k: -len(k[0]))
+        for value, entry in known:
+            if value not in text:
+                continue
+            text, n = re.subn(rf"(?<!\w){re.escape(value)}(?!\w)", entry.placeholder, text)
+            if n:
+                vault.counts[entry.pii_type] = vault.counts.get(entry.pii_type, 0) + n
+        return text
 
     def _placeholder(self, span: PiiSpan, vault: SessionVault) -> str:
         vault.counts[span.type] = vault.counts.get(span.type, 0) + 1

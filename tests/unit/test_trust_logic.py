@@ -11,6 +11,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from gateway.auth import RateLimiter
+from gateway.dialogue.actions import redact_json
 from gateway.errors import RateLimited
 from gateway.oidc import OidcConfigError, check_internal_url
 from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
@@ -164,6 +165,22 @@ def test_streamed_restoration_holds_a_placeholder_split_over_chunks(redactor: Re
     chunks = ["Writing to <EM", "AIL", "_1>", " now. a < b", " and <", "not a tag"]
     out = "".join(restorer.feed(c) for c in chunks) + restorer.flush()
     assert out == "Writing to ada@example.com now. a < b and <not a tag"
+
+
+def test_a_value_found_only_from_its_context_is_redacted_again_after_restoration(redactor: Redactor) -> None:
+    """"my name is …" finds the name; the model's "Hello <PERSON_1>", restored for the owner, has no such cue.
+    Redacting that reply for storage must still give the placeholder, not the name in the clear."""
+    vault = SessionVault(TENANT, SESSION)
+    said = redactor.redact("My name is Zyxqo Blorf, born on 12/03/1980, account 12345678", vault)
+    assert said == "My name is <PERSON_1>, born on <DOB_1>, account <ACCOUNT_1>"
+    stored = SessionVault.from_rows(TENANT, SESSION, [(e.placeholder, e.pii_type, e.fingerprint, e.nonce, e.ciphertext)
+                                                       for e in vault.entries.values()])
+    shown = redactor.restore("Hello <PERSON_1>, noted <DOB_1> for account <ACCOUNT_1>.", stored)
+    assert shown == "Hello Zyxqo Blorf, noted 12/03/1980 for account 12345678."
+    assert redactor.redact(shown, stored) == "Hello <PERSON_1>, noted <DOB_1> for account <ACCOUNT_1>."
+    assert redact_json({"name": "Zyxqo Blorf", "account": "12345678"}, redactor, stored) == \
+        {"name": "<PERSON_1>", "account": "<ACCOUNT_1>"}     # dialogue slots and action arguments too
+    assert redactor.redact("account 123456789", stored) != "account <ACCOUNT_1>9"   # whole values only
 
 
 def test_only_the_owner_gets_values_back(redactor: Redactor) -> None:
