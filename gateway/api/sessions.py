@@ -13,6 +13,7 @@ from gateway.api.deps import DbConn
 from gateway.auth import ChatCaller, Identity
 from gateway.dialogue.actions import redact_json
 from gateway.errors import InvalidRequest, NotFound
+from gateway.knowledge.ground import KnowledgeSpec
 from gateway.safety.redact import SessionVault
 from gateway.store import audit
 from gateway.store import sessions as repo
@@ -76,6 +77,7 @@ async def create_session(body: SessionCreate, request: Request, identity: ChatCa
     redactor = request.app.state.redactor
     vault = SessionVault(identity.tenant_id, str(sid))
     title, system = redactor.redact(body.title, vault), redactor.redact(body.system_prompt or "", vault) or None
+    KnowledgeSpec.parse(body.metadata.get("knowledge"), "metadata.knowledge")   # refused now, not on every turn after
     # Metadata is the client's own (a CRM note, a case number): every string in it is redacted too, except the
     # knowledge filter, whose collection names and tags must match as written.
     metadata = {k: v if k == "knowledge" else redact_json(v, redactor, vault) for k, v in body.metadata.items()}

@@ -43,8 +43,11 @@ class SpeechToText:
             raise SpeechUnavailable("stt_unavailable", f"speech-to-text is unreachable ({type(e).__name__})") from e
         if r.status_code != 200:
             raise SpeechUnavailable("stt_unavailable", f"speech-to-text answered HTTP {r.status_code}")
-        body = r.json()
-        return Transcript((body.get("text") or "").strip(), body.get("language"), float(body.get("duration") or 0.0))
+        try:   # a 200 that is not the transcript object is the role failing too: the call says "say that again"
+            body = r.json()
+            return Transcript((body.get("text") or "").strip(), body.get("language"), float(body.get("duration") or 0.0))
+        except (ValueError, AttributeError, TypeError) as e:
+            raise SpeechUnavailable("stt_unavailable", f"speech-to-text answered something else ({type(e).__name__})") from e
 
 
 class TextToSpeech:

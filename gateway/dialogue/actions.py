@@ -106,9 +106,12 @@ class ToolExecutor:
             module, _, name = tool.python.partition(":")
             fn = getattr(importlib.import_module(module), name)
             try:
-                result = fn(dict(args))
-                if inspect.isawaitable(result):
-                    result = await result
+                if inspect.iscoroutinefunction(fn):
+                    result = await fn(dict(args))
+                else:   # a blocking function would stall the loop that paces every live call's audio
+                    result = await asyncio.to_thread(fn, dict(args))
+                    if inspect.isawaitable(result):
+                        result = await result
             except Exception as e:
                 log.warning("python tool failed", extra={"tool": tool.python, "error": type(e).__name__})
                 return "failed", None, getattr(e, "code", "tool_error")

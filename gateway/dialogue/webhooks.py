@@ -48,7 +48,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
         if not sep or not value:
             raise WebhookSignatureError("signature_malformed", f"bad {SIGNATURE_HEADER} element {part.strip()!r}")
         if key == "t":
-            if timestamp is not None or not value.isdigit():
+            if timestamp is not None or not (value.isascii() and value.isdigit()):   # '²'.isdigit() too
                 raise WebhookSignatureError("signature_malformed", f"bad timestamp in {SIGNATURE_HEADER}")
             timestamp = int(value)
         elif key == SCHEME:

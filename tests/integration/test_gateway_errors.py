@@ -157,6 +157,9 @@ def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None)
         "message": "parameter 'colour' is not supported by this endpoint", "type": "invalid_request_error",
         "code": "unsupported_parameter", "param": "colour"}
     assert gateway.post("/v1/sessions", json={"channel": "fax"}).json()["error"]["code"] == "invalid_parameter"
+    # A grounding default that no turn could use is refused when the session is made, not on each turn after.
+    bad = gateway.post("/v1/sessions", json={"metadata": {"knowledge": {"top_k": 0}}}).json()["error"]
+    assert (bad["code"], bad["param"]) == ("invalid_parameter", "metadata.knowledge")
     assert gateway.get(f"/v1/sessions/{uuid.uuid4()}").json()["error"]["code"] == "session_not_found"
     assert gateway.get("/v1/sessions/not-a-uuid").json()["error"]["code"] == "invalid_session_id"
     assert gateway.get("/v1/sessions", params={"limit": 0}).status_code == 400

@@ -5,6 +5,7 @@ restarts, webhooks) runs against Postgres in tests/integration/test_dialogue.py.
 from __future__ import annotations
 
 import asyncio
+import threading
 from decimal import Decimal
 
 import httpx
@@ -31,6 +32,10 @@ async def async_echo(args: dict) -> dict:
 
 def broken(args: dict) -> dict:
     raise ToolError("over the limit")
+
+
+def which_thread(args: dict) -> dict:
+    return {"thread": threading.get_ident()}
 
 
 def http_tool(**kw) -> Tool:
@@ -72,6 +77,28 @@ def test_python_tools_sync_async_and_failing() -> None:
         assert asyncio.run(ex.execute(tool, {"amount": "1.00"}, None)) == ("executed", {field: {"amount": "1.00"}}, None)
     tool = Tool(description="t", parameters=SCHEMA, python="tests.unit.test_actions:broken")
     assert asyncio.run(ex.execute(tool, {"amount": "1.00"}, None)) == ("failed", None, "limit_reached")
+    # A plain function runs off the event loop (it may block; the loop paces live calls' audio).
+    tool = Tool(description="t", parameters=SCHEMA, python="tests.unit.test_actions:which_thread")
+    state, result, _ = asyncio.run(ex.execute(tool, {"amount": "1.00"}, None))
+    assert state == "executed" and result["thread"] != threading.get_ident()
+
+
+def test_a_webhook_signature_with_unicode_digits_is_malformed_not_a_crash() -> None:
+    from gateway.dialogue.webhooks import WebhookSignatureError, verify
+
+    with pytest.raises(WebhookSignatureError) as e:
+        verify(b"secret", "t=\u00b2,v1=ab", b"{}")       # '²'.isdigit() is True, int('²') raises
+    assert e.value.code == "signature_malformed"
+
+
+def test_a_transcription_that_is_not_the_expected_object_is_the_role_failing() -> None:
+    from gateway.clients.speech import SpeechToText, SpeechUnavailable
+
+    for body in (b"not json", b"[1, 2]"):
+        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r, body=body: httpx.Response(200, content=body)),
+                                   base_url="http://stt")
+        with pytest.raises(SpeechUnavailable):
+            asyncio.run(SpeechToText(client).transcribe(b"\0\0" * 160, 16000))
 
 
 def test_a_tool_is_http_or_python_with_a_valid_schema() -> None:
