@@ -402,20 +402,25 @@ class SipServer(asyncio.DatagramProtocol):
             self._respond(msg, addr, 404, to_tag=new_tag())
             return
         tag = new_tag()
+        call: Call | None = None
         try:
             offer = parse_sdp(msg.body)
             call = Call(msg.call_id or "", tag, addr, (offer.connection_ip, offer.port), "PCMU", tenant=tenant, did=did,
                         invite=msg, transport="tls" if isinstance(addr, TlsAddr) else "udp", sips=_asks_sips(msg))
             call.rtp_transport = await self._open_rtp(call)
             body = self._answer(call, offer)
-        except SdpError as e:
-            self._respond(msg, addr, e.status, to_tag=tag)
+            call.dialog = Dialog.from_invite(msg, tag, self.contact_for(call), addr)
+        except (SdpError, SipParseError, OSError) as e:
+            # Whatever failed, an RTP port opened for this call is given back: a refused INVITE must not hold one
+            # (enough of them would leave no port for real calls).
+            if call is not None and call.rtp_transport is not None:
+                call.rtp_transport.close()
+            if isinstance(e, OSError):
+                log.exception("no RTP port free")
+                self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
+            else:
+                self._respond(msg, addr, e.status, to_tag=tag)
             return
-        except OSError:
-            log.exception("no RTP port free")
-            self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
-            return
-        call.dialog = Dialog.from_invite(msg, tag, self.contact_for(call), addr)
         if call.transport == "tls" and (self.tls is None or not self.tls.is_open(addr)):
             call.rtp_transport.close()     # the caller's connection is already gone: nobody to answer
             return

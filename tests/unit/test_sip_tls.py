@@ -582,3 +582,40 @@ def test_contact_follows_the_call_transport_and_sips(tmp_path: Path) -> None:
     assert _asks_sips(parse(INVITE_TXN.to_bytes().replace(b"INVITE sip:2000", b"INVITE sips:2000")))
     with_rr = INVITE_TXN.to_bytes().replace(b"Call-ID:", b"Record-Route: <sips:sbc.example;lr>\r\nCall-ID:")
     assert _asks_sips(parse(with_rr))
+
+
+def test_a_refused_invite_gives_its_rtp_port_back() -> None:
+    """An INVITE refused after its RTP port was opened (no codec in common: 488; a malformed Contact: 400)
+    must close that port: one leaked per bad INVITE would in the end leave none for real calls."""
+    asyncio.run(asyncio.wait_for(_refused_invites(), 20))
+
+
+async def _refused_invites() -> None:
+    server = await start_sip(SipConfig(host="127.0.0.1", port=0, rtp_host="127.0.0.1", default_tenant="dev"),
+                             lambda call, send_audio: FakeSession())
+    opened: list[asyncio.DatagramTransport] = []
+    real_open = server._open_rtp
+
+    async def spy_open(call):
+        opened.append(await real_open(call))
+        return opened[-1]
+
+    server._open_rtp = spy_open   # type: ignore[method-assign]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(3)
+    try:
+        port = server.transport.get_extra_info("sockname")[1]
+        sent_by = f"127.0.0.1:{udp.getsockname()[1]}"
+        g729_only = sdp_offer(40000).replace(b"RTP/AVP 0 8 101", b"RTP/AVP 18")
+        cases = ((g729_only, "<sip:pbx@127.0.0.1>", 488), (sdp_offer(40002), "<sip:pbx@127.0.0.1", 400))
+        for i, (body, contact, status) in enumerate(cases):
+            invite = sip_request("INVITE", uri="sip:2000@127.0.0.1", transport="UDP", sent_by=sent_by,
+                                 call_id=f"bad-{i}", cseq=1, body=body, contact=contact)
+            answer = await asyncio.to_thread(udp_ask, port, invite, udp)
+            assert answer.status == status
+        assert len(opened) == 2 and all(t.is_closing() for t in opened)
+        assert not server.calls
+    finally:
+        udp.close()
+        await server.close()
