@@ -221,6 +221,16 @@ class Actions:
                 vault = await vault_repo.session_vault(conn, str(row["tenant_id"]), row["session_id"])
             args = originals_json(row["args"], self.redactor, vault)
         for attempt in range(self.retries + 1):
+            # The lease must outlast this attempt (an HTTP tool may take up to its timeout_s, 120 s at most):
+            # a runner that finds it run out takes the action over and would call the tool a second time.
+            async with self.pool.connection() as conn:
+                ours = await repo.extend_lease(conn, row["id"], row["attempts"], self.lease_s + (
+                    tool.http.timeout_s if tool.http is not None else 0.0))
+            if not ours:
+                log.warning("action taken over by another runner", extra={"action_id": str(action_id)})
+                async with self.pool.connection() as conn:
+                    current = await repo.get_action(conn, None, action_id)
+                return await self._settled(current, duplicate=True) if current else ToolOutcome("failed", None, "unknown_action")
             try:
                 state, output, code = await self.executor.execute(tool, args, row["idempotency_key"])
                 break
@@ -232,12 +242,12 @@ class Actions:
         return await self._finish(row, state, output, code)
 
     async def _finish(self, row: dict, state: str, output: dict | None, code: str | None) -> ToolOutcome:
-        await self._settle(row, state, output, code, "system", ("executing",))
+        await self._settle(row, state, output, code, "system", ("executing",), attempt=row["attempts"])
         log.info("action finished", extra={"action_id": str(row["id"]), "tool": row["tool"], "state": state, "code": code})
         return ToolOutcome(state, output, code, str(row["id"]))
 
     async def _settle(self, row: dict, state: str, output: dict | None, code: str | None, actor: str,
-                      from_states: tuple[str, ...]) -> dict | None:
+                      from_states: tuple[str, ...], attempt: int | None = None) -> dict | None:
         """Store an outcome (redacted) and audit it, in one transaction; None when the action had already left
         ``from_states`` (someone else settled it)."""
         tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
@@ -246,7 +256,7 @@ class Actions:
             stored = redact_json(output, self.redactor, vault) if output is not None else None
             await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             done = await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code,
-                                     from_states=from_states)
+                                     from_states=from_states, attempt=attempt)
             if done is not None:
                 await audit.append(conn, AuditEvent(f"action.{state}", actor, tenant_id, str(session_id), content={
                     "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code,

@@ -94,6 +94,15 @@ async def claim(conn: AsyncConnection, action_id, lease_s: float) -> dict[str, A
         return await cur.fetchone()
 
 
+async def extend_lease(conn: AsyncConnection, action_id, attempt: int, lease_s: float) -> bool:
+    """Keep claim number ``attempt`` of an executing action for ``lease_s`` more. False when the claim is no
+    longer ours (the lease ran out and another runner took the action over): then we must not call the tool."""
+    cur = await conn.execute(
+        "UPDATE actions SET lease_until = now() + make_interval(secs => %s) WHERE id = %s AND state = 'executing' "
+        "AND attempts = %s RETURNING id", (lease_s, action_id, attempt))
+    return await cur.fetchone() is not None
+
+
 async def runnable(conn: AsyncConnection, tenant_ids: list[str], limit: int = 20) -> list[uuid.UUID]:
     """Approved actions nobody executes, and executing ones whose executor's lease ran out — of the tenants
     whose packs (and so tools) this gateway has."""
@@ -104,12 +113,15 @@ async def runnable(conn: AsyncConnection, tenant_ids: list[str], limit: int = 20
 
 
 async def finish(conn: AsyncConnection, action_id, state: str, result: dict | None, error_code: str | None,
-                 *, from_states: tuple[str, ...] = ("executing",)) -> dict[str, Any] | None:
+                 *, from_states: tuple[str, ...] = ("executing",), attempt: int | None = None) -> dict[str, Any] | None:
+    """``attempt``: settle only if that claim is still the current one (an executor whose lease ran out and
+    was taken over must not overwrite the new executor's outcome)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"UPDATE actions SET state = %s, result = COALESCE(result, '{{}}'::jsonb) || %s, error_code = %s, "
-            f"updated_at = now(), lease_until = NULL WHERE id = %s AND state = ANY(%s) RETURNING {ACTION_COLUMNS}",
-            (state, Jsonb(result or {}), error_code, action_id, list(from_states)))
+            f"updated_at = now(), lease_until = NULL WHERE id = %s AND state = ANY(%s) "
+            f"AND (%s::int IS NULL OR attempts = %s::int) RETURNING {ACTION_COLUMNS}",
+            (state, Jsonb(result or {}), error_code, action_id, list(from_states), attempt, attempt))
         return await cur.fetchone()
 
 
