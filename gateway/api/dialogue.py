@@ -166,9 +166,13 @@ async def close_handoff(handoff_id: str, request: Request, identity: AgentCaller
     """Hand the session back to the assistant (it says so in the session)."""
     row = await _handoff(conn, identity, handoff_id)
     state = request.app.state
+    oversees = "supervisor" in identity.roles or "admin" in identity.roles
     async with conn.transaction():
-        closed = await repo.close_handoff(conn, identity.tenant_id, row["id"])
+        closed = await repo.close_handoff(conn, identity.tenant_id, row["id"], None if oversees else identity.subject)
         if closed is None:
+            current = await repo.get_handoff(conn, identity.tenant_id, row["id"])
+            if current is not None and current["state"] == "active":
+                raise Forbidden("not_your_handoff", "another colleague has this session")
             raise InvalidRequest("handoff_closed", "this hand-off is already closed")
         await repo.set_mode(conn, identity.tenant_id, row["session_id"], "bot")
         await audit.append(conn, AuditEvent("handoff.closed", identity.subject, identity.tenant_id,

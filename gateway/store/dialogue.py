@@ -215,8 +215,11 @@ async def accept_handoff(conn: AsyncConnection, tenant_id: str, handoff_id, agen
         return await cur.fetchone()
 
 
-async def close_handoff(conn: AsyncConnection, tenant_id: str, handoff_id) -> dict | None:
+async def close_handoff(conn: AsyncConnection, tenant_id: str, handoff_id, agent: str | None = None) -> dict | None:
+    """Close it (None if it was closed already, or, with ``agent``, if another colleague holds it active: the
+    check is in the UPDATE, so an accept in between cannot slip past it)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"UPDATE handoffs SET state = 'closed', closed_at = now() WHERE tenant_id = %s AND id = %s "
-                          f"AND state <> 'closed' RETURNING {HANDOFF_COLUMNS}", (tenant_id, handoff_id))
+                          f"AND state <> 'closed' AND (%s::text IS NULL OR state <> 'active' OR agent = %s) "
+                          f"RETURNING {HANDOFF_COLUMNS}", (tenant_id, handoff_id, agent, agent))
         return await cur.fetchone()

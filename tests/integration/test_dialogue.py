@@ -56,8 +56,9 @@ def fresh_bank(bank: httpx.Client) -> None:
 def keys(appliance: Appliance) -> dict[str, str]:
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:
         tenant = api_keys.ensure_tenant(conn, PACK.tenant, "Northbank (example pack)")
-        return {role: api_keys.create_key(conn, tenant, role, label="dialogue test")
+        keys = {role: api_keys.create_key(conn, tenant, role, label="dialogue test")
                 for role in ("user", "agent", "supervisor", "auditor")}
+        return {**keys, "agent2": api_keys.create_key(conn, tenant, "agent", label="dialogue test, a second agent")}
 
 
 @pytest.fixture(scope="module")
@@ -467,6 +468,10 @@ def test_handoff_round_trip(appliance: Appliance, keys: dict, dlg: GatewayProces
             assert relayed["dialogue"]["mode"] == "human"
         transcript = agent.get(f"/v1/handoffs/{hid}").json()["transcript"]
         assert [t["role"] for t in transcript][-2:] == ["user", "assistant"] and transcript[-1]["model"].startswith("agent:")
+        with client(dlg, keys["agent2"]) as colleague:   # another agent can neither write nor hand the customer back
+            assert colleague.post(f"/v1/handoffs/{hid}/messages", json={"content": "hi"}).json()["error"]["code"] == \
+                "not_your_handoff"
+            assert colleague.post(f"/v1/handoffs/{hid}/close").json()["error"]["code"] == "not_your_handoff"
         assert agent.post(f"/v1/handoffs/{hid}/close").json()["state"] == "closed"
     with client(dlg, keys["user"]) as c:
         conv.c = c
