@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -165,6 +166,14 @@ def install_error_handlers(app: FastAPI) -> None:
                  413: "request_too_large"}
         return JSONResponse(error_body(codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_req: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value Postgres cannot hold (a NUL character in a title, a search query or a tool call's arguments):
+        # the client's input, not the server's fault. Nothing was written: the statement failed.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse(error_body("invalid_parameter", f"a value in the request cannot be stored: {reason}"),
+                            status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:

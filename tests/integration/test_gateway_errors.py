@@ -157,6 +157,10 @@ def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None)
         "message": "parameter 'colour' is not supported by this endpoint", "type": "invalid_request_error",
         "code": "unsupported_parameter", "param": "colour"}
     assert gateway.post("/v1/sessions", json={"channel": "fax"}).json()["error"]["code"] == "invalid_parameter"
+    # Postgres cannot hold a NUL character: the client's input, so a 400 (it was a 500), and nothing written.
+    for r in (gateway.post("/v1/sessions", json={"title": "a\u0000b"}),
+              gateway.get("/v1/knowledge/documents", params={"collection": "\u0000"})):
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter", r.text
     # A grounding default that no turn could use is refused when the session is made, not on each turn after.
     bad = gateway.post("/v1/sessions", json={"metadata": {"knowledge": {"top_k": 0}}}).json()["error"]
     assert (bad["code"], bad["param"]) == ("invalid_parameter", "metadata.knowledge")
