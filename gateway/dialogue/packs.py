@@ -396,6 +396,11 @@ def cross_check(pack: Pack) -> list[tuple[tuple, str]]:
                     # The call runs on the turn that said "yes": arguments the model filled then were never read back.
                     out.append((where + ("llm_args",), f"tool '{step.call}' has side effects: its arguments must come "
                                                       "from slots the confirmation shows, not from the LLM"))
+                elif tool.side_effect != "read" and any(
+                        s.ask for s in flow.steps[max(j for j, s in enumerate(flow.steps[:i]) if s.confirm) + 1:i]):
+                    # [confirm, ask amount, call transfer] would run on the turn that gave the amount: unconfirmed.
+                    out.append((where + ("call",), f"tool '{step.call}' has side effects: a slot asked after the last "
+                                                  "confirm would be used without being confirmed; ask it before"))
             for text in (step.confirm, step.say, *step.errors.values(), *[v for v in step.args.values() if isinstance(v, str)]):
                 for m in _TEMPLATE_FIELD.finditer(text or ""):
                     if m.group(1) not in flow.slots and m.group(1) != "result":

@@ -70,6 +70,14 @@ def test_side_effects_need_a_confirmation_and_tools_a_valid_schema(pack_copy: Pa
     assert any(p.startswith("tools.yaml:") and "not a valid JSON schema" in p for p in problems(pack_copy))
 
 
+def test_a_side_effect_runs_only_on_what_was_confirmed(pack_copy: Path) -> None:
+    """[confirm, ask amount, call transfer] would run on the turn that gave the amount, which nobody confirmed."""
+    flows = pack_copy / "flows.yaml"
+    edit(flows, "      - ask: amount\n      - confirm:", "      - confirm:")
+    edit(flows, "      - call: transfer\n", "      - ask: amount\n      - call: transfer\n")
+    assert any("flows.transfer.steps.4.call" in p and "without being confirmed" in p for p in problems(pack_copy))
+
+
 def test_a_step_is_one_thing_and_a_key_is_defined_once(pack_copy: Path, tmp_path: Path) -> None:
     edit(pack_copy / "flows.yaml", "      - ask: account\n", "      - ask: account\n        confirm: sure?\n")
     assert any("flows.balance.steps.0" in p and "exactly one of" in p for p in problems(pack_copy))
