@@ -129,13 +129,13 @@ def _validation_message(exc: RequestValidationError, content_type: str | None = 
         return "invalid_parameter", f"the request body must be a JSON object{hint}", None
     # A union's members each report their own error for the same field: the member that got furthest into
     # the value is the one the client meant; if none did, say what each would have taken.
-    rivals = [e for e in errors if _client_loc(e.get("loc", ()))[:len(loc)] == loc]
-    deepest = max(rivals, key=lambda e: len(_client_loc(e.get("loc", ()))), default=first)
+    rivals = [(e, where) for e in errors if (where := _client_loc(e.get("loc", ())))[:len(loc)] == loc]
+    deepest, deepest_loc = max(rivals, key=lambda r: len(r[1]), default=(first, loc))
     message = first.get("msg", "invalid value")
-    if len(_client_loc(deepest.get("loc", ()))) > len(loc):
-        first, loc, message = deepest, _client_loc(deepest.get("loc", ())), deepest.get("msg", "invalid value")
+    if len(deepest_loc) > len(loc):
+        first, loc, message = deepest, deepest_loc, deepest.get("msg", "invalid value")
     elif len(rivals) > 1:
-        wants = dict.fromkeys(e.get("msg", "").removeprefix("Input should be ") for e in rivals)
+        wants = dict.fromkeys(e.get("msg", "").removeprefix("Input should be ") for e, _ in rivals)
         message = "Input should be " + " or ".join(w for w in wants if w)
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":

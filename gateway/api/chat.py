@@ -193,7 +193,6 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
     return Turn(
         knowledge=knowledge,
         request_id=request_id_var.get(), tenant_id=identity.tenant_id, session=session, session_is_new=is_new,
-        caller_is_owner=is_new or session.get("created_by") == identity.subject,
         channel=session["channel"], raw_text=last.text() if last.role == "user" else "",
         input_messages=[m.upstream() for m in new], extra_messages=extra, params=body.params(),
         max_output_tokens=output_budget(body, identity, settings),

@@ -58,7 +58,6 @@ class VoiceDriver:
         request_id_var.set(f"voice-{uuid.uuid4().hex[:16]}")
         turn = Turn(request_id=request_id_var.get(), tenant_id=self.identity.tenant_id, session=self.session,
                     session_is_new=self.is_new, channel=self.session.get("channel", "voice"), raw_text=text,
-                    caller_is_owner=self.is_new or self.session.get("created_by") == self.identity.subject,
                     input_messages=[{"role": "user", "content": text}], params={},
                     max_output_tokens=min(settings.voice_max_output_tokens,
                                           self.identity.max_output_tokens or settings.max_output_tokens),

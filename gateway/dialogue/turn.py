@@ -25,7 +25,6 @@ class Turn:
     tenant_id: str
     session: dict[str, Any]            # the session row (id, system_prompt, summary, …)
     session_is_new: bool = False        # created on first use: stored together with this turn
-    caller_is_owner: bool = True        # whose session it is: only the owner gets PII values back in replies
     channel: str = "api"
     # What the user sent
     raw_text: str = ""                  # the new user message as received ("" when the turn carries tool results)
@@ -89,6 +88,12 @@ class Turn:
     injection: dict[str, Any] | None = None   # the injection verdict when not a clean pass
     fence_input: bool = False           # the LLM sees the user's text fenced as untrusted data
     review: list[dict[str, Any]] = field(default_factory=list)   # review items stored with the turn
+
+    @property
+    def caller_is_owner(self) -> bool:
+        """Whose session it is: only the owner gets PII values back in replies. A session made for this turn is
+        the caller's; one without an owner on record (built in memory) belongs to whoever speaks in it."""
+        return self.session_is_new or self.session.get("created_by", self.actor) == self.actor
 
     @property
     def session_id(self):
