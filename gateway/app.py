@@ -238,7 +238,7 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
     counter = TokenCounter(tokenizer_for(settings.model_store_dir, chain.primary_model))
     policy = ContextPolicy(settings.context_window_tokens or max_len or 4096, settings.context_recent_turns,
                            settings.summary_threshold_tokens, settings.summary_keep_turns, settings.summary_max_tokens)
-    summarizer = RollingSummarizer(pool, chain, counter, policy, metrics)
+    summarizer = RollingSummarizer(pool, chain, counter, policy, metrics, redactor)
     record = Record(pool, counter, metrics, summarizer, background, revisions, redactor)
     llm_timeout = settings.dialogue_llm_timeout_s
     pipeline = TurnPipeline(

@@ -138,6 +138,37 @@ def output_budget(body: ChatCompletionRequest, identity: Identity, settings) -> 
     return asked or min(settings.default_output_tokens, cap)
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where in ``value`` a NUL character sits (a dotted path), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nul_at(key, path) or _nul_at(item, f"{path}.{key}")
+        if found:
+            return found
+    return None
+
+
+def refuse_nul(messages: list[ChatMessage]) -> None:
+    """Postgres text and jsonb cannot hold NUL, and a turn is kept whole or not at all: a NUL the turn would
+    store is refused before the model runs, not found at record after it. A user's text is the exception:
+    preprocess removes control characters from it, NUL among them."""
+    for i, message in enumerate(messages):
+        fields = message.upstream()
+        if message.role == "user":
+            fields.pop("content", None)
+        found = _nul_at(fields, f"messages.{i}")
+        if found:
+            raise InvalidRequest("invalid_parameter", f"{found} contains a NUL character (\\u0000), which cannot be "
+                                 "stored", found)
+
+
 def new_messages(messages: list[ChatMessage], in_session: bool) -> list[ChatMessage]:
     """The messages that make this turn: the user's new message, or the tool results the client sends
     back (with the assistant message that asked for them, when the client resends it)."""
@@ -174,6 +205,7 @@ async def new_turn(body: ChatCompletionRequest, request: Request, identity: Iden
     if body.modalities is not None and body.modalities != ["text"]:
         raise InvalidRequest("unsupported_parameter", "only text output is supported: modalities must be [\"text\"]",
                              "modalities")
+    refuse_nul(body.messages)
     new = new_messages(body.messages, session_header is not None)
     last = new[-1]
     earlier = body.messages[:len(body.messages) - len(new)]

@@ -1,6 +1,10 @@
 """Rolling summary: when a session's un-summarised history passes a token threshold, the LLM condenses
 it (with the previous summary) into a new one, stored with the session. Runs after a turn is recorded,
-off the reply's path, at most once at a time per session."""
+off the reply's path, at most once at a time per session.
+
+The summary is written by the model from redacted history, so it should hold only placeholders; it is
+still redacted against the session's vault before it is stored, like every other text the model writes,
+because the model can restate a value in a form the history never held."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from gateway.clients.llm import LLMChain
 from gateway.dialogue.context import ContextPolicy
 from gateway.dialogue.tokens import TokenCounter
 from gateway.observability import Metrics
+from gateway.safety.redact import Redactor
 from gateway.store import sessions as repo
+from gateway.store import vault as vault_repo
 
 log = logging.getLogger("enclave.gateway.summary")
 
@@ -23,8 +29,9 @@ INSTRUCTION = ("Summarise the conversation below for the assistant's own memory:
 
 class RollingSummarizer:
     def __init__(self, pool: AsyncConnectionPool, chain: LLMChain, counter: TokenCounter, policy: ContextPolicy,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, redactor: Redactor | None = None) -> None:
         self.pool, self.chain, self.counter, self.policy, self.metrics = pool, chain, counter, policy, metrics
+        self.redactor = redactor
         self._running: set[str] = set()
 
     def due(self, history_tokens: int) -> bool:
@@ -87,7 +94,11 @@ class RollingSummarizer:
                         extra={"session_id": str(session_id), "chars": len("".join(parts)), "finish_reason": finish,
                                "failed_midway": opened.failed_midway})
             return False
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
+            if self.redactor is not None:
+                vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+                summary = self.redactor.redact(summary, vault)
+                await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             await repo.save_summary(conn, tenant_id, session_id, summary, upto, self.counter.count(summary))
         self.metrics.summaries.labels("written").inc()
         log.info("summary written", extra={"session_id": str(session_id), "upto_seq": upto, "turns": len(older)})

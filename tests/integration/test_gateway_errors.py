@@ -83,6 +83,13 @@ CASES = [
                                                       b"x" * (1 << 20), b'"}]}'],
                                               headers={"content-type": "application/json"}),
      413, "request_too_large", None),
+    # Postgres holds no NUL: refused before the model runs (it was a 503 after it, the reply thrown away).
+    ("NUL in a system message", dict(json=chat_body(messages=[{"role": "system", "content": "be\u0000 brief"}, USER])),
+     400, "invalid_parameter", "messages.0.content"),
+    ("NUL in a tool call", dict(json=chat_body(messages=[USER, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f\u0000", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}])), 400, "invalid_parameter",
+     "messages.1.tool_calls.0.function.name"),
     ("model rejects the request", dict(json=chat_body(tools=[{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")),
      400, "upstream_rejected", None),
