@@ -10,7 +10,7 @@ import base64
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from ray import serve
 
 from serving.http import ServingError, check_model_name, make_role_app
@@ -25,6 +25,10 @@ class EmbeddingRequest(BaseModel):
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
+    # vLLM's name and meaning: -1 cuts an input over the model's limit to its last tokens; k > 0 keeps at most
+    # the last k. Without it an input over the limit is refused (ingest sizes its chunks to fit; a question
+    # that is too long is cut, since its end usually says what is asked).
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1)
 
 
 @serve.deployment(name="embed")
@@ -58,12 +62,19 @@ class Embedder:
             raise ServingError(413, "too_many_inputs", f"{len(texts)} inputs; the limit is {MAX_INPUTS} per request")
         if req.dimensions is not None and req.dimensions != self.dimensions:
             raise ServingError(400, "unsupported_dimensions", f"this model returns {self.dimensions} dimensions, not {req.dimensions}")
+        limit = self.max_tokens
+        if req.truncate_prompt_tokens not in (None, -1):
+            if req.truncate_prompt_tokens == 0 or req.truncate_prompt_tokens > self.max_tokens:
+                raise ServingError(400, "invalid_parameter", f"truncate_prompt_tokens must be -1 or 1..{self.max_tokens}")
+            limit = req.truncate_prompt_tokens
         token_counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         for i, (text, n) in enumerate(zip(texts, token_counts, strict=True)):
             if not text.strip():
                 raise ServingError(400, "empty_input", f"input[{i}] is empty")
-            if n > self.max_tokens:
-                raise ServingError(413, "input_too_long", f"input[{i}] has {n} tokens; the limit is {self.max_tokens}")
+            if n > limit:
+                if req.truncate_prompt_tokens is None:
+                    raise ServingError(413, "input_too_long", f"input[{i}] has {n} tokens; the limit is {limit}")
+                texts[i], token_counts[i] = self._last_tokens(text, limit), limit
         vectors = await self._encode_batch(texts)
         data = []
         for i, vec in enumerate(vectors):
@@ -72,6 +83,14 @@ class Embedder:
         total = sum(token_counts)
         return {"object": "list", "data": data, "model": self.model_id,
                 "usage": {"prompt_tokens": total, "total_tokens": total}}
+
+    def _last_tokens(self, text: str, limit: int) -> str:
+        """The end of ``text`` that fits in ``limit`` tokens with the special ones, cut at a token boundary of
+        the original text (offsets, not decode: a decoded WordPiece tail would be lower-cased and re-spaced)."""
+        tok = self.model.tokenizer
+        keep = max(1, limit - tok.num_special_tokens_to_add())
+        offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return text[offsets[-keep][0]:] if len(offsets) > keep else text
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _encode_batch(self, requests: list[list[str]]) -> list[np.ndarray]:

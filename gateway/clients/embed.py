@@ -27,13 +27,16 @@ class Embedder:
     def __init__(self, client: httpx.AsyncClient, model: str, dimensions: int, timeout_s: float = 60.0) -> None:
         self.client, self.model, self.dimensions, self.timeout_s = client, model, dimensions, timeout_s
 
-    async def embed(self, texts: Sequence[str], on_batch=None) -> np.ndarray:
-        """(len(texts), dimensions) float32, L2-normalised by the role. ``on_batch(n)`` reports progress."""
+    async def embed(self, texts: Sequence[str], on_batch=None, *, truncate: bool = False) -> np.ndarray:
+        """(len(texts), dimensions) float32, L2-normalised by the role. ``on_batch(n)`` reports progress.
+        ``truncate``: a text over the model's limit is cut to its last tokens (a question, an utterance)
+        rather than refused (a chunk, which ingest sized to fit)."""
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), BATCH):
             batch = list(texts[start:start + BATCH])
             try:
-                r = await self.client.post("/v1/embeddings", json={"input": batch, "encoding_format": "base64"},
+                r = await self.client.post("/v1/embeddings", json={"input": batch, "encoding_format": "base64",
+                                                                        **({"truncate_prompt_tokens": -1} if truncate else {})},
                                            timeout=self.timeout_s)
             except httpx.HTTPError as e:
                 raise EmbeddingUnavailable("embedding_unavailable", f"the embedding role is unreachable ({type(e).__name__})") from None

@@ -9,6 +9,7 @@ classifier is retrained (or taken from the cache when those examples were traine
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -103,7 +104,8 @@ class PackRegistry:
             raise RuntimeError("no embedding model configured: intents cannot be classified")
         examples = {name: list(i.examples) for name, i in pack.intents.items()}
         model = await train(examples, self.embedder.embed, self.embedder.model, self.cache_dir)
-        return IntentClassifier(model, self.embedder.embed)
+        # A caller's utterance can be longer than the embedding model reads: cut to its end, not refused.
+        return IntentClassifier(model, functools.partial(self.embedder.embed, truncate=True))
 
     async def _train_guard(self, pack: Pack) -> IntentModel | None:
         """The guard's classifier: the injection corpus' attacks against its benign look-alikes plus this

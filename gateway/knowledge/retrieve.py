@@ -110,7 +110,7 @@ class Retriever:
     async def search(self, tenant_id: str, query: str, top_k: int, filters: SearchFilter = SearchFilter(),
                      mode: str = "hybrid") -> SearchResult:
         t0 = time.perf_counter()
-        vector = (await self.embedder.embed([query]))[0] if mode != "text" else np.zeros(self.embedder.dimensions)
+        vector = (await self.embedder.embed([query], truncate=True))[0] if mode != "text" else np.zeros(self.embedder.dimensions)
         t1 = time.perf_counter()
         hits = await self.search_vector(tenant_id, query, vector, top_k, filters, mode)
         return SearchResult(hits, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)

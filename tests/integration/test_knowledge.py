@@ -178,6 +178,18 @@ def test_questions_find_their_document_in_the_top_3(appliance: Appliance, keys: 
     assert rate >= 0.90, "\n".join(misses)
 
 
+def test_a_question_longer_than_the_embedder_reads_is_still_answered(appliance: Appliance, keys: dict,
+                                                                    corpus: dict) -> None:
+    """A pasted preamble can push a question past the embedding model's 256 tokens: it is cut to its end
+    (where the question is) rather than answered with a 503 (it was)."""
+    q = QUESTIONS[0]
+    preamble = "I have been a customer for many years and I use the mobile app nearly every single day. " * 18
+    with client(appliance.gateway_url, keys[A, "user"]) as c:
+        r = c.get("/v1/knowledge/search", params={"q": preamble + q.text, "top_k": 3, "collection": "policies"})
+    assert r.status_code == 200, r.text
+    assert corpus[q.expected] in {h["document_id"] for h in r.json()["data"]}
+
+
 def test_relevance_separates_answerable_from_off_corpus_questions(appliance: Appliance, keys: dict, corpus: dict) -> None:
     """Every answerable question has a relevant chunk; most off-corpus ones have none. (With MiniLM some
     banking-adjacent questions the corpus is silent on — pet insurance, the base rate — still look relevant;

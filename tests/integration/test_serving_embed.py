@@ -54,6 +54,23 @@ def test_bad_embedding_requests(serving: httpx.Client, body: dict, status: int, 
     assert r.json()["error"]["code"] == code
 
 
+def test_truncation_keeps_the_end_of_an_input(serving: httpx.Client) -> None:
+    """vLLM's ``truncate_prompt_tokens``: -1 cuts an input over the limit to its last tokens (how the gateway
+    embeds a long question, whose end says what is asked); without it the same input is refused (413 above)."""
+    question = "what is the overdraft fee on my current account"
+    filler = "the quick brown fox jumps over the lazy dog " * 80
+    r = serving.post("/v1/embeddings", json={"input": [filler + question, question + " " + filler, question],
+                                             "truncate_prompt_tokens": -1})
+    assert r.status_code == 200, r.text
+    ends, starts, alone = (np.asarray(d["embedding"], dtype=np.float32) for d in r.json()["data"])
+    assert float(ends @ alone) > float(starts @ alone) + 0.1, (float(ends @ alone), float(starts @ alone))
+    limit = serving.post("/v1/embeddings", json={"input": filler + question}).json()["error"]["message"].rsplit(" ", 1)[1]
+    question_tokens = serving.post("/v1/embeddings", json={"input": question}).json()["usage"]["prompt_tokens"]
+    assert r.json()["usage"]["prompt_tokens"] == 2 * int(limit) + question_tokens   # the cut inputs count at the limit
+    bad = serving.post("/v1/embeddings", json={"input": "x", "truncate_prompt_tokens": 100_000})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_parameter"
+
+
 def test_malformed_json_is_a_400(serving: httpx.Client) -> None:
     r = serving.post("/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
