@@ -14,6 +14,7 @@ happened to the stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Protocol
@@ -26,6 +27,7 @@ from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
+from gateway.safety.redact import rename_placeholders
 from gateway.store import audit
 from gateway.store import dialogue as dialogue_repo
 from gateway.store import sessions as repo
@@ -160,6 +162,8 @@ class Record:
         """The turn with what else it brought (vault entries, dialogue state, review items, a handoff) and its
         audit entry, in one transaction; the audit entry last, so the chain's head is locked the least."""
         async with self.pool.connection() as conn, conn.transaction():
+            if turn.vault is not None and turn.vault.new_entries and not turn.session_is_new and self.redactor:
+                rows, state = await self._reconcile_vault(conn, turn, rows, state)
             await self._record_turn(conn, turn, rows)
             if turn.vault is not None:
                 await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
@@ -178,6 +182,29 @@ class Record:
                 if turn.vault is not None:   # values first seen in the summary
                     await vault_repo.store_entries(conn, turn.tenant_id, turn.session_id, turn.vault.new_entries)
             await audit.append(conn, self.audit_event(turn, rows, prompt_tokens, completion_tokens))
+
+    async def _reconcile_vault(self, conn, turn: Turn, rows: list[repo.TurnRow],
+                               state: dict | None) -> tuple[list[repo.TurnRow], dict | None]:
+        """Under the session's row lock (which the turn's own insert takes anyway, so no new wait order), check
+        this turn's new placeholders against the vault as committed now: a concurrent turn of the session may
+        have stored the same number for another value. Anything renamed is renamed in all the turn stores."""
+        await conn.execute("SELECT 1 FROM sessions WHERE id = %s AND tenant_id = %s FOR UPDATE",
+                           (turn.session_id, turn.tenant_id))
+        stored = await vault_repo.load_session_entries(conn, turn.tenant_id, turn.session_id)
+        remap = self.redactor.reconcile(turn.vault, stored)
+        if not remap:
+            return rows, state
+        log.info("placeholders renumbered after a concurrent turn", extra={"session_id": str(turn.session_id),
+                                                                            "renamed": len(remap)})
+        from gateway.dialogue.actions import map_strings
+
+        def rename(value):
+            return map_strings(value, lambda text: rename_placeholders(text, remap))
+        rows = [dataclasses.replace(r, content=rename(r.content), tool_calls=rename(r.tool_calls)) for r in rows]
+        turn.tool_calls, turn.dialogue, turn.review = rename(turn.tool_calls), rename(turn.dialogue), rename(turn.review)
+        if turn.handoff is not None:
+            turn.handoff = rename(turn.handoff)
+        return rows, rename(state)
 
     def audit_event(self, turn: Turn, rows: list[repo.TurnRow], prompt_tokens: int, completion_tokens: int) -> AuditEvent:
         """What the audit log keeps of a turn: all of it redacted, enough to reconstruct the decision."""

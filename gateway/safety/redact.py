@@ -123,6 +123,48 @@ class Redactor:
         vault._add(VaultEntry(placeholder, span.type, fp, sealed.nonce, sealed.ciphertext, span.value, sealed))
         return placeholder
 
+    def reconcile(self, vault: SessionVault, stored: Iterable[tuple]) -> dict[str, str]:
+        """Renames for this turn's new placeholders that a concurrent turn of the same session made stale.
+
+        Two turns that load the vault at once both number their first new e-mail ``<EMAIL_1>``; whichever
+        stores second would find its placeholder naming the other's value. ``stored`` is the vault as
+        committed now (rows as ``from_rows`` takes them), read under the session's row lock: a value stored
+        already keeps its placeholder, a number taken by another value is replaced by the next free one (and
+        re-sealed, since the seal is bound to the placeholder). Returns ``{old: new}`` for the caller to apply
+        to the turn's texts; the stored entries join the vault so later numbering avoids them too."""
+        committed = SessionVault.from_rows(vault.tenant_id, vault.session_id, stored)
+        remap: dict[str, str] = {}
+        for entry in vault.new_entries:
+            stored_as = committed.by_fingerprint.get(entry.fingerprint)
+            if stored_as == entry.placeholder:
+                continue                                     # the same value under the same number: nothing to do
+            if stored_as is not None:
+                remap[entry.placeholder] = stored_as         # stored already, under another number
+            elif entry.placeholder in committed.entries:
+                remap[entry.placeholder] = ""                # the number is another value's: renumbered below
+        if not remap:
+            for entry in committed.entries.values():         # later numbering must avoid the stored ones too
+                if entry.placeholder not in vault.entries:
+                    vault._add(entry)
+            return {}
+        held = vault.entries                                 # keep the turn's own copies: they hold values
+        vault.entries, vault.by_fingerprint = {}, {}
+        for placeholder, entry in committed.entries.items():
+            own = held.get(placeholder)
+            vault._add(own if own is not None and own.fingerprint == entry.fingerprint else entry)
+        for placeholder, entry in held.items():
+            if placeholder not in remap and placeholder not in vault.entries:
+                vault._add(entry)
+        mine = {e.placeholder: e for e in held.values() if e.sealed is not None}
+        for old, new in list(remap.items()):
+            entry = mine[old]
+            if not new:
+                new = remap[old] = vault.next_placeholder(entry.pii_type)
+                sealed = self.cipher.seal(entry.value or "", vault.tenant_id, vault.session_id, new)
+                vault._add(VaultEntry(new, entry.pii_type, entry.fingerprint, sealed.nonce, sealed.ciphertext,
+                                      entry.value, sealed))
+        return remap
+
     def value_of(self, entry: VaultEntry, vault: SessionVault) -> str | None:
         if entry.value is None and entry.ciphertext is not None and entry.nonce is not None:
             entry.value = self.cipher.open(entry.nonce, entry.ciphertext, vault.tenant_id, vault.session_id,
@@ -158,6 +200,13 @@ class Redactor:
         if "<" not in text or not vault.entries:
             return text
         return PLACEHOLDER.sub(lambda m: self.render(m.group(0), vault, reveal), text)
+
+
+def rename_placeholders(text: str, remap: dict[str, str]) -> str:
+    """Every placeholder in ``remap`` replaced at once (a swap of two numbers stays a swap)."""
+    if not remap or "<" not in text:
+        return text
+    return PLACEHOLDER.sub(lambda m: remap.get(m.group(0), m.group(0)), text)
 
 
 class StreamingRestorer:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import secrets
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -457,6 +459,25 @@ def test_a_vault_reveal_needs_an_auditor_and_a_reason_and_is_audited(appliance: 
     entry, content = json.loads(reveals[-1]["entry"]), json.loads(reveals[-1]["content"])
     assert entry["actor"] == "_".join(keys["trust-a", "auditor"].split("_")[:2]) and entry["session_id"] == sid
     assert content == {"placeholder": "<CARD_1>", "type": "CARD", "reason": body["reason"]}
+
+
+def test_concurrent_turns_of_a_session_never_share_a_placeholder(appliance: Appliance, keys: dict) -> None:
+    """Turns sent at once into one session each load the vault before any is stored, so each numbers its new
+    e-mail <EMAIL_1>. Stored as it was, every turn's placeholder then named the first value stored; now each
+    is renumbered under the session's lock, and each stored text still names its own value."""
+    emails = [f"ada.{i}.{secrets.token_hex(3)}@example.org" for i in range(4)]
+    with client(appliance.gateway_url, keys["trust-a", "user"]) as c:
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+        with ThreadPoolExecutor(len(emails)) as pool:
+            list(pool.map(lambda e: chat(c, f"Please write to {e} today.", sid), emails))
+        texts = [t["content"] for t in c.get(f"/v1/sessions/{sid}").json()["turns"] if t["role"] == "user"]
+    placeholders = [re.search(r"<EMAIL_\d+>", t).group(0) for t in texts]
+    assert len(texts) == len(emails) and len(set(placeholders)) == len(emails), texts
+    with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+        revealed = {text.replace(p, auditor.post("/v1/vault/reveal", json={
+            "session_id": sid, "placeholder": p, "reason": "placeholder numbering check"}).json()["value"])
+            for text, p in zip(texts, placeholders, strict=True)}
+    assert revealed == {f"Please write to {e} today." for e in emails}
 
 
 def test_turn_audit_entries_record_the_decision_redacted(appliance: Appliance, pii_session: dict) -> None:

@@ -15,7 +15,7 @@ from gateway.dialogue.actions import redact_json
 from gateway.errors import RateLimited
 from gateway.oidc import OidcConfigError, check_internal_url
 from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
-from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask
+from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask, rename_placeholders
 from gateway.safety.vault import StaticKey, VaultCipher, VaultKeyError, load_key_provider, write_new_key
 from gateway.store.audit import GENESIS_HASH, AuditEvent, append_params, chain_hash, next_row, verify_rows
 
@@ -144,6 +144,33 @@ def test_the_same_value_keeps_its_placeholder_within_a_session(redactor: Redacto
     assert len(vault.new_entries) == 2
     other = SessionVault(TENANT, "33333333-3333-3333-3333-333333333333")
     assert redactor.redact("bob@example.com then ada@example.com", other) == "<EMAIL_1> then <EMAIL_2>"
+
+
+def stored_rows(vault: SessionVault) -> list[tuple]:
+    """The vault's new entries as the pii_vault table returns them."""
+    return [(e.placeholder, e.pii_type, e.fingerprint, e.nonce, e.ciphertext) for e in vault.new_entries]
+
+
+def test_a_concurrent_turns_placeholders_are_reconciled_with_what_was_stored(redactor: Redactor) -> None:
+    first = SessionVault(TENANT, SESSION)       # two turns that loaded the (empty) vault at the same time
+    second = SessionVault(TENANT, SESSION)
+    assert redactor.redact("write to ada@example.com", first) == "write to <EMAIL_1>"
+    text = redactor.redact("bob@example.com, cc ada@example.com and eve@example.com", second)
+    assert text == "<EMAIL_1>, cc <EMAIL_2> and <EMAIL_3>"
+    remap = redactor.reconcile(second, stored_rows(first))   # the first turn was stored first
+    # ada takes the stored number; bob's number was ada's, so he gets the next free one. Renamed in one pass:
+    # one after the other, bob's <EMAIL_1> → <EMAIL_4> and ada's <EMAIL_2> → <EMAIL_1> would depend on order.
+    assert remap == {"<EMAIL_1>": "<EMAIL_4>", "<EMAIL_2>": "<EMAIL_1>"}
+    assert rename_placeholders(text, remap) == "<EMAIL_4>, cc <EMAIL_1> and <EMAIL_3>"
+    assert {e.placeholder for e in second.new_entries} == {"<EMAIL_3>", "<EMAIL_4>"}   # ada's is not stored twice
+    assert redactor.restore("<EMAIL_4> <EMAIL_3>", second) == "bob@example.com eve@example.com"
+    bob = second.entries["<EMAIL_4>"]   # re-sealed: the seal is bound to the placeholder
+    assert redactor.cipher.open(bob.nonce, bob.ciphertext, TENANT, SESSION, "<EMAIL_4>") == "bob@example.com"
+    assert redactor.redact("ada@example.com", second) == "<EMAIL_1>"   # later numbering knows the stored ones
+    assert redactor.redact("zoe@example.com", second) == "<EMAIL_5>"
+    alone = SessionVault(TENANT, SESSION)
+    redactor.redact("mail ada@example.com", alone)
+    assert redactor.reconcile(alone, stored_rows(first)) == {}    # the same value under the same number
 
 
 def test_restoration_follows_the_echo_policy(redactor: Redactor) -> None:
