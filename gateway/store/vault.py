@@ -20,8 +20,10 @@ async def session_vault(conn: AsyncConnection, tenant_id: str, session_id) -> Se
 
 
 async def store_entries(conn: AsyncConnection, tenant_id: str, session_id, entries: list[VaultEntry]) -> int:
-    """Insert this turn's new entries. A concurrent turn of the same session that sealed the same value
-    first wins; the placeholder it chose is the one stored (both texts still name a sealed value)."""
+    """Insert new entries; an existing (session, placeholder) or (session, fingerprint) is left as stored.
+    A turn reconciles its entries with the committed vault first (``Redactor.reconcile``, under the session's
+    row lock), so for it a conflict is only the same value under the same number. The other writers (an
+    action's outcome, a notice, session metadata, the summary) load the vault just before they write."""
     if not entries:
         return 0
     async with conn.cursor() as cur:
