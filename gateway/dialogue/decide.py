@@ -12,6 +12,7 @@ when the guard found it suspicious.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -53,6 +54,7 @@ class DialogueState:
     confirmed_step: int | None = None
     reprompts: int = 0
     low_confidence: int = 0            # turns in a row nobody understood
+    flow_digest: str | None = None     # the flow's definition when the run started (packs reload while it runs)
 
     @classmethod
     def from_json(cls, data: dict | None) -> DialogueState:
@@ -67,6 +69,24 @@ class DialogueState:
     def clear_flow(self) -> None:
         self.flow, self.instance, self.step, self.slots, self.awaiting, self.confirmed_step, self.reprompts = \
             None, None, 0, {}, None, None, 0
+        self.flow_digest = None
+
+    def runs_on(self, pack: Pack) -> bool:
+        """Whether the run in progress can go on under the pack as loaded now. A pack reloads when its files
+        change; a run's step index, awaited slot and confirmation mean nothing in an edited flow (step 2 may
+        now be the transfer the customer never confirmed), so an edited or removed flow ends the run."""
+        flow = pack.flows.get(self.flow or "")
+        if flow is None:
+            return False
+        if self.flow_digest is not None:
+            return self.flow_digest == flow_digest(flow)
+        # A run started before digests were kept: go on only where its position still exists.
+        slot_ok = not (self.awaiting or "").startswith("slot:") or self.awaiting[5:] in flow.slots
+        return self.step < len(flow.steps) and slot_ok
+
+
+def flow_digest(flow: Flow) -> str:
+    return hashlib.sha256(flow.model_dump_json().encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -241,8 +261,15 @@ class Decide:
             return await self.handoff(turn, pack, state, "always_human", intent, reply)
         if frustration(text) >= esc.frustration_threshold:
             return await self.handoff(turn, pack, state, "frustration", intent, reply)
-        if state.flow and state.flow in pack.flows:
+        if state.flow and state.runs_on(pack):
             return await self.continue_flow(turn, pack, state, u, text, reply)
+        if state.flow:
+            log.warning("flow run ended: the pack's flow changed under it",
+                        extra={"session_id": str(turn.session_id), "flow": state.flow, "step": state.step})
+            state.clear_flow()
+            state.low_confidence = 0
+            reply.say(pack.canned.flow_changed)
+            return "flow_changed"
         state.clear_flow()
         if intent is None:
             state.low_confidence += 1
@@ -261,6 +288,7 @@ class Decide:
         if spec.flow:
             state.clear_flow()
             state.flow, state.instance = spec.flow, str(uuid.uuid4())
+            state.flow_digest = flow_digest(pack.flows[spec.flow])
             state.slots.update(spec.sets)
             await self.fill_from(turn, pack, pack.flows[spec.flow], state, text, only=None, llm=True)
             await self.run_steps(turn, pack, state, reply)

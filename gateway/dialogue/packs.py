@@ -199,6 +199,8 @@ class Canned(_Model):
     back_to_flow: str = "Now, back to where we were: {prompt}"
     not_understood: str = "Sorry, I didn't understand that."
     accepted: str = "Thanks, that's in progress. I'll let you know here when it's done."
+    flow_changed: str = ("Sorry, this service was updated while we were talking, so I've stopped what we were doing. "
+                         "Nothing was changed. What would you like to do?")
 
 
 class Knowledge(_Model):

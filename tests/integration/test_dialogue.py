@@ -438,6 +438,38 @@ def test_a_restart_between_approval_and_execution_executes_once(appliance: Appli
     assert ex["by_tool"]["transfer"] == 1 and ex["by_key"] == {action["key"]: 1} and action["attempts"] == 1
 
 
+def test_a_pack_edited_mid_flow_ends_the_run_instead_of_acting_on_it(appliance: Appliance, keys: dict, bank,
+                                                                     tmp_path: Path) -> None:
+    """A pack reloads when its files change. A customer at the confirmation of a flow that was edited in the
+    meantime must not have the edited flow's step run on their "yes" (it was a 500 when the position no
+    longer existed): the run ends, they are told, and nothing is executed."""
+    folder = tmp_path / "pack"
+    shutil.copytree(PACK_DIR, folder)
+    slug = f"edit-{RUN}"
+    (folder / "pack.yaml").write_text((folder / "pack.yaml").read_text().replace("tenant: demo-bank", f"tenant: {slug}"))
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        user = api_keys.create_key(conn, api_keys.ensure_tenant(conn, slug, slug), "user")
+    gw = start_gateway(appliance, "pack-edit", packs=[str(folder)], bank_url=appliance.bank_url)
+    try:
+        with client(gw, user) as c:
+            conv = Conversation(c)
+            conv.say("My card was stolen this morning")
+            conv.say("four two four two")
+            assert conv.dialogue["awaiting"] == "confirm", conv.last
+            flows = folder / "flows.yaml"   # the operator rewords the confirmation the customer is answering
+            flows.write_text(flows.read_text().replace("and order a replacement. Shall I go ahead?",
+                                                       "and order a replacement card. Shall I go ahead?"))
+            time.sleep(3.5)                  # the registry looks for changes every 3 s
+            conv.say("yes please go ahead")
+            assert conv.dialogue["decision"] == "flow_changed" and conv.reply == PACK.canned.flow_changed
+            assert conv.dialogue["flow"] is None
+            assert executions(bank)["by_tool"].get("block_card", 0) == 0
+            conv.say("My card was stolen this morning")   # a new run uses the pack as it is now
+            assert conv.dialogue["intent"] == "report_stolen_card" and conv.dialogue["awaiting"] == "slot:card"
+    finally:
+        gw.stop()
+
+
 # -- hand-off ------------------------------------------------------------------------------------------------
 
 def test_handoff_round_trip(appliance: Appliance, keys: dict, dlg: GatewayProcess) -> None:

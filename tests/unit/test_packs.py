@@ -113,3 +113,19 @@ def test_side_effect_arguments_never_come_from_the_llm(pack_copy: Path) -> None:
     edit(pack_copy / "flows.yaml", "      - call: block_card\n", "      - call: block_card\n        llm_args: true\n")
     assert any("flows.block_card.steps" in p and "llm_args" in p and "must come from slots" in p
                for p in problems(pack_copy))
+
+
+def test_a_flow_run_goes_on_only_under_the_flow_it_started_with() -> None:
+    from gateway.dialogue.decide import DialogueState, flow_digest
+    pack = load_pack(EXAMPLE)
+    flow = pack.flows["block_card"]
+    run = DialogueState(flow="block_card", step=2, awaiting="confirm", flow_digest=flow_digest(flow))
+    assert run.runs_on(pack)
+    edited = pack.model_copy(update={"flows": {**pack.flows, "block_card": flow.model_copy(
+        update={"steps": flow.steps[:2] + flow.steps[3:]})}})
+    assert not run.runs_on(edited)                                    # any edit of the flow ends the run
+    assert not run.runs_on(pack.model_copy(update={"flows": {}}))      # so does its removal
+    # A run stored before digests were kept goes on where its position still exists.
+    assert DialogueState(flow="block_card", step=2, awaiting="slot:card").runs_on(pack)
+    assert not DialogueState(flow="block_card", step=9).runs_on(pack)
+    assert not DialogueState(flow="block_card", step=0, awaiting="slot:pin").runs_on(pack)
