@@ -16,6 +16,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.knowledge.ground import KnowledgeSpec
 from gateway.safety.redact import SessionVault
 from gateway.store import audit
+from gateway.store import dialogue as dialogue_repo
 from gateway.store import sessions as repo
 from gateway.store import vault as vault_repo
 
@@ -111,5 +112,7 @@ async def delete_session(session_id: str, identity: ChatCaller, conn: DbConn) ->
     async with conn.transaction():
         if not await repo.delete_session(conn, identity.tenant_id, sid, created_by=_owner_filter(identity)):
             raise NotFound("session_not_found", f"no session {sid}", "session_id")
-        await audit.append(conn, audit.AuditEvent("session.delete", identity.subject, identity.tenant_id, str(sid)))
+        ended = await dialogue_repo.withdraw_session_work(conn, identity.tenant_id, sid, identity.subject)
+        await audit.append(conn, audit.AuditEvent("session.delete", identity.subject, identity.tenant_id, str(sid),
+                                                  content={k: n for k, n in ended.items() if n}))
     return {"id": str(sid), "object": "session.deleted", "deleted": True}

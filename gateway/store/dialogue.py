@@ -139,6 +139,29 @@ async def mark_reported(conn: AsyncConnection, action_id) -> bool:
     return cur.rowcount == 1
 
 
+async def withdraw_session_work(conn: AsyncConnection, tenant_id: str, session_id, who: str) -> dict[str, int]:
+    """What a deleted session leaves waiting on staff, ended with it (call in the deleting transaction).
+
+    An action still awaiting approval is rejected as withdrawn (approved later, it would have moved the
+    money of a conversation its customer deleted, with nowhere left to tell them) and its review item is
+    dismissed; an open hand-off is closed. Actions already approved or running go on: they were decided.
+    The rows stay, as records."""
+    cur = await conn.execute(
+        "UPDATE actions SET state = 'rejected', error_code = 'session_deleted', decided_by = %s, reported = true, "
+        "updated_at = now() WHERE tenant_id = %s AND session_id = %s AND state = 'awaiting_approval' RETURNING id",
+        (who, tenant_id, session_id))
+    withdrawn = [row[0] for row in await cur.fetchall()]
+    items = await conn.execute(
+        "UPDATE review_items SET state = 'dismissed', decided_by = %s, decided_at = now(), "
+        "note = 'withdrawn: the session was deleted' WHERE tenant_id = %s AND action_id = ANY(%s) AND state = 'open'",
+        (who, tenant_id, withdrawn))
+    handoffs = await conn.execute(
+        "UPDATE handoffs SET state = 'closed', closed_at = now() WHERE tenant_id = %s AND session_id = %s "
+        "AND state <> 'closed'", (tenant_id, session_id))
+    return {"withdrawn_actions": len(withdrawn), "dismissed_review_items": items.rowcount,
+            "closed_handoffs": handoffs.rowcount}
+
+
 # -- review queue ---------------------------------------------------------------------------------------------
 
 async def add_review_item(conn: AsyncConnection, tenant_id: str, kind: str, reason: str, *, session_id=None,

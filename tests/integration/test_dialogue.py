@@ -376,6 +376,33 @@ def test_transfers_small_now_large_via_webhook_and_over_the_limit_after_approval
     assert wait_for(lambda: [t for t in session_turns(appliance, huge.session_id) if "6000.00 EUR moved" in t[2]])
 
 
+def test_deleting_a_session_withdraws_what_waits_on_staff(appliance: Appliance, keys: dict, dlg: GatewayProcess,
+                                                         bank) -> None:
+    """A customer deletes the conversation while a large transfer awaits approval and a colleague is being
+    fetched. Approved afterwards, the transfer moved the money with nobody left to tell; now the action is
+    withdrawn with the session, its review item dismissed, the hand-off closed, and the audit says so."""
+    with client(dlg, keys["user"]) as c:
+        conv = Conversation(c)
+        transfer(conv, "6500")
+        assert conv.reply == PACK.canned.awaiting_approval
+        conv.say("I want to talk to a human")
+        assert conv.dialogue["handoff"]["reason"] == "requested"
+        assert c.delete(f"/v1/sessions/{conv.session_id}").status_code == 200
+    with client(dlg, keys["supervisor"]) as sup:
+        (item,) = [i for i in sup.get("/v1/review", params={"kind": "approval", "state": "dismissed"}).json()["data"]
+                   if i["session_id"] == conv.session_id]
+        assert item["note"] == "withdrawn: the session was deleted"
+        r = sup.post(f"/v1/review/{item['id']}/approve")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "already_decided"
+        assert conv.session_id not in {h["session_id"] for h in sup.get("/v1/handoffs").json()["data"]}
+    (action,) = actions_of(appliance, conv.session_id)
+    assert action["state"] == "rejected" and executions(bank)["by_tool"].get("transfer", 0) == 0
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        (content,) = conn.execute("SELECT content FROM audit_log WHERE action = 'session.delete' AND session_id = %s",
+                                  (conv.session_id,)).fetchone()
+    assert json.loads(content) == {"withdrawn_actions": 1, "dismissed_review_items": 1, "closed_handoffs": 1}
+
+
 def test_a_forged_or_replayed_webhook_is_refused(appliance: Appliance, dlg: GatewayProcess) -> None:
     from gateway.dialogue.webhooks import SIGNATURE_HEADER, sign
 
