@@ -199,7 +199,7 @@ class SipServer(asyncio.DatagramProtocol):
         if config.tls_port is None or config.tls_context is None:
             raise ValueError("SIP over TLS needs both tls_port and tls_context")
         listener = TlsListener(config.tls_context, on_message=self._tls_message, on_reject=self._tls_reject,
-                               on_closed=self._tls_closed)
+                               on_closed=self._tls_closed, in_use=self._tls_in_use)
         await listener.start(config.host, config.tls_port)
         self.tls = listener
         log.info("SIP over TLS listening", extra={"host": config.host, "port": listener.port})
@@ -219,6 +219,10 @@ class SipServer(asyncio.DatagramProtocol):
         before the listener closes the connection."""
         if head:
             self._bad_request(head, addr, SipParseError(status, reason))
+
+    def _tls_in_use(self, addr: TlsAddr) -> bool:
+        """A call is signalled over this connection: silence on it is a quiet call, not an idle peer."""
+        return any(call.transport == "tls" and call.remote_sip == addr and not call.closed for call in self.calls.values())
 
     def _tls_closed(self, addr: TlsAddr) -> None:
         """The connection is gone: its calls cannot be signalled any more, so they end (others are untouched)."""

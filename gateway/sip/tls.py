@@ -47,6 +47,13 @@ HANDSHAKE_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 READ_CHUNK = 16384
 PONG = b"\r\n"                   # RFC 5626 §4.4.1: the answer to a double-CRLF ping
+# A connection holds a slot. One that has sent no SIP message this long after its handshake is closed (a
+# scanner, or a slot-filling attack: 64 silent connections per address would otherwise hold them forever);
+# one that has, and carries no call, is closed after IDLE_TIMEOUT_S without a byte (the peer reconnects to
+# send its next request, as RFC 3261 §18 expects). A connection with a call on it is never closed for
+# silence: a BYE must be able to go back over it, however long the call.
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 300.0
 
 
 # -- the context ---------------------------------------------------------------------------------------------
@@ -228,6 +235,7 @@ class TlsAddr(tuple):
 OnMessage = Callable[[bytes, TlsAddr], None]
 OnReject = Callable[[bytes, TlsAddr, int, str], None]
 OnClosed = Callable[[TlsAddr], None]
+InUse = Callable[[TlsAddr], bool]
 
 
 class TlsListener:
@@ -235,15 +243,19 @@ class TlsListener:
 
     ``on_message(data, addr)`` gets each framed message; ``on_reject(head, addr, status, reason)`` a message
     that cannot be framed (the connection is closed right after, so an answer sent from it still goes out
-    first); ``on_closed(addr)`` fires once per connection when it is gone, for whatever reason.
+    first); ``on_closed(addr)`` fires once per connection when it is gone, for whatever reason;
+    ``in_use(addr)`` says whether a call still needs the connection (then silence does not close it).
     """
 
     def __init__(self, context: ssl.SSLContext, *, on_message: OnMessage, on_reject: OnReject, on_closed: OnClosed,
-                 max_size: int = MAX_MESSAGE, max_connections: int = MAX_CONNECTIONS,
-                 max_per_ip: int = MAX_CONNECTIONS_PER_IP) -> None:
+                 in_use: InUse = lambda _addr: False, max_size: int = MAX_MESSAGE,
+                 max_connections: int = MAX_CONNECTIONS, max_per_ip: int = MAX_CONNECTIONS_PER_IP,
+                 first_message_timeout_s: float = FIRST_MESSAGE_TIMEOUT_S,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.context = context
-        self.on_message, self.on_reject, self.on_closed = on_message, on_reject, on_closed
+        self.on_message, self.on_reject, self.on_closed, self.in_use = on_message, on_reject, on_closed, in_use
         self.max_size, self.max_connections, self.max_per_ip = max_size, max_connections, max_per_ip
+        self.first_message_timeout_s, self.idle_timeout_s = first_message_timeout_s, idle_timeout_s
         self.connections: dict[TlsAddr, asyncio.StreamWriter] = {}
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task] = set()
@@ -290,15 +302,25 @@ class TlsListener:
             return
         self.connections[addr] = writer
         framer = StreamFramer(self.max_size)
+        spoke = False      # has it sent a SIP message yet
         try:
             while not framer.failed:
-                chunk = await reader.read(READ_CHUNK)
+                try:
+                    chunk = await asyncio.wait_for(reader.read(READ_CHUNK), self.idle_timeout_s if spoke
+                                                   else self.first_message_timeout_s)
+                except TimeoutError:
+                    if spoke and self.in_use(addr):
+                        continue
+                    log.info("SIP TLS connection closed: idle" if spoke else
+                             "SIP TLS connection closed: no SIP message after the handshake", extra={"peer": addr[0]})
+                    break
                 if not chunk:
                     break
                 for frame in framer.feed(chunk):
                     if frame.kind == "ping":
                         writer.write(PONG)
                     elif frame.kind == "message":
+                        spoke = True
                         self.on_message(frame.data, addr)
                     else:
                         log.info("SIP TLS stream cannot be framed; closing it",

@@ -27,7 +27,7 @@ from gateway.sip.client_transaction import ClientTransactionTable
 from gateway.sip.dialog import Dialog
 from gateway.sip.message import SipMessage, parse, parse_via, response_to
 from gateway.sip.server import SipConfig, SipServer, start_sip
-from gateway.sip.tls import PONG, Frame, StreamFramer, TlsAddr, TlsConfigError, server_tls_context
+from gateway.sip.tls import PONG, Frame, StreamFramer, TlsAddr, TlsConfigError, TlsListener, server_tls_context
 from gateway.sip.transaction import InviteServerTransaction, NonInviteServerTransaction, TransactionTable
 
 pytestmark = pytest.mark.timeout(30)
@@ -619,3 +619,38 @@ async def _refused_invites() -> None:
     finally:
         udp.close()
         await server.close()
+
+
+def test_silent_connections_give_their_slot_back_but_a_call_keeps_its_own(tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_idle_scenario(tmp_path), 20))
+
+
+async def _idle_scenario(tmp_path: Path) -> None:
+    """A connection that never says anything is closed soon after its handshake; one that spoke is closed
+    after a longer silence, unless a call is signalled over it (a quiet call must still get its BYE)."""
+    cert, key = make_cert(tmp_path)
+    calls: set[TlsAddr] = set()
+    received: list[TlsAddr] = []
+    listener = TlsListener(server_tls_context(cert, key), on_message=lambda _data, addr: received.append(addr),
+                           on_reject=lambda *_: None, on_closed=lambda _addr: None, in_use=lambda addr: addr in calls,
+                           first_message_timeout_s=0.4, idle_timeout_s=0.8)
+    await listener.start("127.0.0.1", 0)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    try:
+        silent, idle, busy = [await asyncio.to_thread(TlsPeer, listener.port, client_ctx) for _ in range(3)]
+        for peer in (idle, busy):
+            await asyncio.to_thread(peer.send, sip_request("OPTIONS", uri="sip:2000@127.0.0.1", transport="TLS",
+                                                           sent_by=peer.sent_by, call_id=f"idle-{peer.local[1]}", cseq=1))
+        while len(received) < 2:
+            await asyncio.sleep(0.02)
+        calls.add(TlsAddr(*busy.local))
+        assert await asyncio.to_thread(silent.closed_by_server, 2.0)      # no SIP message: gone after 0.4 s
+        assert len(listener.connections) == 2
+        assert await asyncio.to_thread(idle.closed_by_server, 3.0)        # spoke once, then 0.8 s of silence
+        await asyncio.sleep(1.0)
+        assert list(listener.connections) == [TlsAddr(*busy.local)]       # the call's connection stays
+        calls.clear()                                                      # the call ended: now it is just idle
+        assert await asyncio.to_thread(busy.closed_by_server, 3.0)
+        assert not listener.connections
+    finally:
+        await listener.close()
