@@ -160,9 +160,11 @@ def refuse_nul(messages: list[ChatMessage]) -> None:
     store is refused before the model runs, not found at record after it. A user's text is the exception:
     preprocess removes control characters from it, NUL among them."""
     for i, message in enumerate(messages):
-        fields = message.upstream()
-        if message.role == "user":
-            fields.pop("content", None)
+        content = None if message.role == "user" else message.content
+        if isinstance(content, list):
+            content = [part.text for part in content]
+        fields = {"content": content, "name": message.name, "tool_call_id": message.tool_call_id,
+                  "tool_calls": message.tool_calls}
         found = _nul_at(fields, f"messages.{i}")
         if found:
             raise InvalidRequest("invalid_parameter", f"{found} contains a NUL character (\\u0000), which cannot be "
