@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from gateway.store.audit import verify_sync
@@ -70,9 +71,23 @@ def server_major(conn: psycopg.Connection) -> int:
     return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
 
-def _client_env() -> dict[str, str]:
-    """The URL goes in --dbname; stray PG* variables must not redirect pg_dump or pg_restore elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+def _client_args(url: str) -> tuple[str, dict[str, str]]:
+    """``--dbname`` and the environment for pg_dump / pg_restore. The password travels in PGPASSWORD, not in
+    argv (which any local user reads in ``ps``). Other PG* variables stay: libpq gives the same connection
+    as the one this process made, and what the URL names explicitly overrides them."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**params), env
+
+
+def _private_file(path: Path):
+    """A new file only its owner can read, from the first byte (not created, then chmod-ed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)       # when it existed already with wider rights
+    return os.fdopen(fd, "wb")
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -92,14 +107,19 @@ class BackupResult:
 
 def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Path | None = None) -> BackupResult:
     """Dump the database at ``url`` into the archive ``out`` (and copy the vault key apart, if asked)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    dbname, env = _client_args(url)
+    with tempfile.TemporaryDirectory(prefix="enclave-backup-") as tmp, psycopg.connect(url) as conn:
+        # The counts and the dump see one snapshot: on a running appliance a turn landing in between would
+        # otherwise make a good archive fail its restore check.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         counts = row_counts(conn)
         migrations = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
         major = server_major(conn)
-    with tempfile.TemporaryDirectory(prefix="enclave-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
-        run = subprocess.run([pg_tool("pg_dump", major), "--format=custom", "--no-owner", f"--file={dump}",
-                              f"--dbname={url}"], env=_client_env(), capture_output=True, text=True)
+        run = subprocess.run([pg_tool("pg_dump", major), "--format=custom", "--no-owner", f"--snapshot={snapshot}",
+                              f"--file={dump}", f"--dbname={dbname}"], env=env, capture_output=True, text=True)
+        conn.rollback()
         if run.returncode != 0:
             raise BackupError(f"pg_dump failed: {run.stderr.strip()[-2000:]}")
         manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -108,7 +128,7 @@ def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Pa
         (Path(tmp) / "manifest.json").write_text(json.dumps(manifest, indent=2))
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w") as tar:
+        with _private_file(partial) as raw, tarfile.open(fileobj=raw, mode="w") as tar:   # the whole database
             tar.add(Path(tmp) / "manifest.json", arcname="manifest.json")
             tar.add(dump, arcname="database.dump")
         partial.replace(out)   # a backup is there whole, or not at all
@@ -116,8 +136,8 @@ def backup(url: str, out: Path, vault_key: Path | None = None, vault_key_out: Pa
         if vault_key is None or not vault_key.exists():
             raise BackupError(f"no vault key to copy at {vault_key} (set ENCLAVE_VAULT_KEY_FILE)")
         vault_key_out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(vault_key, vault_key_out)
-        vault_key_out.chmod(0o600)
+        with _private_file(vault_key_out) as f:
+            f.write(vault_key.read_bytes())
     return BackupResult(out, counts, out.stat().st_size)
 
 
@@ -158,13 +178,21 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         if gateway_role and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (gateway_role,)).fetchone():
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(gateway_role)))   # its GRANTs need it
     with tempfile.TemporaryDirectory(prefix="enclave-restore-") as tmp:
-        with tarfile.open(archive) as tar:
-            tar.extract("database.dump", tmp, filter="data")
         dump = Path(tmp) / "database.dump"
+        with tarfile.open(archive) as tar, dump.open("wb") as out:   # one member of a known name: no path to trust
+            try:
+                member = tar.extractfile("database.dump")
+            except KeyError:
+                member = None
+            if member is None:
+                raise BackupError(f"{archive} holds no database dump")
+            shutil.copyfileobj(member, out)
         if sha256_file(dump) != manifest["dump_sha256"]:
             raise BackupError("the dump does not match its manifest (sha256): the archive is damaged")
-        run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={url}", str(dump)],
-                             env=_client_env(), capture_output=True, text=True)
+        dbname, env = _client_args(url)
+        # One transaction: a restore that fails leaves the database empty, so it can simply be run again.
+        run = subprocess.run([pg_tool("pg_restore", major), "--no-owner", "--exit-on-error", "--single-transaction",
+                              f"--dbname={dbname}", str(dump)], env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise BackupError(f"pg_restore failed: {run.stderr.strip()[-2000:]}")
     with psycopg.connect(url, autocommit=True) as conn:

@@ -50,6 +50,7 @@ def test_backup_then_restore_into_a_new_database_loses_nothing(appliance: Applia
         manifest = json.loads(tar.extractfile("manifest.json").read())
     assert manifest["counts"]["turns"] > 0 and manifest["counts"]["audit_log"] > 0
     assert key_copy.exists() and oct(key_copy.stat().st_mode & 0o777) == "0o600"
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"      # the whole database: its owner's alone
 
     name = f"restore_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:

@@ -77,3 +77,13 @@ def test_build_tiny_then_verify_then_corrupt(tmp_path: Path) -> None:
     # Rebuilding repairs it.
     assert enclave("models", "build-tiny", "--force", "--models-dir", str(store)).returncode == 0
     assert enclave("models", "verify", "tiny", "--models-dir", str(store)).returncode == 0
+
+
+def test_backup_tools_get_the_password_from_the_environment_not_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy.backup import _client_args
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    dbname, env = _client_args("postgresql://enclave:s3cret@db.bank.internal:5432/enclave?sslmode=verify-full")
+    assert "s3cret" not in dbname and env["PGPASSWORD"] == "s3cret"
+    assert "host=db.bank.internal" in dbname and "sslmode=verify-full" in dbname and "dbname=enclave" in dbname
+    dbname, env = _client_args("postgresql://postgres:@/postgres?host=/var/lib/enclave/pg")
+    assert "PGPASSWORD" not in env and "host=/var/lib/enclave/pg" in dbname
