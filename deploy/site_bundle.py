@@ -24,6 +24,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from deploy import site_install
 from deploy.site_install import FORMAT, MANIFEST, this_platform
@@ -90,7 +92,7 @@ def resolve_wheels(project_wheel: Path, extra: str, wheelhouse: Path, scratch: P
         url = item["download_info"]["url"]
         if not url.startswith("file://"):
             raise BundleBuildError(f"{item['metadata']['name']} resolved to {url}, not a local wheel")
-        path = Path(url.removeprefix("file://"))
+        path = Path(url2pathname(urlparse(url).path))   # percent-decoded: torch-2.13.0%2Bcpu… is torch-2.13.0+cpu…
         wheels.append({"name": item["metadata"]["name"], "version": item["metadata"]["version"], "path": path})
     return wheels
 

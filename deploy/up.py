@@ -81,6 +81,17 @@ def choose_profile(catalog: Catalog, store: ModelStore, wanted: str) -> str:
     return "tiny"
 
 
+DEV_KEY_LABEL = "dev admin key (enclave up)"
+
+
+def write_private(path: Path, text: str) -> None:
+    """A secret file readable by its owner alone from the first byte (not written, then chmod-ed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
     """First start: a development tenant and an admin API key in var/dev-api-key (mode 0600)."""
     import psycopg
@@ -90,20 +101,22 @@ def ensure_dev_key(db_url: str, var_dir: Path) -> Path:
         if key_file.is_file() and api_keys.key_is_active(conn, key_file.read_text().strip()):
             return key_file
         tenant = api_keys.ensure_tenant(conn, "dev", "Development tenant")
-        key = api_keys.create_key(conn, tenant, "admin", label="dev admin key (enclave up)")
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
+        key = api_keys.create_key(conn, tenant, "admin", label=DEV_KEY_LABEL)
+    write_private(key_file, key + "\n")
     return key_file
 
 
 def dev_key_active(db_url: str, var_dir: Path) -> bool:
+    """Whether a development admin key still works: any unrevoked key ``enclave up`` made, whether or not its
+    file is still there (deleting the file, or another var dir on the same database, does not revoke it)."""
     import psycopg
 
     key_file = var_dir / "dev-api-key"
-    if not key_file.is_file():
-        return False
     with psycopg.connect(db_url, autocommit=True) as conn:
-        return api_keys.key_is_active(conn, key_file.read_text().strip())
+        if key_file.is_file() and api_keys.key_is_active(conn, key_file.read_text().strip()):
+            return True
+        return conn.execute("SELECT 1 FROM api_keys WHERE label = %s AND revoked_at IS NULL",
+                            (DEV_KEY_LABEL,)).fetchone() is not None
 
 
 def ensure_vault_key(settings: Settings) -> Path | None:
@@ -126,8 +139,7 @@ def ensure_webhook_secret(settings: Settings) -> Path:
     path = settings.webhook_secret_path
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32) + "\n")
-        path.chmod(0o600)
+        write_private(path, secrets.token_hex(32) + "\n")
     return path
 
 

@@ -132,6 +132,14 @@ def test_gateway_service_refuses_unsafe_production_settings(appliance: Appliance
     assert "vault key" in r.stderr
 
 
+def test_an_active_development_key_is_found_without_its_file(appliance: Appliance, tmp_path: Path) -> None:
+    """`--production` refuses while `enclave up`'s admin key works. Deleting var/dev-api-key (or pointing at
+    another var dir on the same database) does not revoke the key, so it must not pass the check."""
+    from deploy.up import dev_key_active
+    assert not (tmp_path / "dev-api-key").exists()
+    assert dev_key_active(appliance.database_url, tmp_path)
+
+
 def test_keys_generated_elsewhere_are_imported_once_and_never_revived(appliance: Appliance) -> None:
     """`enclave keys generate` → a Secret → `enclave keys import` (what the chart's init container runs):
     the key works, a second import changes nothing, a revoked key is not brought back, junk is refused."""
