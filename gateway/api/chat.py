@@ -368,11 +368,13 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
                     turn.reply.append(ev.content)
             turn.total_s = time.perf_counter() - turn.started
             finished = True
-            try:
-                await state.pipeline.finish(turn)
-            except Exception:
+            # The save runs as a task of its own: a client that closes the stream on finish_reason, before
+            # [DONE], cancels this body, and must not cancel the save with it (the turn would be lost).
+            save = asyncio.ensure_future(_record(state, turn))
+            state.background.add(save)
+            save.add_done_callback(state.background.discard)
+            if not await asyncio.shield(save):
                 # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
-                log.exception("could not record the streamed turn")
                 await write(b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
                                                                "storage_error")).encode() + b"\n\n")
             await write(DONE)
@@ -406,6 +408,15 @@ def with_content(ev: ChunkEvent, text: str) -> bytes:
     chunk = json.loads(ev.raw)
     chunk["choices"][0].setdefault("delta", {})["content"] = text
     return json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _record(state, turn: Turn) -> bool:
+    try:
+        await state.pipeline.finish(turn)
+        return True
+    except Exception:
+        log.exception("could not record the streamed turn")
+        return False
 
 
 async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:

@@ -98,3 +98,36 @@ def test_client_going_away_records_an_interrupted_turn() -> None:
     assert len(out) == 2 and DONE not in out
     assert st.pipeline.finished == [("interrupted", "one two ")]  # exactly what was written
     assert opened.closed == [True]  # type: ignore[attr-defined]  # the upstream request was closed
+
+
+class SlowPipeline(FakePipeline):
+    async def finish(self, turn: Turn) -> None:
+        await asyncio.sleep(0.3)          # the save is still running when the client leaves
+        await super().finish(turn)
+
+
+def test_a_client_leaving_while_the_turn_is_saved_does_not_lose_it() -> None:
+    """Clients close the stream on finish_reason, before [DONE]. The save was cancelled with the response
+    then, and on_disconnect skipped it as already finished: the turn was never stored."""
+    st, t = state(10), turn()
+    st.pipeline = SlowPipeline()
+    opened = scripted([(0.0, chunk("Hello", "stop"))])
+
+    async def scenario() -> list[bytes]:
+        written: list[bytes] = []
+
+        async def receive() -> dict:
+            await asyncio.sleep(0.1)      # after the last chunk, during the save
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message.get("body"):
+                written.append(message["body"])
+
+        await sse_response(st, t, opened, False, {})({"type": "http"}, receive, send)
+        await asyncio.gather(*st.background)
+        return written
+
+    out = asyncio.run(scenario())
+    assert DONE not in out
+    assert st.pipeline.finished == [("complete", "Hello")]   # stored once, whole
