@@ -10,6 +10,7 @@ was actually sent. A client that goes away cancels the upstream generation and l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -244,7 +245,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, identi
     opened = await state.pipeline.open(turn)
     headers = {"X-Session-Id": str(turn.session_id), "X-Turn-Id": turn.id, "X-Enclave-Upstream": opened.upstream}
     if not body.stream:
-        await collect(opened, turn)
+        if not await collect_unless_gone(request, opened, turn):
+            await _finish_interrupted(state, turn, opened)
+            return JSONResponse(error_body("client_disconnected", "the client went away before the reply was "
+                                           "complete", "invalid_request_error"), status_code=499, headers=headers)
         if turn.vault is not None:
             turn.reply = [state.redactor.restore(turn.reply_text, turn.vault, reveal=turn.caller_is_owner)]
         try:
@@ -283,6 +287,37 @@ async def collect(opened: OpenedStream, turn: Turn) -> None:
         turn.reply.append(INTERRUPTED_NOTE)
         turn.finish_reason = "stop"
     turn.total_s = time.perf_counter() - turn.started
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client has closed the connection (the request body was read already, so the next
+    ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def collect_unless_gone(request: Request, opened: OpenedStream, turn: Turn) -> bool:
+    """``collect``, unless the client leaves first (an SDK timeout): then the generation is stopped and the
+    turn is interrupted with nothing sent, so the model does not run to the end for nobody. False then."""
+    collecting = asyncio.ensure_future(collect(opened, turn))
+    watching = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({collecting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        collecting.cancel()
+        raise
+    finally:
+        watching.cancel()
+    if collecting.done():
+        collecting.result()
+        return True
+    collecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collecting              # its finally closes the upstream request
+    turn.reply = []                   # nothing reached the client
+    turn.status = "interrupted"
+    turn.total_s = time.perf_counter() - turn.started
+    return False
 
 
 def completion_body(turn: Turn) -> dict[str, Any]:

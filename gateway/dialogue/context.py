@@ -7,6 +7,7 @@ window minus the reply's budget, the oldest turns are dropped first; the new mes
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -35,17 +36,35 @@ def system_message(session: dict) -> str | None:
     return "\n\n".join(parts) or None
 
 
+def whole_tool_calls(calls: list[dict] | None) -> list[dict]:
+    """The tool calls whose arguments are complete JSON. A reply cut off (the client left, or max_tokens)
+    can end mid-arguments; the engine parses every earlier call it is sent, so one such call in history
+    would fail every later turn of the session."""
+    whole = []
+    for call in calls or []:
+        try:
+            json.loads((call.get("function") or {}).get("arguments") or "{}")
+        except (ValueError, TypeError):
+            continue
+        whole.append(call)
+    return whole
+
+
 def history_messages(rows: list[dict]) -> list[list[dict]]:
     """Rows → one list of messages per turn (tool calls and results included); failed turns (an apology),
-    turns without their reply and turns purged by retention are left out."""
+    turns without their reply, interrupted turns that sent nothing and turns purged by retention are left
+    out, and so are tool calls whose arguments were cut off."""
     by_seq: dict[int, list[dict]] = {}
     failed: set[int] = set()
     for r in rows:
         if r["status"] == "failed" or r.get("purged_at") is not None:
             failed.add(r["seq"])
         message = {"role": r["role"], "content": r["content"]}
-        if r.get("tool_calls"):
-            message["tool_calls"] = r["tool_calls"]
+        calls = whole_tool_calls(r.get("tool_calls"))
+        if calls:
+            message["tool_calls"] = calls
+        if r["role"] == "assistant" and r["status"] == "interrupted" and not r["content"] and not calls:
+            failed.add(r["seq"])      # the client left before anything was sent: no exchange to remember
         if r.get("tool_call_id"):
             message["tool_call_id"] = r["tool_call_id"]
         by_seq.setdefault(r["seq"], []).append(message)

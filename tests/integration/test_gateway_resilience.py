@@ -162,6 +162,31 @@ def test_no_upstream_left_gives_a_well_formed_apology(appliance: Appliance) -> N
         gw.stop()
 
 
+def test_a_non_streamed_client_that_gives_up_cancels_the_upstream(
+        appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    """An SDK timeout on a non-streamed request: the model stops instead of running to the end for nobody,
+    and the turn is kept as interrupted with nothing sent (left out of the history the retry will see)."""
+    with client(appliance, proxied) as c:
+        assert chat(c, "warm").headers["x-enclave-upstream"] == "primary"
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+        before = len(proxy.chat_requests())
+        with pytest.raises(httpx.ReadTimeout):
+            c.post("/v1/chat/completions", headers={"X-Session-Id": sid}, timeout=2.0, json={
+                "model": "enclave", "max_tokens": 1000, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "Tell me a very long story."}]})
+        rid = proxy.chat_requests()[before]["_request_id"]
+        deadline = time.monotonic() + 30
+        while not any(rid in k.request_ids and k.cut_off for k in proxy.connections):
+            assert time.monotonic() < deadline, "the upstream request ran on after the client left"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 15
+        while not (turns := c.get(f"/v1/sessions/{sid}").json()["turns"]):
+            assert time.monotonic() < deadline, "the interrupted turn was not recorded"
+            time.sleep(0.2)
+        assert [(t["role"], t["status"], t["content"]) for t in turns] == [
+            ("user", "complete", "Tell me a very long story."), ("assistant", "interrupted", "")]
+
+
 def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
         appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
     with client(appliance, proxied) as c:

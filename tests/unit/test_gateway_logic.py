@@ -186,6 +186,19 @@ def test_history_skips_failed_and_incomplete_turns() -> None:
     assert sum(history_messages(tool_turns), []) == [
         {"role": "user", "content": "balance?"}, {"role": "assistant", "content": "", "tool_calls": call},
         {"role": "tool", "content": "42 EUR", "tool_call_id": "c1"}, {"role": "assistant", "content": "You have 42 EUR."}]
+    # A reply cut off mid-arguments keeps its whole calls only; one that sent nothing is no exchange at all.
+    cut = [*call, {"id": "c2", "type": "function", "function": {"name": "transfer", "arguments": '{"amount": "10'}}]
+    cut_turns = [
+        {"seq": 1, "role": "user", "content": "balance and transfer", "status": "complete"},
+        {"seq": 1, "role": "assistant", "content": "", "tool_calls": cut, "status": "interrupted"},
+        {"seq": 2, "role": "user", "content": "still there?", "status": "complete"},
+        {"seq": 2, "role": "assistant", "content": "", "tool_calls": cut[1:], "status": "complete"},
+        {"seq": 3, "role": "user", "content": "hello?", "status": "complete"},
+        {"seq": 3, "role": "assistant", "content": "", "status": "interrupted"},
+    ]
+    assert history_messages(cut_turns) == [
+        [{"role": "user", "content": "balance and transfer"}, {"role": "assistant", "content": "", "tool_calls": call}],
+        [{"role": "user", "content": "still there?"}, {"role": "assistant", "content": ""}]]
     assert system_message({"system_prompt": "Be brief.", "summary": "User is Ada."}) == (
         "Be brief.\n\nSummary of the earlier conversation:\nUser is Ada.")
     assert system_message({"system_prompt": None, "summary": None}) is None
