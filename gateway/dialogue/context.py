@@ -96,7 +96,7 @@ class BuildContext:
         budget = self.policy.window_tokens - turn.max_output_tokens
         # The new messages were counted by check_input; only their framing is added here.
         fixed = (self.counter.count_messages(head + turn.extra_messages) + turn.input_tokens
-                 + PER_MESSAGE_OVERHEAD * len(turn.input_messages))
+                 + PER_MESSAGE_OVERHEAD * len(turn.input_messages) + self.counter.count_tools(turn.params.get("tools")))
         if fixed > budget:
             raise InvalidRequest(
                 "context_length_exceeded",

@@ -7,6 +7,7 @@ upstream), a conservative estimate is used and said so in the log once.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -44,15 +45,21 @@ class TokenCounter:
             return len(text) // 3 + 1  # over-estimates for English: a safe side for a budget
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
+    def count_message(self, message: dict) -> int:
+        """One message's text and the tool calls it carries (templates render them as JSON), unframed."""
+        calls = message.get("tool_calls")
+        return self.count(message_text(message)) + (self.count(json.dumps(calls)) if calls else 0)
+
     def count_contents(self, messages: list[dict]) -> int:
         """The messages' text alone, without the template's framing."""
-        return sum(self.count(message_text(m)) for m in messages)
+        return sum(self.count_message(m) for m in messages)
 
     def count_messages(self, messages: list[dict]) -> int:
-        total = 0
-        for m in messages:
-            total += self.count(message_text(m)) + PER_MESSAGE_OVERHEAD
-        return total + ASSISTANT_PREFIX
+        return sum(self.count_message(m) + PER_MESSAGE_OVERHEAD for m in messages) + ASSISTANT_PREFIX
+
+    def count_tools(self, tools: list[dict] | None) -> int:
+        """The tool schemas a request offers: templates write them into the prompt, so they use the window."""
+        return self.count(json.dumps(tools)) if tools else 0
 
 
 def tokenizer_for(models_dir: Path, model_id: str) -> Path | None:

@@ -225,6 +225,27 @@ def test_context_of_a_new_session_and_the_window_check() -> None:
     assert e.value.code == "context_length_exceeded"
 
 
+def test_tool_schemas_and_tool_calls_use_the_window() -> None:
+    """Templates write the offered tools and earlier calls into the prompt: a budget without them sent
+    prompts over the model's window (the engine's 400 then failed every tools turn of the session)."""
+    counter = TokenCounter(None)
+    build = BuildContext(pool=None, counter=counter, policy=ContextPolicy(window_tokens=100))
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "x" * 60,
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    turn = new_session_turn("hello there")
+    turn.params = {"tools": tools}
+    asyncio.run(build(turn))
+    assert turn.prompt_tokens == counter.count_messages(turn.messages) + counter.count_tools(tools)
+    turn = new_session_turn("hello there")
+    turn.params = {"tools": tools * 3}
+    with pytest.raises(InvalidRequest) as e:
+        asyncio.run(build(turn))
+    assert e.value.code == "context_length_exceeded"
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "' + "y" * 90 + '"}'}}]}
+    assert counter.count_messages([call]) > counter.count_messages([{"role": "assistant", "content": ""}]) + 30
+
+
 def test_the_new_messages_of_a_turn() -> None:
     def msgs(*specs: dict) -> list[ChatMessage]:
         return [ChatMessage(**m) for m in specs]
