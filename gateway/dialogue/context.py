@@ -72,6 +72,23 @@ def history_messages(rows: list[dict]) -> list[list[dict]]:
             if seq not in failed and len(msgs) >= 2 and msgs[-1]["role"] == "assistant"]
 
 
+def _call_ids(message: dict) -> list[str]:
+    return [c.get("id") for c in message.get("tool_calls") or []]
+
+
+def drop_resent_tool_request(turn: Turn, history: list[list[dict]], counter: TokenCounter) -> None:
+    """The SDK's tool loop sends the assistant message that asked for the tools back with their results.
+    In a session that message is the last stored reply already: kept twice, the model would see the
+    request twice (and the session would hold it twice)."""
+    new = turn.input_messages
+    if not history or not new or new[0].get("role") != "assistant" or not new[0].get("tool_calls"):
+        return
+    last = history[-1][-1]
+    if last.get("role") == "assistant" and _call_ids(last) == _call_ids(new[0]):
+        turn.input_messages = new[1:]
+        turn.input_tokens = max(0, turn.input_tokens - counter.count_message(new[0]))
+
+
 class BuildContext:
     name = "context"
 
@@ -87,6 +104,7 @@ class BuildContext:
             async with self.pool.connection() as conn:
                 rows = await repo.list_turns(conn, turn.tenant_id, session["id"], after_seq=after)
             history = history_messages(rows)
+            drop_resent_tool_request(turn, history, self.counter)
         head: list[dict] = []
         system = system_message(session)
         if turn.reference:  # retrieved knowledge: one system message (some chat templates allow only one, first)

@@ -246,6 +246,29 @@ def test_tool_schemas_and_tool_calls_use_the_window() -> None:
     assert counter.count_messages([call]) > counter.count_messages([{"role": "assistant", "content": ""}]) + 30
 
 
+def test_a_resent_tool_request_is_not_kept_twice_in_a_session() -> None:
+    from gateway.dialogue.context import drop_resent_tool_request
+    counter = TokenCounter(None)
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "get_balance", "arguments": "{}"}}]
+    asking = {"role": "assistant", "content": "", "tool_calls": calls}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "42 EUR"}
+    stored = [[{"role": "user", "content": "balance?"}, asking]]   # the model's reply, stored last turn
+
+    def turn_with(*messages: dict) -> Turn:
+        t = Turn(request_id="r", tenant_id="t", session={"id": "s"}, input_messages=list(messages))
+        t.input_tokens = counter.count_contents(t.input_messages)
+        return t
+
+    t = turn_with(asking, result)
+    drop_resent_tool_request(t, stored, counter)
+    assert t.input_messages == [result] and t.input_tokens == counter.count_contents([result])
+    other = {**asking, "tool_calls": [{**calls[0], "id": "call_9"}]}    # a request the session never stored
+    for history in (stored, [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]], []):
+        t = turn_with(other if history is stored else asking, result)
+        drop_resent_tool_request(t, history, counter)
+        assert len(t.input_messages) == 2
+
+
 def test_the_new_messages_of_a_turn() -> None:
     def msgs(*specs: dict) -> list[ChatMessage]:
         return [ChatMessage(**m) for m in specs]
