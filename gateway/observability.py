@@ -8,6 +8,7 @@ channel, model, role, upstream name, never anything a user typed.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -19,6 +20,8 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.workers import shared_metrics_dir
+
+log = logging.getLogger("enclave.gateway.http")
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 turn_id_var: ContextVar[str] = ContextVar("turn_id", default="")
@@ -114,16 +117,30 @@ class RequestContextMiddleware:
         rid = incoming if _SANE_ID.match(incoming) else new_id()
         token = request_id_var.set(rid)
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, not by Starlette's outermost handler: there the request id is already reset,
+            # so the 500 would carry no X-Request-Id and its log line no id to find it by.
+            if started:
+                raise
+            log.exception("unhandled error")
+            from gateway.errors import error_body
+            body = json.dumps(error_body("internal_error", f"internal error; request id {rid} is in the logs",
+                                         "server_error")).encode()
+            await send_with_id({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"

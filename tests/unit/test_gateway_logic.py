@@ -342,3 +342,35 @@ def test_an_openai_field_enclave_refuses_says_what_to_do_instead() -> None:
     # Another route refusing a field of the same name says only that.
     assert _validation_message(extra, "application/json", "/v1/sessions")[1] == \
         "parameter 'functions' is not supported by this endpoint"
+
+
+def test_an_unexpected_error_is_a_500_that_names_its_request(caplog: pytest.LogCaptureFixture) -> None:
+    """Starlette answers unhandled errors outside the request-id middleware: the 500 carried no X-Request-Id
+    and its log line no id, though the message said the id was in the logs."""
+    import logging
+
+    import httpx
+    from fastapi import FastAPI
+
+    from gateway.errors import install_error_handlers
+    from gateway.observability import Metrics, RequestContextMiddleware, _ContextFilter
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> dict:
+        raise RuntimeError("the database went away")
+
+    app.add_middleware(RequestContextMiddleware, metrics=Metrics())
+    caplog.handler.addFilter(_ContextFilter())    # as the gateway's log handler stamps every line
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as client:
+            return await client.get("/boom", headers={"X-Request-Id": "req-4711"})
+
+    with caplog.at_level(logging.ERROR, logger="enclave"):
+        r = asyncio.run(call())
+    assert r.status_code == 500 and r.headers["x-request-id"] == "req-4711"
+    assert r.json()["error"]["code"] == "internal_error" and "req-4711" in r.json()["error"]["message"]
+    assert [rec.request_id for rec in caplog.records if rec.getMessage() == "unhandled error"] == ["req-4711"]
