@@ -279,7 +279,11 @@ class LLMChain:
             raise UpstreamError("connect", repr(e)) from e
         try:
             if response.status != 200:
-                text = (await response.read()).decode(errors="replace")
+                try:
+                    text = (await response.read()).decode(errors="replace")
+                except (aiohttp.ClientError, TimeoutError) as e:   # a proxy's 502 and then a reset: still a failure
+                    raise UpstreamError("http_status", f"HTTP {response.status}, body unreadable: {e!r}",
+                                        response.status) from e
                 if 400 <= response.status < 500 and response.status not in (404, 408, 429):
                     raise InvalidRequest("upstream_rejected", _upstream_message(text), None)
                 raise UpstreamError("http_status", f"HTTP {response.status}: {text[:300]}", response.status)

@@ -155,3 +155,19 @@ def test_an_upstream_that_never_accepts_times_out_on_connect_and_falls_back() ->
     opened, metrics = asyncio.run(scenario())
     assert opened.upstream == "apology" and opened.fallback
     assert _errors(metrics, "connect_timeout") == 2
+
+
+def test_an_error_status_whose_body_breaks_off_still_falls_back() -> None:
+    """A proxy in front of the model answers 502 and resets the connection mid-body: reading the body
+    failed outside the chain's error handling, so the client got a 500 with no fallback."""
+    async def broken(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=502, headers={"Content-Length": "1000", "Content-Type": "text/plain"})
+        await resp.prepare(request)
+        await resp.write(b"Bad Gateway")
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    text, opened, metrics = asyncio.run(_run_chain(broken, Timeouts(retries=1, backoff_s=0.05)))
+    assert opened.upstream == "apology" and opened.fallback and text
+    assert _errors(metrics, "http_status") == 2
