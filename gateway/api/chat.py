@@ -369,6 +369,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
 
     async def body(write) -> None:
         nonlocal finished
+        usage_sent = False
         streams.inc()
         try:
             if turn.citations or turn.pack is not None:  # sources and the assistant's decision, before the first word
@@ -380,6 +381,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
                     if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
                             and not ev.tool_calls and not ev.role_only:
                         continue  # the usage-only chunk the gateway asked for for itself
+                    usage_sent = usage_sent or ev.usage is not None
                     if restorer is None:
                         out.append(b"data: " + ev.raw + b"\n\n")
                         texts.append(ev.content)
@@ -412,6 +414,8 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
                 # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
                 await write(b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
                                                                "storage_error")).encode() + b"\n\n")
+            if include_usage and not usage_sent:   # a canned reply or a broken-off stream: the turn's own counts
+                await write(b"data: " + usage_chunk(turn) + b"\n\n")
             await write(DONE)
         finally:
             streams.dec()
@@ -428,6 +432,15 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         task.add_done_callback(state.background.discard)
 
     return SSEResponse(body, on_disconnect, headers, state.settings.sse_keepalive_s)
+
+
+def usage_chunk(turn: Turn) -> bytes:
+    """The final usage chunk OpenAI sends with ``stream_options.include_usage`` (empty ``choices``)."""
+    prompt, completion = turn.upstream_prompt_tokens or turn.prompt_tokens, turn.completion_tokens or 0
+    return json.dumps({"id": turn.completion_id or f"chatcmpl-{turn.id}", "object": "chat.completion.chunk",
+                       "created": int(time.time()), "model": turn.model, "choices": [],
+                       "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion}}, separators=(",", ":")).encode()
 
 
 def citations_chunk(turn: Turn) -> bytes:

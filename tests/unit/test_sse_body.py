@@ -131,3 +131,26 @@ def test_a_client_leaving_while_the_turn_is_saved_does_not_lose_it() -> None:
     out = asyncio.run(scenario())
     assert DONE not in out
     assert st.pipeline.finished == [("complete", "Hello")]   # stored once, whole
+
+
+def test_include_usage_gets_exactly_one_usage_chunk() -> None:
+    """Asked for, the usage chunk comes once: the upstream's when it sent one, else (a canned reply, a
+    stream that broke off) one from the turn's own counts, before [DONE]."""
+    from gateway.clients.llm import canned_chunks
+
+    def usage_chunks(out: list[bytes]) -> list[dict]:
+        events = [e for piece in out for e in piece.split(b"\n\n") if e.startswith(b"data: {")]
+        return [d for d in (json.loads(e[6:]) for e in events) if d.get("usage")]
+
+    st, t = state(10), turn()
+    upstream = [(0.0, chunk("Hello", "stop")), (0.0, chunk(usage={"prompt_tokens": 3, "completion_tokens": 1}))]
+    out = asyncio.run(run_response(st, t, scripted(upstream), include_usage=True))
+    assert [u["usage"]["completion_tokens"] for u in usage_chunks(out)] == [1]
+
+    st, t = state(10), turn()
+    t.prompt_tokens = 7
+    canned = OpenedStream("apology", "enclave", True, True, canned_chunks("Hello", "enclave", "c"), None)
+    out = asyncio.run(run_response(st, t, canned, include_usage=True))
+    (usage,) = usage_chunks(out)
+    assert usage["choices"] == [] and usage["usage"]["prompt_tokens"] == 7 and out[-1] == DONE
+    assert json.loads(out[-2].removeprefix(b"data: ")) == usage      # the last event before [DONE]
