@@ -202,6 +202,15 @@ class Redactor:
         return PLACEHOLDER.sub(lambda m: self.render(m.group(0), vault, reveal), text)
 
 
+def split_partial_placeholder(text: str) -> tuple[str, str]:
+    """``text`` cut before a tail that could still become a placeholder (``<CA`` of ``<CARD_1>``): the part
+    that can be shown now, and the part to hold until the next piece of a stream."""
+    cut = text.rfind("<")
+    if cut != -1 and _PARTIAL.match(text, cut):
+        return text[:cut], text[cut:]
+    return text, ""
+
+
 def rename_placeholders(text: str, remap: dict[str, str]) -> str:
     """Every placeholder in ``remap`` replaced at once (a swap of two numbers stays a swap)."""
     if not remap or "<" not in text:
@@ -221,11 +230,7 @@ class StreamingRestorer:
         return bool(self.vault.entries)
 
     def feed(self, text: str) -> str:
-        text = self._held + text
-        self._held = ""
-        cut = text.rfind("<")
-        if cut != -1 and _PARTIAL.match(text, cut):
-            text, self._held = text[:cut], text[cut:]
+        text, self._held = split_partial_placeholder(self._held + text)
         return self.redactor.restore(text, self.vault, self.reveal)
 
     def flush(self) -> str:

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.clients.speech import SpeechUnavailable, Transcript
 from gateway.dialogue.spoken import spoken
 from gateway.errors import EnclaveError
+from gateway.safety.redact import split_partial_placeholder
 from gateway.voice import codec
 from gateway.voice.frames import FrameBuffer
 from gateway.voice.resample import StreamResampler
@@ -154,6 +155,7 @@ class CallSession:
         self.endpointer = Endpointer(config.endpoint)
         self.barge = BargeInDetector(VAD_RATE, config.endpoint.frame_ms, config.barge_in_ms)
         self.turn_task: asyncio.Task | None = None
+        self._turn_lock = asyncio.Lock()
         self.speaking = False          # audio of the assistant is going out
         self.muted = False             # barge-in: the player sends nothing more
         self.closed = False
@@ -200,22 +202,26 @@ class CallSession:
             await self.send_json({"type": "speech_start"})
         elif event.kind == "utterance":
             self.last_activity = now
-            if self.turn_task is not None and not self.turn_task.done():
-                await self.barge_in()      # spoke over the assistant (or while it was thinking): the new words win
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.turn_task
             speech_end = now - max(0.0, self.endpointer.stream_ms - event.speech_end_ms) / 1000.0
-            self.turn_task = asyncio.create_task(self._turn(event.audio, Stamps(speech_end=speech_end, endpoint=now)))
+            await self._replace_turn(lambda: self._turn(event.audio, Stamps(speech_end=speech_end, endpoint=now)))
 
     async def text_input(self, text: str) -> None:
         """Input that is already text (keypad digits on a phone line): a turn like a spoken one, without STT."""
         now = time.monotonic()
         self.last_activity, self.reprompts = now, 0
-        if self.turn_task is not None and not self.turn_task.done():
-            await self.barge_in()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.turn_task
-        self.turn_task = asyncio.create_task(self._turn(b"", Stamps(speech_end=now, endpoint=now), text=text))
+        await self._replace_turn(lambda: self._turn(b"", Stamps(speech_end=now, endpoint=now), text=text))
+
+    async def _replace_turn(self, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """New input wins: the running turn (or line) is interrupted and waited for, then the new turn starts.
+        Under a lock, so keypad input and speech arriving together make one turn after the other, never two
+        at once; waited for with ``asyncio.wait``, so a caller of this that is cancelled (the audio pump of a
+        call that hung up) does not cancel the turn with it: a turn is stored whole, once."""
+        async with self._turn_lock:
+            running = self.turn_task
+            if running is not None and not running.done():
+                await self.barge_in()      # spoke over the assistant (or while it was thinking): the new words win
+                await asyncio.wait({running})
+            self.turn_task = asyncio.create_task(start())
 
     async def barge_in(self) -> None:
         """Stop talking now: the player goes silent at once, generation and synthesis are cancelled."""
@@ -306,7 +312,8 @@ class CallSession:
         self.turns_done += 1
         handoff = getattr(turn, "handoff", None)
         await self.send_json({"type": "turn_end", "turn_id": turn.id, "status": turn.status,
-                              "latency": turn.voice_latency, **({"played": turn.reply_text} if interrupted else {}),
+                              "latency": turn.voice_latency,
+                              **({"played": self._restored(turn, turn.reply_text)} if interrupted else {}),
                               **({"handoff": {"id": str(handoff["id"]), "reason": handoff["reason"]}}
                                  if handoff and handoff.get("id") else {})})
 
@@ -316,15 +323,21 @@ class CallSession:
 
         async def read_llm() -> None:
             splitter = SentenceSplitter()
+            held = ""      # a caption tail that may still become a placeholder
             async for ev in opened:
                 self.driver.absorb(turn, ev)
                 if not ev.content:
                     continue
                 if stamps.first_token is None:
                     stamps.first_token = time.monotonic()
-                await self.send_json({"type": "assistant_text", "delta": ev.content})
+                # The caption shows what the caller hears: placeholders restored as the speech restores them.
+                ready, held = split_partial_placeholder(held + ev.content)
+                if ready:
+                    await self.send_json({"type": "assistant_text", "delta": self._restored(turn, ready)})
                 for s in splitter.feed(ev.content):
                     await sentences.put(s)
+            if held:
+                await self.send_json({"type": "assistant_text", "delta": self._restored(turn, held)})
             for s in splitter.flush():
                 await sentences.put(s)
             await sentences.put(None)
@@ -334,7 +347,7 @@ class CallSession:
             while (sentence := await sentences.get()) is not None:
                 if stamps.first_sentence is None:
                     stamps.first_sentence = time.monotonic()
-                text = self.restore(turn, sentence) if self.restore else sentence
+                text = self._restored(turn, sentence)
                 playback.sentences.append(sentence)
                 n = 0
                 async for frame in self._synth(spoken(text)):
@@ -357,6 +370,9 @@ class CallSession:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _restored(self, turn, text: str) -> str:
+        return self.restore(turn, text) if self.restore else text
 
     async def _synth(self, text: str) -> AsyncIterator[bytes]:
         """Frames of ``text`` at the output rate: the TTS role, or the fallback voice if it fails first."""
@@ -451,9 +467,9 @@ class CallSession:
 
     async def say(self, text: str) -> None:
         """Say a line of the assistant's own outside any turn (a goodbye before hanging up), and wait till it is heard."""
-        if self.turn_task is not None and not self.turn_task.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.turn_task
+        running = self.turn_task
+        if running is not None and not running.done() and running is not asyncio.current_task():
+            await asyncio.wait({running})   # not ``await``: our caller's cancellation is not the turn's
         await self._say(text)
 
     async def _say(self, text: str) -> None:
@@ -470,9 +486,14 @@ class CallSession:
         previous = self.phase
         if previous is None:          # on its own (a reprompt) it can be talked over; inside a turn it keeps the turn's phase
             self.phase = "speaking"
+            self.muted = self.closed  # a barge-in that ended the last turn does not silence the next line of ours
         filler = asyncio.create_task(fill())
         try:
             await self._play(frames, Playback([text]), None)
+        except Exception:
+            # An apology or a reprompt that cannot be spoken (a voice that fails oddly) must not take the turn
+            # around it down: the turn is still stored, the call goes on.
+            log.exception("could not say a line of the assistant's own")
         finally:
             filler.cancel()
             self.phase = previous
@@ -494,8 +515,12 @@ class CallSession:
                 continue
             self.reprompts += 1
             if self.reprompts > self.config.max_reprompts:
-                self.turn_task = asyncio.create_task(self._say(self.config.texts.goodbye))
-                await asyncio.wait({self.turn_task})
+                goodbye = self.turn_task = asyncio.create_task(self._say(self.config.texts.goodbye))
+                await asyncio.wait({goodbye})
+                if goodbye.cancelled() or self.turn_task is not goodbye:
+                    # The caller spoke over the goodbye ("sorry, I'm here"): their turn runs, the call goes on.
+                    self.reprompts, self.last_activity = 0, time.monotonic()
+                    continue
                 await self.send_json({"type": "hangup", "reason": "silence"})
                 self.closed = True
                 if self.on_hangup is not None:
@@ -510,11 +535,12 @@ class CallSession:
         """The caller hung up: an unfinished turn is interrupted and stored with what was played."""
         self.closed = True
         self._watch.cancel()
-        if self.turn_task is not None and not self.turn_task.done():
-            self.muted = True
-            if self.phase in ("stt", "speaking"):
-                self.turn_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.turn_task
+        async with self._turn_lock:    # no new turn starts while this one is being ended
+            running = self.turn_task
+            if running is not None and not running.done() and running is not asyncio.current_task():
+                self.muted = True
+                if self.phase in ("stt", "speaking"):
+                    running.cancel()
+                await asyncio.wait({running})
         with contextlib.suppress(asyncio.CancelledError):
             await self._watch
