@@ -129,7 +129,7 @@ def run_gateway(settings: Settings, production: bool) -> int:
     certificates are set."""
     from deploy import gateway_workers
     from deploy.production import configuration_problems, dev_key_problem
-    from deploy.up import dev_key_active, gateway_database_url, uvicorn_options
+    from deploy.up import RetentionJob, dev_key_active, gateway_database_url, uvicorn_options
     from gateway.store.migrate import migrate
 
     if production and (problems := configuration_problems(settings)):
@@ -140,6 +140,9 @@ def run_gateway(settings: Settings, production: bool) -> int:
         console.print(f"migrations applied: {', '.join(applied)}")
     if production and (problems := dev_key_problem(dev_key_active(url, settings.var_dir))):
         raise ServiceError("refusing to start in production mode:\n" + "\n".join(f"  - {p}" for p in problems))
+    # Retention runs where the owner's credentials are: here, as under `enclave up` (systemd and Helm installs
+    # had no purge at all: a tenant's retention policy was stored and never applied).
+    RetentionJob(url, settings.retention_interval_s, threading.Event()).start()
     os.environ["ENCLAVE_DATABASE_URL"] = url   # the app factory reads its settings from the environment
     if not settings.gateway_database_url and settings.db_role:
         if role_url := gateway_database_url(url, settings.db_role):

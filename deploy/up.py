@@ -190,9 +190,14 @@ def gateway_database_url(owner_url: str, role: str) -> str | None:
     return None
 
 
+RETENTION_LOCK = 0x456E636C      # a Postgres advisory lock: one purge at a time, however many gateways run one
+
+
 class RetentionJob(threading.Thread):
     """Applies every tenant's retention policy now and then (as the database owner: the gateway's role may
-    not clear audit content). A failed run is reported and retried at the next interval."""
+    not clear audit content). A failed run is reported and retried at the next interval. `enclave up` and
+    `enclave gateway run` (systemd, the Helm chart's replicas) each run one; an advisory lock lets one purge
+    at a time and the others skip that interval."""
 
     def __init__(self, db_url: str, interval_s: float, stop: threading.Event) -> None:
         super().__init__(name="retention", daemon=True)
@@ -206,6 +211,8 @@ class RetentionJob(threading.Thread):
         while not self.stop.wait(self.interval_s):
             try:
                 with psycopg.connect(self.db_url, autocommit=True) as conn:
+                    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (RETENTION_LOCK,)).fetchone()[0]:
+                        continue          # another gateway is purging now
                     report = purge(conn)
                 done = [t for t in report.tenants if t.total]
                 if done:

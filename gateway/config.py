@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     knowledge_ef_search: int = Field(default=60, ge=1, le=1000, description="HNSW ef_search of the vector side (recall vs latency; at 1M chunks on 2 cores, recall@10 / hybrid p95: 40 gave 0.95-0.96 / 14-15 ms, 60 gave 0.98 / 16 ms, 100 gave 0.99 / 32 ms).")
     knowledge_text_terms: int = Field(default=6, ge=1, le=32, description="Rarest question words the text side uses.")
     knowledge_text_max_matches: int = Field(default=1000, ge=1, description="Most chunks the text side ranks.")
-    retention_interval_s: float = Field(default=3600.0, gt=0, description="How often `enclave up` applies retention.")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="How often the gateway service applies retention.")
     # Dialogue: domain packs, actions, hand-offs, the injection guard
     packs: list[Path] = Field(default_factory=list, description=(
         "Domain pack folders (JSON list); each names the tenant it serves. `enclave up` adds the example pack."))

@@ -3,7 +3,7 @@
 A purge deletes content, never rows: a turn keeps its metadata and ``content_sha256``; an audit entry
 keeps its hashed header (which holds the content's sha256), so ``enclave audit verify`` still walks the
 whole chain; a vault entry keeps its placeholder and fingerprint, not the ciphertext. It runs as the
-database owner (``enclave retention purge``, and hourly under ``enclave up``) because the gateway's role
+database owner (``enclave retention purge``, and hourly in the gateway service) because the gateway's role
 may not touch the audit log; the purge itself is audited.
 """
 
@@ -28,10 +28,11 @@ class TenantPurge:
     audit_entries: int = 0
     sessions: int = 0
     vault_entries: int = 0
+    records: int = 0          # what the dialogue derived from those turns: actions, hand-offs, review items, state
 
     @property
     def total(self) -> int:
-        return self.turns + self.transcripts + self.audit_entries + self.sessions + self.vault_entries
+        return self.turns + self.transcripts + self.audit_entries + self.sessions + self.vault_entries + self.records
 
 
 @dataclass
@@ -63,6 +64,40 @@ def _purge_channels(conn: psycopg.Connection, tenant_id, channels: tuple[str, ..
     return turns, audited, sessions
 
 
+# Rows of the channel's sessions, and (for the chat policy) of sessions since deleted, whose channel is gone.
+_OF_CHANNEL = ("(EXISTS (SELECT 1 FROM sessions s WHERE s.id = {col} AND s.channel = ANY(%(ch)s)) OR "
+               "(%(orphans)s AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = {col})))")
+
+
+def _purge_records(conn: psycopg.Connection, tenant_id, channels: tuple[str, ...], cutoff: datetime,
+                   now: datetime) -> tuple[int, int]:
+    """Text the dialogue derived from purged turns goes with them: an action's arguments and result, a
+    hand-off's summary and entities, a review item's detail and note, the session's working memory, and the
+    audit entries that quote them. Only what is settled: an open hand-off or a waiting action keeps its text."""
+    p = {"t": tenant_id, "ch": list(channels), "cutoff": cutoff, "now": now, "orphans": channels == CHAT_CHANNELS}
+    n = conn.execute(
+        "UPDATE actions a SET args = '{}'::jsonb, result = NULL WHERE a.tenant_id = %(t)s AND a.updated_at < %(cutoff)s "
+        "AND a.state IN ('executed', 'failed', 'rejected') AND (a.args <> '{}'::jsonb OR a.result IS NOT NULL) AND "
+        + _OF_CHANNEL.format(col="a.session_id"), p).rowcount
+    n += conn.execute(
+        "UPDATE handoffs h SET summary = '', entities = '{}'::jsonb WHERE h.tenant_id = %(t)s AND h.state = 'closed' "
+        "AND h.created_at < %(cutoff)s AND (h.summary <> '' OR h.entities <> '{}'::jsonb) AND "
+        + _OF_CHANNEL.format(col="h.session_id"), p).rowcount
+    n += conn.execute(
+        "UPDATE review_items r SET detail = '{}'::jsonb, note = NULL WHERE r.tenant_id = %(t)s AND r.state <> 'open' "
+        "AND r.created_at < %(cutoff)s AND (r.detail <> '{}'::jsonb OR r.note IS NOT NULL) AND "
+        + _OF_CHANNEL.format(col="r.session_id"), p).rowcount
+    n += conn.execute(
+        "DELETE FROM dialogue_states d WHERE d.tenant_id = %(t)s AND d.updated_at < %(cutoff)s AND "
+        + _OF_CHANNEL.format(col="d.session_id"), p).rowcount
+    audited = conn.execute(
+        "UPDATE audit_log l SET content = NULL, purged_at = %(now)s WHERE l.tenant_id = %(t)s AND l.ts < %(cutoff)s "
+        "AND l.content IS NOT NULL AND l.session_id IS NOT NULL "
+        "AND (l.action LIKE 'action.%%' OR l.action LIKE 'handoff.%%' OR l.action LIKE 'review.%%') AND "
+        + _OF_CHANNEL.format(col="l.session_id"), p).rowcount
+    return n, audited
+
+
 def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool = False) -> PurgeReport:
     """Apply every tenant's policy as of ``as_of`` (default now). ``dry_run`` counts and rolls back."""
     now = as_of or datetime.now(UTC)
@@ -74,15 +109,19 @@ def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool
     for tenant_id, slug, turns_days, transcripts_days, vault_days in policies:
         done = TenantPurge(slug)
         with conn.transaction():
-            if turns_days:
-                done.turns, a, s = _purge_channels(conn, tenant_id, CHAT_CHANNELS, now - timedelta(days=turns_days), now)
-                done.audit_entries += a
+            for days, channels in ((turns_days, CHAT_CHANNELS), (transcripts_days, TRANSCRIPT_CHANNELS)):
+                if not days:
+                    continue
+                cutoff = now - timedelta(days=days)
+                n, a, s = _purge_channels(conn, tenant_id, channels, cutoff, now)
+                if channels == CHAT_CHANNELS:
+                    done.turns = n
+                else:
+                    done.transcripts = n
+                records, audited = _purge_records(conn, tenant_id, channels, cutoff, now)
+                done.audit_entries += a + audited
                 done.sessions += s
-            if transcripts_days:
-                done.transcripts, a, s = _purge_channels(conn, tenant_id, TRANSCRIPT_CHANNELS,
-                                                         now - timedelta(days=transcripts_days), now)
-                done.audit_entries += a
-                done.sessions += s
+                done.records += records
             if vault_days:
                 done.vault_entries = conn.execute(
                     "UPDATE pii_vault SET nonce = NULL, ciphertext = NULL, purged_at = %s "
@@ -92,7 +131,7 @@ def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool
                 append_sync(conn, AuditEvent("retention.purge", "system", str(tenant_id), content={
                     "as_of": now.isoformat(), "turns": done.turns, "transcripts": done.transcripts,
                     "audit_entries": done.audit_entries, "sessions": done.sessions,
-                    "vault_entries": done.vault_entries,
+                    "vault_entries": done.vault_entries, "records": done.records,
                     "policy_days": {"turns": turns_days, "transcripts": transcripts_days, "vault": vault_days}}))
             if dry_run:
                 raise psycopg.Rollback()   # leaves the block without committing; the counts stay

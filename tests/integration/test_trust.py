@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from gateway.auth import PUBLIC_ROUTES, ROLES, RequireRoles
 from gateway.store import api_keys
 from gateway.store import sessions as sessions_repo
-from gateway.store.audit import AuditEvent
+from gateway.store.audit import AuditEvent, append_sync
 from tests.integration.conftest import Appliance, GatewayProcess, start_gateway
 from tests.integration.upstream_proxy import RecordingProxy
 
@@ -612,6 +612,16 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         sid = chat(admin, f"My card {PII['card']} is lost.").headers["x-session-id"]
         r = admin.put("/v1/admin/retention", json={"turns_days": 30, "vault_days": 30})
         assert r.status_code == 200 and admin.get("/v1/admin/retention").json()["turns_days"] == 30
+    with owner(appliance) as conn:   # what a pack's dialogue derives from such a turn (this tenant runs none)
+        conn.execute("INSERT INTO actions (tenant_id, session_id, idempotency_key, tool, side_effect, args, state, "
+                     "result) VALUES (%s, %s, %s, 'block_card', 'write', '{\"card\": \"<CARD_1>\"}', 'executed', "
+                     "'{\"output\": {\"ref\": \"BLK-1\"}}')", (tenant, sid, f"k-{sid}"))
+        conn.execute("INSERT INTO handoffs (tenant_id, session_id, reason, summary, summary_by, entities, state) "
+                     "VALUES (%s, %s, 'requested', 'Customer lost card <CARD_1>.', 'llm', '{\"card\": \"<CARD_1>\"}', "
+                     "'closed')", (tenant, sid))
+        conn.execute("INSERT INTO dialogue_states (session_id, tenant_id, state) VALUES (%s, %s, "
+                     "'{\"slots\": {\"card\": \"<CARD_1>\"}}')", (sid, tenant))
+        append_sync(conn, AuditEvent("action.executed", "system", str(tenant), sid, content={"card": "<CARD_1>"}))
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
     dry = enclave_cli(appliance, "retention", "purge", "--as-of", later, "--dry-run")
     assert dry.returncode == 0 and "dry run" in dry.stdout
@@ -626,8 +636,12 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         assert len(turns) == 2 and all(c == "" and h and p for c, h, p in turns)
         assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND ciphertext IS NOT NULL",
                             (sid,)).fetchone()[0] == 0
-    audited = audit_rows(appliance, "session_id = %s AND action = 'chat.turn'", (sid,))
-    assert audited and all(r["content"] is None for r in audited)
+        assert conn.execute("SELECT args, result FROM actions WHERE session_id = %s", (sid,)).fetchone() == ({}, None)
+        assert conn.execute("SELECT summary, entities FROM handoffs WHERE session_id = %s", (sid,)).fetchone() == ("", {})
+        assert conn.execute("SELECT count(*) FROM dialogue_states WHERE session_id = %s", (sid,)).fetchone()[0] == 0
+    audited = audit_rows(appliance, "session_id = %s AND action IN ('chat.turn', 'action.executed')", (sid,))
+    assert {r["action"] for r in audited} == {"chat.turn", "action.executed"}
+    assert all(r["content"] is None for r in audited)
     assert audit_rows(appliance, "action = 'retention.purge' AND tenant_id = %s", (tenant,))
     assert enclave_cli(appliance, "audit", "verify").returncode == 0
     with client(appliance.gateway_url, auditor_key) as auditor:
