@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+    from pydantic import ValidationError
+
     from deploy.backup import BackupError
     from gateway.store.migrate import MigrationError
     from models.bundle import BundleError
@@ -325,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
             BundleError, ProvisionError, FileNotFoundError, CliError, BackupError, MigrationError) as e:
         err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
+        return 2
+    except ValidationError as e:      # Settings(): an ENCLAVE_* variable the operator set is not valid
+        problems = "; ".join(f"{'.'.join(str(p) for p in x['loc']) or 'settings'}: {x['msg']}" for x in e.errors())
+        err.print(f"[red]enclave: invalid setting: {problems}[/]")
+        return 2
+    except psycopg.OperationalError as e:
+        err.print(f"[red]enclave: cannot reach the database: {str(e).strip().splitlines()[0] if str(e) else e!r}[/]")
         return 2
     except KeyboardInterrupt:
         return 130
