@@ -12,7 +12,6 @@ from gateway.api.deps import DbConn
 from gateway.api.sessions import load_session, require_id
 from gateway.auth import ChatCaller
 from gateway.errors import NotFound
-from gateway.safety.redact import SessionVault
 from gateway.store import kpis as repo
 from gateway.store import vault as vault_repo
 
@@ -31,9 +30,11 @@ async def give_feedback(session_id: str, turn_id: str, body: Feedback, request: 
                         conn: DbConn) -> dict:
     session = await load_session(conn, identity, session_id)
     tid = require_id(turn_id, "turn_id", "turn id")
-    vault = SessionVault(identity.tenant_id, str(session["id"]))
-    comment = request.app.state.redactor.redact(body.comment, vault) if body.comment else ""
     async with conn.transaction():
+        # The session's own placeholders: a value it holds keeps its number, a new one gets the next (from an
+        # empty vault, "bob@x.com" became <EMAIL_1>, the customer's address, and Bob's was never stored).
+        vault = await vault_repo.session_vault(conn, identity.tenant_id, session["id"])
+        comment = request.app.state.redactor.redact(body.comment, vault) if body.comment else ""
         row = await repo.save_feedback(conn, identity.tenant_id, session["id"], tid, 1 if body.rating == "up" else -1,
                                        comment, identity.subject)
         if row is None:

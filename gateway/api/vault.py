@@ -10,7 +10,7 @@ from gateway.api.deps import DbConn
 from gateway.api.sessions import require_session_id
 from gateway.auth import AuditorCaller
 from gateway.errors import InvalidRequest, NotFound
-from gateway.safety.redact import PLACEHOLDER, SessionVault
+from gateway.safety.redact import PLACEHOLDER
 from gateway.store import audit
 from gateway.store import vault as vault_repo
 
@@ -34,8 +34,6 @@ async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller,
     if len(reason) < state.settings.reveal_reason_min_chars:
         raise InvalidRequest("reason_required", f"say why (at least {state.settings.reveal_reason_min_chars} "
                              "characters); the reason is kept in the audit log", "reason")
-    # The reason is free text from a person: it is redacted like any other text before it is audited.
-    reason = state.redactor.redact(reason, SessionVault(identity.tenant_id, str(sid)))
     async with conn.transaction():
         row = await vault_repo.find_entry(conn, identity.tenant_id, sid, body.placeholder)
         if row is None:
@@ -44,6 +42,11 @@ async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller,
         if ciphertext is None:
             raise NotFound("value_purged", f"{body.placeholder} was purged by the retention policy on "
                            f"{purged_at:%Y-%m-%d}", "placeholder")
+        # The reason is free text from a person: it is redacted like any other text before it is audited,
+        # against the session's vault (a value it holds keeps its number; a new one is sealed with it).
+        vault = await vault_repo.session_vault(conn, identity.tenant_id, sid)
+        reason = state.redactor.redact(reason, vault)
+        await vault_repo.store_entries(conn, identity.tenant_id, sid, vault.new_entries)
         await audit.append(conn, audit.AuditEvent(
             "vault.reveal", identity.subject, identity.tenant_id, str(sid),
             content={"placeholder": body.placeholder, "type": pii_type, "reason": reason}))

@@ -480,6 +480,27 @@ def test_concurrent_turns_of_a_session_never_share_a_placeholder(appliance: Appl
     assert revealed == {f"Please write to {e} today." for e in emails}
 
 
+def test_feedback_and_reveal_reasons_use_the_sessions_own_placeholders(appliance: Appliance, keys: dict) -> None:
+    """A comment or a reason naming another address got <EMAIL_1>, the customer's own placeholder (redacted
+    against an empty vault), and the new address was never stored: a reveal then showed the wrong person."""
+    other = f"bob.{secrets.token_hex(3)}@example.org"
+    with client(appliance.gateway_url, keys["trust-a", "user"]) as c:
+        sid = chat(c, f"Write to me at {PII['email']} please.").headers["x-session-id"]
+        turn_id = next(t["turn_id"] for t in c.get(f"/v1/sessions/{sid}").json()["turns"] if t["role"] == "assistant")
+        r = c.post(f"/v1/sessions/{sid}/turns/{turn_id}/feedback", json={"rating": "down",
+                                                                         "comment": f"it should have used {other}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["comment"] == "it should have used <EMAIL_2>"
+    with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+        def reveal(placeholder: str, reason: str) -> dict:
+            return auditor.post("/v1/vault/reveal", json={"session_id": sid, "placeholder": placeholder,
+                                                          "reason": reason}).json()
+        assert reveal("<EMAIL_2>", "checking the feedback comment")["value"] == other
+        assert reveal("<EMAIL_1>", f"the customer {PII['email']} asked")["value"] == PII["email"]
+    last = audit_rows(appliance, "session_id = %s AND action = 'vault.reveal'", (sid,))[-1]
+    assert json.loads(last["content"])["reason"] == "the customer <EMAIL_1> asked"
+
+
 def test_turn_audit_entries_record_the_decision_redacted(appliance: Appliance, pii_session: dict) -> None:
     turns = audit_rows(appliance, "action = 'chat.turn' AND session_id = %s", (pii_session["sid"],))
     assert len(turns) == 3
