@@ -22,22 +22,25 @@ def _cli():
     return cli
 
 
-def collect_files(paths: list[str]) -> list[Path]:
-    """Files named, and the documents inside folders named (recursively, sorted, hidden ones skipped)."""
-    found: list[Path] = []
+def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
+    """Files named, and the documents inside folders named (recursively, sorted, hidden ones skipped), each
+    with its source name: the path below the folder named (cards/fees.pdf and loans/fees.pdf are two
+    documents; by file name alone the second replaced the first on every run)."""
+    found: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+            found += sorted((p, p.relative_to(path).as_posix()) for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in SUFFIXES
                             and not any(part.startswith(".") for part in p.relative_to(path).parts))
         elif path.is_file():
-            found.append(path)
+            found.append((path, path.name))
         else:
             raise _cli().CliError(f"{raw}: no such file or folder")
     return found
 
 
-async def _ingest(db_url: str, args: argparse.Namespace, files: list[Path]) -> int:
+async def _ingest(db_url: str, args: argparse.Namespace, files: list[tuple[Path, str]]) -> int:
     import httpx
     from psycopg_pool import AsyncConnectionPool
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -64,14 +67,14 @@ async def _ingest(db_url: str, args: argparse.Namespace, files: list[Path]) -> i
                       console=cli.err) as progress:
             overall = progress.add_task("documents", total=len(files))
             chunks = progress.add_task("embedding", total=None, visible=False)
-            for path in files:
-                progress.update(overall, description=f"documents ({path.name[:40]})")
+            for path, source_name in files:
+                progress.update(overall, description=f"documents ({source_name[-40:]})")
 
                 def on_progress(_stage: str, done: int, total: int) -> None:
                     progress.update(chunks, completed=done, total=total, visible=True)
 
                 try:
-                    result = await ingestor.ingest(tenant_id, args.collection, path.name, path.read_bytes(), actor="cli",
+                    result = await ingestor.ingest(tenant_id, args.collection, source_name, path.read_bytes(), actor="cli",
                                                    tags=tags, effective_date=args.effective_date, on_progress=on_progress)
                     results.append((path, result.status, result.chunks, "; ".join(result.warnings)))
                 except DocumentError as e:

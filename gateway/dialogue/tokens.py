@@ -29,6 +29,10 @@ class TokenCounter:
             from tokenizers import Tokenizer
 
             self._tok = Tokenizer.from_file(str(tokenizer_file))
+            # A model's tokenizer.json can carry its training-time padding and truncation (MiniLM's: pad and
+            # cut to 128): left on, every text "counts" 128 tokens and no budget means anything.
+            self._tok.no_padding()
+            self._tok.no_truncation()
             self.source = str(tokenizer_file.parent.name)
         else:
             log.warning("no tokenizer.json in the model store; token counts are estimates (chars / 3)",

@@ -61,7 +61,9 @@ class Ingestor:
             existing = await repo.find_by_source(conn, tenant_id, collection, filename)
             if existing is not None and existing["content_sha256"] == sha256:
                 return IngestResult("unchanged", existing, existing["chunk_count"])
-            same = await repo.find_by_hash(conn, tenant_id, collection, sha256)
+            # A new name whose bytes are already stored under another: kept once. A changed file under a name
+            # that exists is a replacement, whatever else holds the same bytes (else its old text stays live).
+            same = await repo.find_by_hash(conn, tenant_id, collection, sha256) if existing is None else None
             if same is not None:
                 return IngestResult("duplicate", same, same["chunk_count"])
         # Parsing and chunking are CPU work (seconds for a large PDF): off the event loop.
@@ -79,7 +81,9 @@ class Ingestor:
             if on_progress is not None:
                 on_progress("embed", done, len(inputs))
 
-        vectors = await self.embedder.embed(inputs, on_batch=progress)
+        # A chunk fits the embedding model; its title-and-section prefix may not, with it: cut to the end, the
+        # cut takes the start of the prefix, never the chunk's text.
+        vectors = await self.embedder.embed(inputs, on_batch=progress, truncate=True)
         pii = sum(len(self.detector.detect(c.text)) for c in chunks) if self.detector is not None else 0
         async with self.pool.connection() as conn, conn.transaction():
             collection_id = await repo.ensure_collection(conn, tenant_id, collection)

@@ -312,6 +312,37 @@ def test_reingesting_a_changed_document_replaces_it(keys: dict, proxied: Gateway
         assert c.get(f"/v1/knowledge/documents/{doc_id}").status_code == 404
 
 
+def test_a_long_section_is_cut_into_chunks_of_the_configured_size(appliance: Appliance, keys: dict,
+                                                                    proxied: GatewayProcess) -> None:
+    """MiniLM's tokenizer.json pads and truncates to 128: counted with those on, every text was 128 tokens,
+    a whole section became one chunk, and the embedding role refused it (a 503 on most real documents)."""
+    paragraphs = [f"Clause {i}: the account holder may withdraw up to {i * 100} euros a day at branch counters and "
+                  f"partner machines, subject to the limits in schedule {i} and the fees listed for that product."
+                  for i in range(1, 41)]
+    doc = ("# Withdrawal limits\n\n" + "\n\n".join(paragraphs) + "\n").encode()
+    with client(proxied.url, keys[A, "supervisor"]) as c:
+        r = upload(c, "withdrawal-limits.md", doc)
+        assert r.status_code == 201, r.text
+        doc_id = r.json()["document"]["id"]
+    with psycopg.connect(appliance.database_url) as conn:
+        tokens = [t for (t,) in conn.execute("SELECT tokens FROM kb_chunks WHERE document_id = %s ORDER BY ord",
+                                             (doc_id,)).fetchall()]
+    assert len(tokens) >= 8 and max(tokens) <= 200 and len(set(tokens)) > 1, tokens   # 40 × ~40 tokens
+
+
+def test_a_changed_file_is_replaced_even_when_its_new_bytes_match_another(keys: dict, proxied: GatewayProcess) -> None:
+    old = b"# Current rates\n\nThe Easy Saver pays 1.10 percent a year.\n"
+    new = b"# Current rates\n\nThe Easy Saver pays 1.60 percent a year from February.\n"
+    with client(proxied.url, keys[A, "supervisor"]) as c:
+        assert upload(c, "rates-2026-02.md", new).json()["status"] in ("created", "unchanged")
+        current = upload(c, "rates-current.md", old).json()
+        assert current["status"] in ("created", "unchanged")
+        r = upload(c, "rates-current.md", new)           # the same bytes as rates-2026-02.md: still a replacement
+        assert r.json()["status"] == "replaced" and r.json()["document"]["id"] == current["document"]["id"]
+        chunks = c.get(f"/v1/knowledge/documents/{current['document']['id']}").json()["chunks"]
+        assert all("1.10 percent" not in ch["text"] for ch in chunks)
+
+
 def test_tenants_never_see_each_others_documents(keys: dict, corpus: dict, proxied: GatewayProcess) -> None:
     some = next(iter(corpus.values()))
     with client(proxied.url, keys[B, "user"]) as b:
