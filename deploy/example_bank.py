@@ -6,7 +6,7 @@ honours an ``Idempotency-Key`` (a retried call never moves money twice), large t
 their outcome arrives later as a signed webhook, and test hooks can make a tool fail or stall on demand.
 
     python -m deploy.example_bank --host 127.0.0.1 --port 8090 \
-        --webhook-url http://127.0.0.1:8080/v1/webhooks/bank --webhook-secret-file var/bank.secret
+        --webhook-url http://127.0.0.1:8080/v1/actions/webhook --webhook-secret-file var/bank.secret
 
 Everything lives in memory and starts from the same seed (customer "demo"); ``POST /_reset`` restores it.
 Endpoints under ``/_`` are test hooks only: a real backend has no such doors.
@@ -268,6 +268,7 @@ class ExampleBank:
             self.faults: dict[str, Fault] = {}
             self.by_key: dict[str, int] = {}
             self.by_tool: dict[str, int] = {}
+            self.last_args: dict[str, dict[str, Any]] = {}   # what each tool was last called with (test hook)
 
     # -- lookups
 
@@ -384,7 +385,9 @@ class ExampleBank:
             if reference in self.transfers:
                 self.transfers[reference]["status"] = status
         log.info("transfer %s %s", reference, status)
-        payload = {"idempotency_key": key, "reference": reference, "status": status, "result": result}
+        # The gateway's webhook shape: a failure's {"code", "message"} under "error", as the tools' own errors.
+        payload = {"idempotency_key": key, "reference": reference, "status": status,
+                   **({"result": result} if status == "executed" else {"error": result.get("error", result)})}
         if self.webhook_url:
             await self.deliver(payload)
         else:
@@ -431,9 +434,11 @@ class ExampleBank:
                 del self.faults[tool]
             return fault
 
-    def count_execution(self, tool: str, key: str | None) -> None:
+    def count_execution(self, tool: str, key: str | None, args: dict[str, Any] | None = None) -> None:
         with self.lock:
             self.by_tool[tool] = self.by_tool.get(tool, 0) + 1
+            if args is not None:
+                self.last_args[tool] = args
             if key is not None:
                 self.by_key[key] = self.by_key.get(key, 0) + 1
 
@@ -528,7 +533,7 @@ def _tool_endpoint(bank: ExampleBank, tool: str) -> Callable[[Request], Awaitabl
                 details = [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in e.errors()]
                 return _error(400, "invalid_arguments", "; ".join(f"{d['field']}: {d['message']}" for d in details),
                               details=details)
-            bank.count_execution(tool, key)
+            bank.count_execution(tool, key, arguments if isinstance(arguments, dict) else None)
             try:
                 with bank.lock:
                     status, body = fn(bank, args, key)
@@ -595,9 +600,10 @@ def build_bank_app(*, webhook_url: str | None = None, webhook_secret: bytes | No
 
     @app.get("/_executions")
     async def executions() -> dict[str, Any]:
-        """Test hook: how often each key and tool really executed (replays are not counted)."""
+        """Test hook: how often each key and tool really executed (replays are not counted), and the
+        arguments each tool last executed with."""
         with bank.lock:
-            return {"by_key": dict(bank.by_key), "by_tool": dict(bank.by_tool)}
+            return {"by_key": dict(bank.by_key), "by_tool": dict(bank.by_tool), "last_args": dict(bank.last_args)}
 
     @app.post("/_faults")
     async def faults(request: Request) -> Response:

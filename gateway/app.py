@@ -213,7 +213,8 @@ def build_dialogue(settings: Settings, pool: AsyncConnectionPool, knowledge: Kno
     service whose tool calls go to endpoints on the premises."""
     registry = PackRegistry(list(settings.packs), pool, knowledge.embedder, settings.var_dir / "cache" / "intents")
     tools_client = shared_client(timeout=httpx.Timeout(15.0, connect=2.0))
-    actions = Actions(pool, ToolExecutor(tools_client), redactor, registry, lease_s=settings.actions_lease_s)
+    actions = Actions(pool, ToolExecutor(tools_client), redactor, registry, lease_s=settings.actions_lease_s,
+                      recheck_s=settings.actions_recheck_s)
     secret_path = settings.webhook_secret_path
     secret = secret_path.read_bytes().strip() if secret_path.is_file() else None
     return Dialogue(registry, actions, tools_client, secret or None)

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     injection_fence_at: float = Field(default=0.4, gt=0, le=1, description="Guard: fence one scoring this.")
     actions_runner: bool = Field(default=True, description="Execute approved actions in this gateway.")
     actions_lease_s: float = Field(default=30.0, gt=0, description="An executing action is retried after this.")
+    actions_recheck_s: float = Field(default=300.0, gt=0, description=(
+        "A running action (accepted by the service, or its outcome unknown after a timeout) is asked about again, "
+        "with its idempotency key, this often; after 12 times without an answer it fails as outcome_unknown."))
     action_webhook_secret_file: Path | None = Field(default=None, description=(
         "HMAC secret that signs long-running actions' callbacks; default var/webhook.key."))
     handoff_wait_s: float = Field(default=25.0, ge=0, le=300, description=(

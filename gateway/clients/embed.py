@@ -29,8 +29,8 @@ class Embedder:
 
     async def embed(self, texts: Sequence[str], on_batch=None, *, truncate: bool = False) -> np.ndarray:
         """(len(texts), dimensions) float32, L2-normalised by the role. ``on_batch(n)`` reports progress.
-        ``truncate``: a text over the model's limit is cut to its last tokens (a question, an utterance)
-        rather than refused (a chunk, which ingest sized to fit)."""
+        ``truncate``: a text over the model's limit is cut to its last tokens rather than refused (a long
+        question, whose end is what is asked; a chunk whose title-and-section prefix pushed it over)."""
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), BATCH):
             batch = list(texts[start:start + BATCH])

@@ -47,7 +47,12 @@ ActionState = Literal["executed", "failed", "running", "awaiting_approval", "rej
 
 
 class ToolUnavailable(Exception):
-    """The tool could not be reached or broke (5xx, timeout): worth retrying with the same key."""
+    """The tool could not be reached or broke (5xx, timeout): worth retrying with the same key. ``sent``: the
+    request may have reached the service (a timeout, a 5xx, a reset), so whether it acted is unknown."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,8 @@ class ToolExecutor:
             else:
                 r = await self.client.post(tool.http.url, json=args, headers=headers, timeout=tool.http.timeout_s)
         except httpx.HTTPError as e:
-            raise ToolUnavailable(f"{type(e).__name__} calling {urlsplit(tool.http.url).path}") from e
+            raise ToolUnavailable(f"{type(e).__name__} calling {urlsplit(tool.http.url).path}",
+                                  sent=not isinstance(e, httpx.ConnectError)) from e
         if r.status_code >= 500 or r.status_code in (408, 429):
             raise ToolUnavailable(f"HTTP {r.status_code}")
         try:
@@ -141,9 +147,13 @@ class ToolExecutor:
 
 class Actions:
     def __init__(self, pool: AsyncConnectionPool, executor: ToolExecutor, redactor: Redactor, packs, *,
-                 lease_s: float = 30.0, retries: int = 2, backoff_s: float = 0.3) -> None:
+                 lease_s: float = 30.0, retries: int = 2, backoff_s: float = 0.3, recheck_s: float = 300.0,
+                 max_rechecks: int = 12) -> None:
         self.pool, self.executor, self.redactor, self.packs = pool, executor, redactor, packs
         self.lease_s, self.retries, self.backoff_s = lease_s, retries, backoff_s
+        # A running action (accepted by the service, or its outcome unknown) is asked about again, with its
+        # key, every recheck_s; after max_rechecks claims without an answer it is failed as outcome_unknown.
+        self.recheck_s, self.max_rechecks = recheck_s, max_rechecks
 
     # -- from a turn ------------------------------------------------------------------------------------------
 
@@ -220,6 +230,7 @@ class Actions:
             async with self.pool.connection() as conn:
                 vault = await vault_repo.session_vault(conn, str(row["tenant_id"]), row["session_id"])
             args = originals_json(row["args"], self.redactor, vault)
+        unknown = False       # did an attempt perhaps reach the service?
         for attempt in range(self.retries + 1):
             # The lease must outlast this attempt (an HTTP tool may take up to its timeout_s, 120 s at most):
             # a runner that finds it run out takes the action over and would call the tool a second time.
@@ -235,16 +246,25 @@ class Actions:
                 state, output, code = await self.executor.execute(tool, args, row["idempotency_key"])
                 break
             except ToolUnavailable as e:
+                unknown = unknown or e.sent
                 log.warning("tool unavailable", extra={"action_id": str(action_id), "attempt": attempt + 1, "error": str(e)})
                 await asyncio.sleep(self.backoff_s * (attempt + 1))
         else:
-            state, output, code = "failed", None, "tool_unavailable"
+            # A timeout or a 5xx does not say whether the money moved: not "failed" (the customer would be
+            # told nothing changed, and ask again under a new key). It waits as "running", for the service's
+            # webhook or for the runner, which asks again with the same key (the service replays what it
+            # did) every recheck_s. Only a service never reached is a plain failure.
+            state, output, code = ("running", None, "outcome_unknown") if unknown else ("failed", None, "tool_unavailable")
+        if state == "running" and row["attempts"] > self.max_rechecks:
+            state, code = "failed", "outcome_unknown"     # asked often enough: a colleague must look
         return await self._finish(row, state, output, code)
 
     async def _finish(self, row: dict, state: str, output: dict | None, code: str | None) -> ToolOutcome:
-        await self._settle(row, state, output, code, "system", ("executing",), attempt=row["attempts"])
-        log.info("action finished", extra={"action_id": str(row["id"]), "tool": row["tool"], "state": state, "code": code})
-        return ToolOutcome(state, output, code, str(row["id"]))
+        done = await self._settle(row, state, output, code, "system", ("executing",), attempt=row["attempts"])
+        log.info("action finished", extra={"action_id": str(row["id"]), "tool": row["tool"], "state": state, "code": code,
+                                           "settled": done is not None})
+        # Not settled by us (our claim was taken over): the new claimant reports the outcome, not this one.
+        return ToolOutcome(state, output, code, str(row["id"]), duplicate=done is None)
 
     async def _settle(self, row: dict, state: str, output: dict | None, code: str | None, actor: str,
                       from_states: tuple[str, ...], attempt: int | None = None) -> dict | None:
@@ -256,7 +276,7 @@ class Actions:
             stored = redact_json(output, self.redactor, vault) if output is not None else None
             await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             done = await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code,
-                                     from_states=from_states, attempt=attempt)
+                                     from_states=from_states, attempt=attempt, recheck_s=self.recheck_s)
             if done is not None:
                 await audit.append(conn, AuditEvent(f"action.{state}", actor, tenant_id, str(session_id), content={
                     "action_id": str(row["id"]), "tool": row["tool"], "output": stored, "error_code": code,
@@ -314,8 +334,13 @@ class Actions:
             return None
         state = "executed" if payload.get("status") == "executed" else "failed"
         output = payload.get("result") if isinstance(payload.get("result"), dict) else {}
-        code = None if state == "executed" else str((payload.get("error") or {}).get("code", "tool_failed")
-                                                     if isinstance(payload.get("error"), dict) else "tool_failed")
+        error = payload.get("error")
+        if not isinstance(error, dict) and isinstance(output.get("error"), dict):
+            error = output["error"]        # a service that nests it in the result: still its code, not a generic one
+        code = None if state == "executed" else str(error.get("code", "tool_failed")) if isinstance(error, dict) \
+            else "tool_failed"
+        if state == "failed":
+            output = {}                    # the service's message (balances, internals) is not the outcome to keep
         done = await self._settle(row, state, output, code, "webhook", ("running", "executing"))
         if done is not None:
             await self.report(done)
@@ -333,6 +358,8 @@ class Actions:
             text = render(report.get("say") or pack.canned.approved_done, slots, output)
         elif row["state"] == "rejected":
             text = pack.canned.rejected
+        elif row.get("error_code") == "outcome_unknown":
+            text = pack.canned.outcome_unknown       # never "nothing was changed": nobody knows that
         else:
             template = (report.get("errors") or {}).get(row.get("error_code") or "")
             text = render(template, slots, output) if template else pack.canned.tool_failed

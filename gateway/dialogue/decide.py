@@ -458,7 +458,11 @@ class Decide:
     async def call(self, turn: Turn, pack: Pack, state: DialogueState, step: Step, reply: Reply) -> bool:
         """One tool call; False when the flow stops here (failed, waiting for approval or a webhook)."""
         tool = pack.tools[step.call]
+        # Slots filled on earlier turns come back from the stored state as placeholders: the tool gets the
+        # owner's values (in memory only; the actions table keeps them redacted).
         args = render_value(step.args, state.slots)
+        if turn.vault is not None:
+            args = originals_json(args, self.redactor, turn.vault)
         if step.llm_args:
             llm, via = await call_tool(self.chain, self.tool_messages(turn, pack), step.call, tool.description,
                                        tool.parameters, timeout_s=self.llm_timeout_s)

@@ -485,7 +485,9 @@ def _card_spans(sh: _Shadow) -> list[Span]:
 # --------------------------------------------------------------------------------------------------------
 
 # At most 15 digits: longer runs are identifiers, and Decimal/int() work within that.
-_NUM = (r"(?<!\d)(?<!\d[.,])(?P<num>\d{1,3}(?:[,.'\u00a0\u202f]\d{3}){1,4}(?:[.,]\d{1,2})?|\d{1,15}(?:[.,]\d{1,2})?)"
+# Thousands grouped by , . ' or a space (a plain one too: "6 500 euros" is how French and German speakers write
+# 6,500; read without it, the amount was 6.00).
+_NUM = (r"(?<!\d)(?<!\d[.,])(?P<num>\d{1,3}(?:[,.' \u00a0\u202f]\d{3}){1,4}(?:[.,]\d{1,2})?|\d{1,15}(?:[.,]\d{1,2})?)"
         r"(?!\d|[.,]\d)")
 _MULT = r"(?:\s?(?P<mult>k|thousand|grand|million|mio|bn|billion)\b)?"
 _OTHER_ISO = "SEK|NOK|DKK|PLN|CZK|HUF|JPY|CAD|AUD|NZD|RON|BGN|ISK"
@@ -517,7 +519,7 @@ _DOLLAR_CURRENCIES = frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD"})
 
 def _to_decimal(raw: str) -> Decimal:
     """"1,200.50", "1.200,50", "1'200", "1,5" → Decimal. The last separator is decimal unless 3 digits follow."""
-    s = re.sub(r"['\u00a0\u202f]", "", raw)
+    s = re.sub(r"[' \u00a0\u202f]", "", raw)
     if "," in s and "." in s:
         dec = "," if s.rfind(",") > s.rfind(".") else "."
         s = s.replace("." if dec == "," else ",", "").replace(dec, ".")

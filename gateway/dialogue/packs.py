@@ -199,6 +199,8 @@ class Canned(_Model):
     back_to_flow: str = "Now, back to where we were: {prompt}"
     not_understood: str = "Sorry, I didn't understand that."
     accepted: str = "Thanks, that's in progress. I'll let you know here when it's done."
+    outcome_unknown: str = ("I still couldn't confirm whether that went through. A colleague will check it and get "
+                            "back to you here; please don't repeat the request in the meantime.")
     flow_changed: str = ("Sorry, this service was updated while we were talking, so I've stopped what we were doing. "
                          "Nothing was changed. What would you like to do?")
 

@@ -48,7 +48,8 @@ def _parse(header: str) -> tuple[int, list[str]]:
         if not sep or not value:
             raise WebhookSignatureError("signature_malformed", f"bad {SIGNATURE_HEADER} element {part.strip()!r}")
         if key == "t":
-            if timestamp is not None or not (value.isascii() and value.isdigit()):   # '²'.isdigit() too
+            # '²'.isdigit() too; and more than 12 digits is no Unix time (5,000 of them made int() raise: a 500)
+            if timestamp is not None or not (value.isascii() and value.isdigit()) or len(value) > 12:
                 raise WebhookSignatureError("signature_malformed", f"bad timestamp in {SIGNATURE_HEADER}")
             timestamp = int(value)
         elif key == SCHEME:

@@ -84,13 +84,13 @@ async def list_actions(conn: AsyncConnection, tenant_id: str, session_id) -> lis
 
 
 async def claim(conn: AsyncConnection, action_id, lease_s: float) -> dict[str, Any] | None:
-    """approved → executing (or an executing row whose lease ran out: its executor died). Only one caller
-    gets the row back; everyone else gets None."""
+    """approved → executing (or an executing row whose lease ran out: its executor died; or a running one
+    due for a recheck: asked again with its key). Only one caller gets the row back; everyone else gets None."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"UPDATE actions SET state = 'executing', attempts = attempts + 1, updated_at = now(), "
             f"lease_until = now() + make_interval(secs => %s) WHERE id = %s AND (state = 'approved' OR "
-            f"(state = 'executing' AND lease_until < now())) RETURNING {ACTION_COLUMNS}", (lease_s, action_id))
+            f"(state IN ('executing', 'running') AND lease_until < now())) RETURNING {ACTION_COLUMNS}", (lease_s, action_id))
         return await cur.fetchone()
 
 
@@ -104,24 +104,27 @@ async def extend_lease(conn: AsyncConnection, action_id, attempt: int, lease_s: 
 
 
 async def runnable(conn: AsyncConnection, tenant_ids: list[str], limit: int = 20) -> list[uuid.UUID]:
-    """Approved actions nobody executes, and executing ones whose executor's lease ran out — of the tenants
-    whose packs (and so tools) this gateway has."""
+    """Approved actions nobody executes, executing ones whose executor's lease ran out, and running ones due
+    for a recheck — of the tenants whose packs (and so tools) this gateway has."""
     cur = await conn.execute(
         "SELECT id FROM actions WHERE tenant_id = ANY(%s::uuid[]) AND (state = 'approved' OR "
-        "(state = 'executing' AND lease_until < now())) ORDER BY updated_at LIMIT %s", (tenant_ids, limit))
+        "(state IN ('executing', 'running') AND lease_until < now())) ORDER BY updated_at LIMIT %s", (tenant_ids, limit))
     return [r[0] for r in await cur.fetchall()]
 
 
 async def finish(conn: AsyncConnection, action_id, state: str, result: dict | None, error_code: str | None,
-                 *, from_states: tuple[str, ...] = ("executing",), attempt: int | None = None) -> dict[str, Any] | None:
+                 *, from_states: tuple[str, ...] = ("executing",), attempt: int | None = None,
+                 recheck_s: float | None = None) -> dict[str, Any] | None:
     """``attempt``: settle only if that claim is still the current one (an executor whose lease ran out and
-    was taken over must not overwrite the new executor's outcome)."""
+    was taken over must not overwrite the new executor's outcome). ``recheck_s``: when a ``running`` action
+    is asked about again (see ``claim``); without it a running action waits for its webhook alone."""
+    recheck = recheck_s if state == "running" else None
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"UPDATE actions SET state = %s, result = COALESCE(result, '{{}}'::jsonb) || %s, error_code = %s, "
-            f"updated_at = now(), lease_until = NULL WHERE id = %s AND state = ANY(%s) "
+            f"updated_at = now(), lease_until = now() + make_interval(secs => %s) WHERE id = %s AND state = ANY(%s) "
             f"AND (%s::int IS NULL OR attempts = %s::int) RETURNING {ACTION_COLUMNS}",
-            (state, Jsonb(result or {}), error_code, action_id, list(from_states), attempt, attempt))
+            (state, Jsonb(result or {}), error_code, recheck, action_id, list(from_states), attempt, attempt))
         return await cur.fetchone()
 
 

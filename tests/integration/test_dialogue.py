@@ -251,8 +251,9 @@ def test_block_card_flow_confirms_first_and_a_duplicate_confirmation_executes_on
 
 
 def test_dispute_flow_validates_the_date_and_opens_a_case(appliance: Appliance, keys: dict, dlg: GatewayProcess, bank) -> None:
+    # The merchant given as an e-mail address is stored as <EMAIL_1>, and the bank must still get the address.
     answers = {"slot:amount": "it was 25 euros", "slot:date": "the twentieth of november",
-               "slot:merchant": "Cafe Central", "confirm": "yes"}
+               "slot:merchant": "billing@shopnow.example", "confirm": "yes"}
     with client(dlg, keys["user"]) as c:
         conv = Conversation(c)
         conv.say("There's a charge on my card I don't recognise")
@@ -272,6 +273,7 @@ def test_dispute_flow_validates_the_date_and_opens_a_case(appliance: Appliance, 
     (action,) = actions_of(appliance, conv.session_id)
     assert action["tool"] == "dispute_transaction" and action["state"] == "executed"
     assert action["args"]["amount"] == "25.00" and action["args"]["date"] == "2026-11-20"
+    assert executions(bank)["last_args"]["dispute_transaction"]["merchant"] == "billing@shopnow.example"   # not <EMAIL_1>
 
 
 def test_transactions_flow_gets_its_tool_arguments_from_the_llm(appliance: Appliance, keys: dict, dlg: GatewayProcess,
@@ -322,18 +324,23 @@ def test_branch_hours_flow(keys: dict, dlg: GatewayProcess, bank) -> None:
 
 # -- acting: errors, approvals, webhooks, restarts ------------------------------------------------------------
 
-def test_tool_errors_reach_the_user_only_in_plain_language(keys: dict, dlg: GatewayProcess, bank) -> None:
+def test_tool_errors_reach_the_user_only_in_plain_language(appliance: Appliance, keys: dict, dlg: GatewayProcess,
+                                                           bank) -> None:
     with client(dlg, keys["user"]) as c:
         conv = Conversation(c)
         conv.say("I lost my credit card, it ends in 9999")
         assert conv.dialogue["awaiting"] == "confirm"
         conv.say("yes")
         assert conv.reply == "I couldn't find a card ending 9999 on your profile. Please check the digits, or ask for a colleague."
+        # A 500 does not say whether the card was blocked: never "nothing was changed". The action waits as
+        # running, to be asked about again with its key (test_a_transfer_whose_outcome_is_unknown_…).
         bank.post("/_faults", json={"tool": "block_card", "status": 500, "times": 10})
         conv.say("I lost my card ending 4242")
         conv.say("yes")
-        assert conv.reply == PACK.canned.tool_failed
+        assert conv.reply == PACK.canned.accepted
         assert "500" not in conv.reply and "card_not_found" not in conv.reply and "BLK" not in conv.reply
+    (blocked,) = [a for a in actions_of(appliance, conv.session_id) if a["tool"] == "block_card" and a["state"] != "failed"]
+    assert blocked["state"] == "running"
 
 
 def transfer(conv: Conversation, amount: str) -> None:
@@ -401,6 +408,40 @@ def test_deleting_a_session_withdraws_what_waits_on_staff(appliance: Appliance, 
         (content,) = conn.execute("SELECT content FROM audit_log WHERE action = 'session.delete' AND session_id = %s",
                                   (conv.session_id,)).fetchone()
     assert json.loads(content) == {"withdrawn_actions": 1, "dismissed_review_items": 1, "closed_handoffs": 1}
+
+
+def test_a_transfer_whose_outcome_is_unknown_is_rechecked_not_failed(appliance: Appliance, bank,
+                                                                     tmp_path: Path) -> None:
+    """Every attempt times out while the bank, slowly, does move the money. Told "nothing was changed", the
+    customer would ask again under a new key and pay twice. Now the action waits as running; the runner asks
+    the bank again with the same key, the bank replays what it did, and the customer is told it was done."""
+    folder = tmp_path / "pack"
+    shutil.copytree(PACK_DIR, folder)
+    slug = f"unknown-{RUN}"
+    (folder / "pack.yaml").write_text((folder / "pack.yaml").read_text().replace("tenant: demo-bank", f"tenant: {slug}"))
+    tools = (folder / "tools.yaml").read_text()
+    (folder / "tools.yaml").write_text(tools.replace("/tools/transfer\", timeout_s: 15}", "/tools/transfer\", timeout_s: 1}"))
+    assert "timeout_s: 1}" in (folder / "tools.yaml").read_text()
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        user = api_keys.create_key(conn, api_keys.ensure_tenant(conn, slug, slug), "user")
+    gw = start_gateway(appliance, "outcome-unknown", packs=[str(folder)], bank_url=appliance.bank_url,
+                       actions_recheck_s=2)
+    try:
+        assert bank.post("/_faults", json={"tool": "transfer", "status": None, "delay_s": 5}).status_code == 200
+        with client(gw, user) as c:
+            conv = Conversation(c)
+            transfer(conv, "100")
+            assert conv.reply == PACK.canned.accepted, conv.reply       # not "Nothing was changed"
+        (action,) = actions_of(appliance, conv.session_id)
+        assert action["state"] == "running"
+        assert wait_for(lambda: actions_of(appliance, conv.session_id)[0]["state"] == "executed", 40)
+        report = wait_for(lambda: [t for t in session_turns(appliance, conv.session_id)
+                                   if t[1] == "assistant" and "100.00 EUR moved" in t[2]], 20)
+        assert report, session_turns(appliance, conv.session_id)
+        ex = executions(bank)
+        assert ex["by_tool"]["transfer"] == 1 and list(ex["by_key"].values()) == [1]   # moved once
+    finally:
+        gw.stop()
 
 
 def test_a_forged_or_replayed_webhook_is_refused(appliance: Appliance, dlg: GatewayProcess) -> None:

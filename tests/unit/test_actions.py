@@ -89,6 +89,9 @@ def test_a_webhook_signature_with_unicode_digits_is_malformed_not_a_crash() -> N
     with pytest.raises(WebhookSignatureError) as e:
         verify(b"secret", "t=\u00b2,v1=ab", b"{}")       # '²'.isdigit() is True, int('²') raises
     assert e.value.code == "signature_malformed"
+    with pytest.raises(WebhookSignatureError) as e:
+        verify(b"secret", "t=" + "9" * 5000 + ",v1=ab", b"{}")   # past int()'s 4,300-digit limit: was a 500
+    assert e.value.code == "signature_malformed"
 
 
 def test_a_transcription_that_is_not_the_expected_object_is_the_role_failing() -> None:

@@ -50,6 +50,11 @@ def amounts(text: str, **kw: object) -> list[tuple[str, str]]:
     ("€1.5k", ("1500.00", "EUR")),
     ("1.5k", ("1500.00", "EUR")),
     ("one point five thousand euros", ("1500.00", "EUR")),
+    # Thousands grouped by a plain space (French, German): read as 6.00, 500.00 and 5.00 before.
+    ("transfer 6 500 euros to savings", ("6500.00", "EUR")),
+    ("6 500 €", ("6500.00", "EUR")),
+    ("5 000,50 €", ("5000.50", "EUR")),
+    ("CHF 12 000", ("12000.00", "CHF")),
 ])
 def test_amount_forms(text: str, expected: tuple[str, str]) -> None:
     assert amounts(text) == [expected]
