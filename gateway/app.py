@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.api import admin, audit, chat, dialogue, feedback, health, knowledge, kpis, me, models, sessions, ui, vault, voice
 from gateway.api.body_limit import BodyLimitMiddleware
-from gateway.auth import KeyCache, RateLimiter, SharedRateLimiter
+from gateway.auth import FailedAuthLimiter, KeyCache, RateLimiter, SharedRateLimiter
 from gateway.clients import eager_writes
 from gateway.clients.breaker import CircuitBreaker
 from gateway.clients.embed import Embedder
@@ -295,6 +295,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.redactor, state.oidc = redactor, oidc
         state.rate_limiter = (SharedRateLimiter(pool, settings.rate_limit_per_min) if settings.shared_rate_limits
                               else RateLimiter(settings.rate_limit_per_min))
+        state.failed_auth = FailedAuthLimiter()
         state.knowledge, state.dialogue = knowledge_parts, dialogue_parts
         state.speech = speech = build_speech(settings)
         state.sip = None

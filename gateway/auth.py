@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.oidc import OidcVerifier, TokenRejected
-from gateway.store.api_keys import KEY_PREFIX, ROLES, hash_key
+from gateway.store.api_keys import KEY_FORMAT, KEY_PREFIX, ROLES, hash_key
 
 log = logging.getLogger("enclave.gateway")
 
@@ -63,12 +63,18 @@ class _TtlCache:
     def get(self, key: str) -> tuple[bool, object]:
         hit = self._entries.get(key)
         if hit is not None and hit[0] > time.monotonic():
+            self._entries[key] = self._entries.pop(key)    # most recently used last: eviction spares it
             return True, hit[1]
         return False, None
 
     def put(self, key: str, value: object) -> None:
         if len(self._entries) > 10_000:
-            self._entries.clear()
+            # Expired entries first, then the oldest half: clearing everything let a flood of made-up keys
+            # push every real key out of the cache (and each of their requests to the database).
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) > 5_000:
+                self._entries = dict(list(self._entries.items())[-5_000:])
         self._entries[key] = (time.monotonic() + self.ttl_s, value)
 
     def drop_where(self, predicate: Callable[[object], bool]) -> None:
@@ -82,6 +88,7 @@ class KeyCache:
     def __init__(self, ttl_s: float = AUTH_CACHE_TTL_S) -> None:
         self._keys, self._tenants = _TtlCache(ttl_s), _TtlCache(ttl_s)
         self._loading: dict[tuple[str, str], asyncio.Task] = {}
+        self._revocations = 0      # bumped by forget(): a lookup that started before it must not be cached
 
     async def _once(self, key: tuple[str, str], load: Callable[[], Awaitable[object]]) -> object:
         """Concurrent misses for one key share one database lookup. When the cache entry expires under a
@@ -94,14 +101,19 @@ class KeyCache:
             task.add_done_callback(lambda _t: self._loading.pop(key, None))
         return await asyncio.shield(task)
 
-    async def resolve(self, pool: AsyncConnectionPool, key: str) -> Identity | None:
+    async def resolve(self, pool: AsyncConnectionPool, key: str,
+                      before_lookup: Callable[[], None] | None = None) -> Identity | None:
+        """``before_lookup`` runs on a cache miss, before the database is asked (it may refuse by raising)."""
         digest = hash_key(key)
         hit, value = self._keys.get(digest)
         if hit:
             return value  # type: ignore[return-value]
+        if before_lookup is not None:
+            before_lookup()
         return await self._once(("key", digest), lambda: self._load_key(pool, digest))  # type: ignore[return-value]
 
     async def _load_key(self, pool: AsyncConnectionPool, digest: str) -> Identity | None:
+        revocations = self._revocations
         async with pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT k.tenant_id, k.role, k.prefix, k.rate_limit_per_min, t.max_input_tokens, t.max_output_tokens "
@@ -109,11 +121,13 @@ class KeyCache:
                 (digest,))
             row = await cur.fetchone()
         identity = Identity(str(row[0]), frozenset({row[1]}), row[2], "api_key", row[3], row[4], row[5]) if row else None
-        self._keys.put(digest, identity)
+        if revocations == self._revocations:   # else it may have read a key revoked while it ran
+            self._keys.put(digest, identity)
         return identity
 
     def forget(self, subject: str) -> None:
         """A key revoked through this gateway stops working here at once (elsewhere within the TTL)."""
+        self._revocations += 1
         self._keys.drop_where(lambda identity: identity is not None and identity.subject == subject)
 
     async def tenant(self, pool: AsyncConnectionPool, slug: str) -> tuple | None:
@@ -156,6 +170,31 @@ class RateLimiter:
 
     async def acquire(self, subject: str, per_min: int | None) -> None:
         self.check(subject, per_min)
+
+
+class FailedAuthLimiter:
+    """Unknown API keys, per client address: past ``per_min`` a minute, a key from that address that is not
+    in the cache is refused (429) without a lookup. Rate limits apply to known keys only, so a flood of
+    made-up keys cost a database query each, unlimited. Keys in use stay cached, so colleagues behind the
+    same proxy are not locked out by one client's mistakes."""
+
+    def __init__(self, per_min: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_min, self.clock = per_min, clock
+        self._buckets: dict[str, tuple[float, float]] = {}    # address → (tokens, last refill)
+
+    def _tokens(self, address: str) -> float:
+        tokens, last = self._buckets.get(address, (float(self.per_min), self.clock()))
+        return min(float(self.per_min), tokens + (self.clock() - last) * self.per_min / 60.0)
+
+    def refuse_if_over(self, address: str) -> None:
+        if address in self._buckets and (tokens := self._tokens(address)) < 1.0:
+            raise RateLimited("too_many_failed_attempts", "too many unknown API keys from this address; retry in "
+                              f"{math.ceil((1.0 - tokens) * 60.0 / self.per_min)} s", (1.0 - tokens) * 60.0 / self.per_min)
+
+    def count(self, address: str) -> None:
+        self._buckets[address] = (self._tokens(address) - 1.0, self.clock())
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
 
 
 class SharedRateLimiter:
@@ -229,8 +268,11 @@ async def identify(request, token: str) -> Identity:
     its first message)."""
     state = request.app.state
     if token.startswith(KEY_PREFIX):
-        identity = await state.key_cache.resolve(state.db, token)
+        client = request.client.host if request.client else "-"
+        identity = await state.key_cache.resolve(state.db, token, lambda: state.failed_auth.refuse_if_over(client)) \
+            if KEY_FORMAT.match(token) else None
         if identity is None:
+            state.failed_auth.count(client)
             raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
     elif token.count(".") == 2 and state.oidc is not None:
         identity = await _oidc_identity(request, state.oidc, token)

@@ -187,6 +187,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"set both ENCLAVE_{what}_CERT_FILE and ENCLAVE_{what}_KEY_FILE, or neither")
         if self.sip_tls_port is not None and not self.sip_port:
             raise ValueError("ENCLAVE_SIP_TLS_PORT needs ENCLAVE_SIP_PORT too (the SIP user agent listens on both)")
+        if (self.oidc_jwks_file or self.oidc_jwks_url) and not (self.oidc_issuer and self.oidc_audience):
+            # Without them any token signed by the IdP's keys passes: one issued to another client or realm.
+            raise ValueError("OIDC needs ENCLAVE_OIDC_ISSUER and ENCLAVE_OIDC_AUDIENCE (the iss and aud this "
+                             "appliance's tokens carry) next to its JWKS")
         return self
 
     @property

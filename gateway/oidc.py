@@ -24,6 +24,7 @@ import jwt
 log = logging.getLogger("enclave.gateway.oidc")
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 REFRESH_MIN_INTERVAL_S = 60.0
+MAX_AGE_S = 3600.0     # keys are reloaded at least this often, so a key the IdP withdrew stops working
 
 
 class OidcConfigError(RuntimeError):
@@ -87,18 +88,32 @@ class OidcVerifier:
         keys = list(self._keys)
         if kid is None and len(keys) == 1:
             return keys[0]
+        if time.monotonic() - self._loaded_at > MAX_AGE_S:
+            await self._reload()     # a key the IdP withdrew (compromised, rotated out) stops being trusted
         try:
             return self._keys[kid or ""]
         except KeyError:
             # A rotated key: reload, at most once a minute (a flood of bad kids must not hammer the IdP).
-            if time.monotonic() - self._loaded_at > REFRESH_MIN_INTERVAL_S:
-                async with self._lock:
-                    await self.load()
-                try:
-                    return self._keys[kid or ""]
-                except KeyError:
-                    pass
+            await self._reload()
+            try:
+                return self._keys[kid or ""]
+            except KeyError:
+                pass
             raise TokenRejected(f"the token's signing key (kid {kid!r}) is not in the configured JWKS") from None
+
+    async def _reload(self) -> None:
+        """Reload the keys, at most once per REFRESH_MIN_INTERVAL_S whatever the outcome (the check is repeated
+        under the lock, so a burst waits for one fetch; a failed fetch also waits, and the keys in hand stay)."""
+        if time.monotonic() - self._loaded_at <= REFRESH_MIN_INTERVAL_S:
+            return
+        async with self._lock:
+            if time.monotonic() - self._loaded_at <= REFRESH_MIN_INTERVAL_S:
+                return
+            try:
+                await self.load()
+            except Exception as e:
+                self._loaded_at = time.monotonic()
+                log.warning("OIDC keys could not be reloaded; keeping the ones in hand", extra={"error": repr(e)[:300]})
 
     async def verify(self, token: str) -> dict[str, Any]:
         try:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
 from gateway.auth import ROLES, AdminCaller
-from gateway.errors import NotFound
+from gateway.errors import Forbidden, NotFound
 from gateway.store import api_keys
 from gateway.store.audit import AuditEvent, append
 
@@ -37,6 +37,11 @@ class RetentionPolicy(BaseModel):
 
 @router.post("/keys", status_code=201)
 async def create_key(body: KeyCreate, identity: AdminCaller, conn: DbConn) -> dict:
+    if body.role == "auditor":
+        # Separation of duties: the auditor reveals vault values and reads the audit log; an admin who could
+        # mint an auditor key would hold both. Auditor keys come from the operator's CLI.
+        raise Forbidden("role_not_grantable", "auditor keys are created by the operator (enclave keys create "
+                        "--role auditor), not through the admin API", "role")
     async with conn.transaction():
         key, row = await api_keys.acreate_key(conn, identity.tenant_id, body.role, body.label,
                                               body.rate_limit_per_min, identity.subject)

@@ -42,11 +42,28 @@ async def list_entries(identity: AuditorCaller, conn: DbConn,
 
 @router.post("/verify")
 async def verify(identity: AuditorCaller, conn: DbConn) -> dict:
-    """Walk the whole chain (every tenant's entries link into one chain) and name the first broken link."""
+    """Walk the whole chain (every tenant's entries link into one chain) and say whether it holds; the first
+    broken link is named when it is one of this tenant's entries."""
     result = await audit.verify_async(conn)
+    # The walk covers every tenant; what it says is this tenant's: its own entries' counts, and where the
+    # chain broke only when the entry is its own (another tenant's seq and reason are theirs).
+    cur = await conn.execute("SELECT count(*), count(*) FILTER (WHERE purged_at IS NOT NULL) FROM audit_log "
+                             "WHERE tenant_id = %s", (identity.tenant_id,))
+    checked, tombstones = await cur.fetchone()
+    own_break = False
+    if result.broken_seq is not None:
+        cur = await conn.execute("SELECT tenant_id FROM audit_log WHERE seq = %s", (result.broken_seq,))
+        row = await cur.fetchone()
+        own_break = row is not None and str(row[0]) == identity.tenant_id
+    if result.ok:
+        message = f"audit chain intact: {checked} entries of this tenant ({tombstones} purged to tombstones)"
+    elif own_break:
+        message = f"audit chain broken at seq {result.broken_seq}, an entry of this tenant: {result.reason}"
+    else:
+        message = "audit chain broken at an entry outside this tenant: the operator's `enclave audit verify` names it"
     await audit.append(conn, audit.AuditEvent(
         "audit.verify", identity.subject, identity.tenant_id,
-        content={"ok": result.ok, "checked": result.checked, "broken_seq": result.broken_seq}))
-    return {"object": "audit.verification", "ok": result.ok, "checked": result.checked,
-            "tombstones": result.tombstones, "broken_seq": result.broken_seq, "reason": result.reason or None,
-            "message": result.describe()}
+        content={"ok": result.ok, "checked": checked, "broken_seq": result.broken_seq if own_break else None}))
+    return {"object": "audit.verification", "ok": result.ok, "checked": checked, "tombstones": tombstones,
+            "broken_seq": result.broken_seq if own_break else None,
+            "reason": (result.reason or None) if own_break else None, "message": message}

@@ -7,6 +7,8 @@ to the same ``/v1`` API a program would use, so the roles the API enforces are t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,8 @@ from starlette.types import Scope
 
 from gateway.errors import InvalidRequest, UpstreamUnavailable
 from gateway.oidc import OidcConfigError, check_internal_url
+
+log = logging.getLogger("enclave.gateway.ui")
 
 UI_DIR = Path(__file__).resolve().parents[1] / "ui"
 # Only this origin: scripts, styles, fetches and the voice WebSocket; blob: for recorded audio.
@@ -78,10 +82,14 @@ async def oidc_token(body: CodeExchange, request: Request) -> dict:
     s = request.app.state.settings
     if not (s.oidc_token_url and s.oidc_client_id):
         raise InvalidRequest("oidc_not_configured", "single sign-on is not configured on this gateway")
-    try:
-        check_internal_url(s.oidc_token_url, "ENCLAVE_OIDC_TOKEN_URL")
+    try:   # name resolution blocks: off the event loop, which paces every stream and call
+        await asyncio.to_thread(check_internal_url, s.oidc_token_url, "ENCLAVE_OIDC_TOKEN_URL")
     except OidcConfigError as e:
-        raise UpstreamUnavailable("oidc_token_failed", str(e)) from None
+        # The detail (host names, addresses of the site's network) is for the operator's log, not for an
+        # unauthenticated caller.
+        log.error("OIDC token endpoint refused", extra={"detail": str(e)})
+        raise UpstreamUnavailable("oidc_token_failed", "single sign-on is misconfigured on this gateway; "
+                                  "the operator's log says why") from None
     try:
         async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
             r = await client.post(s.oidc_token_url, data={

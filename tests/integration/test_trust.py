@@ -277,6 +277,9 @@ def test_admin_api_creates_lists_and_revokes_keys_and_audits_it(appliance: Appli
             assert admin.delete(f"/v1/admin/keys/{created['prefix']}").status_code == 200
             assert new.get("/v1/sessions").json()["error"]["code"] == "invalid_api_key"   # at once on this gateway
         assert admin.post("/v1/admin/keys", json={"role": "root"}).json()["error"]["code"] == "invalid_parameter"
+        # An admin cannot mint the role that reveals vault values and reads the audit log (separation of duties).
+        r = admin.post("/v1/admin/keys", json={"role": "auditor"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "role_not_grantable"
     with owner(appliance) as conn:
         stored = conn.execute("SELECT key_sha256 FROM api_keys WHERE prefix = %s", (created["prefix"],)).fetchone()[0]
     assert stored != created["key"] and len(stored) == 64
@@ -601,6 +604,10 @@ def test_changing_an_audit_row_makes_verify_fail_at_that_row(appliance: Applianc
             with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
                 api = auditor.post("/v1/audit/verify").json()
             assert api["ok"] is False and api["broken_seq"] == seq
+            with client(appliance.gateway_url, keys["trust-b", "auditor"]) as other:   # not trust-b's entry
+                api = other.post("/v1/audit/verify").json()
+            assert api["ok"] is False and api["broken_seq"] is None and api["reason"] is None
+            assert "outside this tenant" in api["message"]
         finally:
             conn.execute(f"UPDATE audit_log SET {column} = %s WHERE seq = %s", (original, seq))
             conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")

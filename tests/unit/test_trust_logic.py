@@ -3,20 +3,24 @@ placeholder restoration (streamed too), the echo policy, the rate limiter and th
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from gateway.auth import RateLimiter
+from gateway.auth import FailedAuthLimiter, KeyCache, RateLimiter, _TtlCache
 from gateway.dialogue.actions import redact_json
 from gateway.errors import RateLimited
 from gateway.oidc import OidcConfigError, check_internal_url
 from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
 from gateway.safety.redact import Redactor, SessionVault, StreamingRestorer, mask, rename_placeholders
 from gateway.safety.vault import StaticKey, VaultCipher, VaultKeyError, load_key_provider, write_new_key
+from gateway.store.api_keys import hash_key
 from gateway.store.audit import GENESIS_HASH, AuditEvent, append_params, chain_hash, next_row, verify_rows
 
 TENANT, SESSION = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
@@ -235,6 +239,73 @@ def test_rate_limit_is_a_token_bucket_per_key() -> None:
     limiter.check("enc_a", 3)
     with pytest.raises(RateLimited):
         limiter.check("enc_a", 3)
+
+
+def test_unknown_keys_from_one_address_are_refused_before_any_lookup() -> None:
+    now = [0.0]
+    limiter = FailedAuthLimiter(per_min=3, clock=lambda: now[0])
+    limiter.refuse_if_over("10.0.0.9")           # nothing counted yet
+    for _ in range(3):
+        limiter.count("10.0.0.9")
+    with pytest.raises(RateLimited) as refused:
+        limiter.refuse_if_over("10.0.0.9")
+    assert refused.value.code == "too_many_failed_attempts" and 0 < refused.value.retry_after_s <= 20
+    limiter.refuse_if_over("10.0.0.10")          # another address is not affected
+    now[0] = 20.0
+    limiter.refuse_if_over("10.0.0.9")
+
+
+def test_a_flood_of_made_up_keys_does_not_push_a_key_in_use_out_of_the_cache() -> None:
+    cache = _TtlCache(60)
+    cache.put("real", "identity")
+    for i in range(20_000):
+        cache.put(f"made-up-{i}", None)
+        if i % 1000 == 0:
+            assert cache.get("real") == (True, "identity")   # in use: kept
+    assert cache.get("real") == (True, "identity") and len(cache._entries) <= 10_001
+
+
+def test_a_lookup_that_raced_a_revocation_is_not_cached() -> None:
+    """A lookup that read the key before the revocation committed must not cache it after forget() ran:
+    the key would work on for the cache's lifetime, though the revocation said 'at once'."""
+    read, release = asyncio.Event(), asyncio.Event()
+
+    class Conn:
+        async def execute(self, *_a):
+            read.set()
+            await release.wait()
+            return self
+
+        async def fetchone(self):
+            return ("t1", "admin", "enc_revoked", None, None, None)
+
+    class Pool:
+        @contextlib.asynccontextmanager
+        async def connection(self):
+            yield Conn()
+
+    async def scenario() -> tuple:
+        cache = KeyCache()
+        lookup = asyncio.create_task(cache.resolve(Pool(), "enc_revoked_" + "x" * 32))
+        await read.wait()
+        cache.forget("enc_revoked")           # the admin's revocation lands while the lookup runs
+        release.set()
+        first = await lookup
+        return first, cache._keys.get(hash_key("enc_revoked_" + "x" * 32))
+
+    first, cached = asyncio.run(scenario())
+    assert first is not None and cached == (False, None)
+
+
+def test_oidc_needs_its_issuer_and_audience(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    with pytest.raises(ValidationError, match="ENCLAVE_OIDC_ISSUER and ENCLAVE_OIDC_AUDIENCE"):
+        Settings(oidc_jwks_file=jwks, oidc_audience="enclave")
+    assert Settings(oidc_jwks_file=jwks, oidc_issuer="https://idp.bank.internal", oidc_audience="enclave")
 
 
 @pytest.mark.parametrize("url,ok", [
