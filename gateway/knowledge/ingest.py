@@ -59,7 +59,10 @@ class Ingestor:
         sha256 = hashlib.sha256(data).hexdigest()
         async with self.pool.connection() as conn:
             existing = await repo.find_by_source(conn, tenant_id, collection, filename)
-            if existing is not None and existing["content_sha256"] == sha256:
+            # Unchanged: the same bytes, embedded by the model in use (after a model change every document is
+            # embedded again: vectors of two models are not comparable).
+            if existing is not None and existing["content_sha256"] == sha256 \
+                    and existing.get("embed_model") == self.embedder.model:
                 return IngestResult("unchanged", existing, existing["chunk_count"])
             # A new name whose bytes are already stored under another: kept once. A changed file under a name
             # that exists is a replacement, whatever else holds the same bytes (else its old text stays live).
@@ -86,8 +89,15 @@ class Ingestor:
         vectors = await self.embedder.embed(inputs, on_batch=progress, truncate=True)
         pii = sum(len(self.detector.detect(c.text)) for c in chunks) if self.detector is not None else 0
         async with self.pool.connection() as conn, conn.transaction():
+            # Two ingests of one name at once (a double submit, the CLI beside the UI) take turns here: the
+            # second sees the first's document and replaces it, instead of both inserting (a 500 on the
+            # unique name, or on the chunks' order).
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kb|{tenant_id}|{collection}|{filename}",))
             collection_id = await repo.ensure_collection(conn, tenant_id, collection)
             replacing = await repo.find_by_source(conn, tenant_id, collection, filename)
+            if replacing is not None and replacing["content_sha256"] == sha256 \
+                    and replacing.get("embed_model") == self.embedder.model:
+                return IngestResult("unchanged", replacing, replacing["chunk_count"])
             doc = await repo.write_document(
                 conn, tenant_id, collection_id, replacing, source_name=filename, title=doc_title, fmt=parsed.format,
                 sha256=sha256, size=len(data), tags=sorted(set(tags)), effective_date=effective_date,

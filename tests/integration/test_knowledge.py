@@ -343,6 +343,18 @@ def test_a_changed_file_is_replaced_even_when_its_new_bytes_match_another(keys: 
         assert all("1.10 percent" not in ch["text"] for ch in chunks)
 
 
+def test_the_same_document_uploaded_twice_at_once_is_stored_once(keys: dict, proxied: GatewayProcess) -> None:
+    """A double submit: both inserted, and the second hit the unique name (a 500). Now they take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+    data = f"# Branch hours\n\nThe Leeds branch opens at {RUN[:2]}:00 on Saturdays.\n".encode()
+    with client(proxied.url, keys[A, "supervisor"]) as c, ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: upload(c, f"leeds-hours-{RUN}.md", data), range(2)))
+        assert sorted(r.status_code for r in results) == [200, 201], [r.text for r in results]
+        assert sorted(r.json()["status"] for r in results) == ["created", "unchanged"]
+        listed = c.get("/v1/knowledge/documents", params={"collection": "scratch"}).json()["data"]
+        assert [d["source_name"] for d in listed].count(f"leeds-hours-{RUN}.md") == 1
+
+
 def test_tenants_never_see_each_others_documents(keys: dict, corpus: dict, proxied: GatewayProcess) -> None:
     some = next(iter(corpus.values()))
     with client(proxied.url, keys[B, "user"]) as b:
