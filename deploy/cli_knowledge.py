@@ -86,7 +86,7 @@ async def _ingest(db_url: str, args: argparse.Namespace, files: list[tuple[Path,
     for path, status, n, note in results:
         table.add_row(str(path), status, str(n), note)
     cli.console.print(table)
-    counts = {s: sum(1 for _p, st, _n, _w in results if st == s) for s in ("created", "replaced", "unchanged", "duplicate")}
+    counts = {s: sum(1 for _p, st, _n, _w in results if st == s) for s in ("created", "replaced", "updated", "unchanged", "duplicate")}
     cli.console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f", {failed} failed")
     return 1 if failed else 0
 

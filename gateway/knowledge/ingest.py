@@ -32,7 +32,7 @@ SECTION_PREFIX_CHARS = 160   # title + section path put before a chunk's text fo
 
 @dataclass
 class IngestResult:
-    status: Literal["created", "replaced", "unchanged", "duplicate"]
+    status: Literal["created", "replaced", "updated", "unchanged", "duplicate"]
     document: dict
     chunks: int = 0
     pii_values: int = 0          # personal data seen in the text: reported so an operator can check the source
@@ -52,6 +52,23 @@ class Ingestor:
         self.max_tokens, self.overlap_tokens, self.max_bytes = max_tokens, overlap_tokens, max_bytes
         self.detector = detector
 
+    async def _same_content(self, conn, tenant_id: str, existing: dict, actor: str, tags: Sequence[str],
+                            effective_date: date | None, title: str | None) -> IngestResult:
+        """The same bytes again: unchanged, unless the upload sets other metadata (re-uploading is how an
+        operator corrects an effective date or tags; they were silently ignored). What is not given stays."""
+        wanted = {"title": (title or "").strip()[:300] or existing["title"],
+                  "tags": sorted(set(tags)) if tags else list(existing["tags"] or []),
+                  "effective_date": effective_date if effective_date is not None else existing["effective_date"]}
+        if (wanted["title"], wanted["tags"], wanted["effective_date"]) == \
+                (existing["title"], sorted(existing["tags"] or []), existing["effective_date"]):
+            return IngestResult("unchanged", existing, existing["chunk_count"])
+        async with conn.transaction():
+            doc = await repo.update_metadata(conn, tenant_id, existing["id"], **wanted)
+            await append(conn, AuditEvent("knowledge.update", actor, tenant_id, content={
+                "document_id": str(existing["id"]), "source_name": existing["source_name"], "title": wanted["title"],
+                "tags": wanted["tags"], "effective_date": str(wanted["effective_date"] or "") or None}))
+        return IngestResult("updated", doc, existing["chunk_count"])
+
     async def ingest(self, tenant_id: str, collection: str, filename: str, data: bytes, *, actor: str,
                      tags: Sequence[str] = (), effective_date: date | None = None, title: str | None = None,
                      content_type: str | None = None, on_progress: Callable[[str, int, int], None] | None = None) -> IngestResult:
@@ -63,7 +80,7 @@ class Ingestor:
             # embedded again: vectors of two models are not comparable).
             if existing is not None and existing["content_sha256"] == sha256 \
                     and existing.get("embed_model") == self.embedder.model:
-                return IngestResult("unchanged", existing, existing["chunk_count"])
+                return await self._same_content(conn, tenant_id, existing, actor, tags, effective_date, title)
             # A new name whose bytes are already stored under another: kept once. A changed file under a name
             # that exists is a replacement, whatever else holds the same bytes (else its old text stays live).
             same = await repo.find_by_hash(conn, tenant_id, collection, sha256) if existing is None else None

@@ -67,6 +67,17 @@ async def chunks_of(conn: AsyncConnection, tenant_id: str, document_id: uuid.UUI
         return await cur.fetchall()
 
 
+async def update_metadata(conn: AsyncConnection, tenant_id: str, document_id: uuid.UUID, *, title: str,
+                          tags: Sequence[str], effective_date: date | None) -> dict:
+    """New title, tags or effective date for a document whose content is unchanged: the chunks carry the
+    filters too, so both move together (call inside a transaction)."""
+    await conn.execute("UPDATE kb_documents SET title = %s, tags = %s, effective_date = %s, updated_at = now() "
+                       "WHERE tenant_id = %s AND id = %s", (title, list(tags), effective_date, tenant_id, document_id))
+    await conn.execute("UPDATE kb_chunks SET tags = %s, effective_date = %s WHERE tenant_id = %s AND document_id = %s",
+                       (list(tags), effective_date, tenant_id, document_id))
+    return await get_document(conn, tenant_id, document_id)
+
+
 async def write_document(conn: AsyncConnection, tenant_id: str, collection_id: uuid.UUID, replacing: dict | None, *,
                          source_name: str, title: str, fmt: str, sha256: str, size: int, tags: Sequence[str],
                          effective_date: date | None, embed_model: str, created_by: str,

@@ -146,7 +146,7 @@ def test_the_cli_ingests_a_folder_with_a_summary_and_resumes(appliance: Applianc
     assert f"{len(DOCS)} created" in first.stdout and "0 failed" in first.stdout
     assert "documents" in first.stderr          # the progress bar
     again = enclave_cli(appliance, "knowledge", "ingest", str(corpus_dir), "--tenant", CLI_TENANT)
-    assert again.returncode == 0 and f"0 created, 0 replaced, {len(DOCS)} unchanged" in again.stdout, again.stdout
+    assert again.returncode == 0 and f"0 created, 0 replaced, 0 updated, {len(DOCS)} unchanged" in again.stdout, again.stdout
     listed = enclave_cli(appliance, "knowledge", "list", "--tenant", CLI_TENANT)
     assert listed.returncode == 0 and DOCS[0].title[:20] in listed.stdout
     missing = enclave_cli(appliance, "knowledge", "ingest", "/no/such/folder", "--tenant", CLI_TENANT)
@@ -353,6 +353,21 @@ def test_the_same_document_uploaded_twice_at_once_is_stored_once(keys: dict, pro
         assert sorted(r.json()["status"] for r in results) == ["created", "unchanged"]
         listed = c.get("/v1/knowledge/documents", params={"collection": "scratch"}).json()["data"]
         assert [d["source_name"] for d in listed].count(f"leeds-hours-{RUN}.md") == 1
+
+
+def test_the_same_bytes_with_new_metadata_update_the_document(keys: dict, proxied: GatewayProcess) -> None:
+    """Re-uploading is how an operator corrects an effective date or tags: they were ignored ('unchanged')."""
+    data = f"# Card replacement\n\nA replacement card costs nothing and arrives in {RUN[:1]} working days.\n".encode()
+    with client(proxied.url, keys[A, "supervisor"]) as c:
+        first = upload(c, f"card-replacement-{RUN}.md", data).json()
+        assert first["status"] == "created"
+        r = upload(c, f"card-replacement-{RUN}.md", data, tags="cards,fees", effective_date="2026-02-01")
+        assert r.json()["status"] == "updated" and r.json()["document"]["id"] == first["document"]["id"], r.text
+        assert r.json()["document"]["tags"] == ["cards", "fees"] and r.json()["document"]["effective_date"] == "2026-02-01"
+        hits = c.get("/v1/knowledge/search", params={"q": "replacement card", "collection": "scratch",
+                                                     "tag": "cards"}).json()["data"]
+        assert first["document"]["id"] in {h["document_id"] for h in hits}      # the chunks carry the new tags
+        assert upload(c, f"card-replacement-{RUN}.md", data).json()["status"] == "unchanged"   # nothing new given
 
 
 def test_tenants_never_see_each_others_documents(keys: dict, corpus: dict, proxied: GatewayProcess) -> None:
