@@ -328,8 +328,19 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
     var_dir.mkdir(parents=True, exist_ok=True)
     (var_dir / "log").mkdir(exist_ok=True)
     stop = threading.Event()
+    up_and_running = False
+
+    def on_signal(*_: object) -> None:
+        first = not stop.is_set()
+        stop.set()
+        if first and not up_and_running:     # once: a second Ctrl-C must not cut the cleanup short
+            # Still starting (a model load takes minutes): interrupt it, so the cleanup below stops what has
+            # started. Only setting the event was ignored until start-up ended, and an operator who then
+            # used kill -9 left PostgreSQL, Ray and the example bank running.
+            raise KeyboardInterrupt
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     running = Running()
     try:
         for name, host, port, var in (("gateway", settings.gateway_host, settings.gateway_port, "ENCLAVE_GATEWAY_PORT"),
@@ -406,6 +417,7 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
                                               "database_url": running.db.url, "profile": chosen,
                                               "bank_url": bank_url}))
             ready_file.chmod(0o600)
+        up_and_running = True
         while not stop.wait(1.0):
             if running.gateway.poll() is not None:
                 raise UpError(f"the gateway exited with code {running.gateway.returncode}; see {gw_log}")
@@ -414,6 +426,9 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
     except UpError as e:
         console.print(f"[red]enclave up: {e}[/]")
         return 1
+    except KeyboardInterrupt:
+        console.print("interrupted while starting; stopping what started…")
+        return 130
     finally:
         shutdown(running)
         console.print("stopped.")
