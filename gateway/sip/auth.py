@@ -269,6 +269,10 @@ class DigestAuth:
             return _fail("unknown user")
         if not matches:
             return _fail("wrong response")
+        if request.uri is not None and uri != request.uri:
+            # RFC 2617 §3.2.2.5: the digest covers its uri, not the request's; a captured one must not open a
+            # call to another number (another tenant's) within the nonce's lifetime.
+            return _fail("uri mismatch")
         if age > self.nonce_ttl_s:
             # RFC 2617 §3.2.1: stale only when the digest itself was right, so the UAC may retry without re-prompting.
             return AuthResult(False, None, True, "stale nonce")

@@ -83,8 +83,14 @@ def _connection(value: str) -> str:
     if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
         raise SdpError(f"bad c= line: {value!r}")
     address = parts[2].split("/")[0]  # multicast TTL/count suffix
-    if not address:
-        raise SdpError(f"bad c= line: {value!r}")
+    # An IP literal of the family named: a host name would be resolved on every packet sent (blocking the
+    # event loop that paces every call's audio), and could point the media anywhere DNS says.
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"c= must give an IP address, not {address[:64]!r}", 488) from None
+    if (ip.version == 4) != (parts[1] == "IP4"):
+        raise SdpError(f"bad c= line: {value!r} (the address is not {parts[1]})", 488)
     return address
 
 

@@ -124,6 +124,11 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         call = self.call
+        if addr[0] != call.remote_rtp[0]:
+            # Only from the address the SDP named: RTP ports are guessable, and anyone reaching one could
+            # otherwise speak into the call or press its keys (a lone '0' asks for an agent).
+            call.stats["rtp_foreign"] = call.stats.get("rtp_foreign", 0) + 1
+            return
         try:
             packet = parse_rtp(data)
         except RtpError:
@@ -290,17 +295,25 @@ class SipServer(asyncio.DatagramProtocol):
             return
         method = msg.method
         call = self.calls.get(msg.call_id or "")
+        if call is not None and method not in ("INVITE", "ACK", "CANCEL") and not self._of_call(call, msg, addr):
+            # The Call-ID alone is guessable: a request for a call must come over its own signalling path, with
+            # its tags (a BYE from anywhere allowed ended the call; a re-INVITE moved its media elsewhere).
+            self._respond(msg, addr, 481)
+            return
         in_dialog = call is not None and call.dialog is not None and bool(msg.to_tag) and method not in ("ACK", "CANCEL")
         if in_dialog and not call.dialog.remote_cseq_ok(msg):
             self._respond(msg, addr, 500, reason="CSeq Out of Order")
             return
         if method == "INVITE":
             if call is not None and msg.to_tag:
-                await self._reinvite(call, msg, addr)
+                if not self._of_call(call, msg, addr):
+                    self._respond(msg, addr, 481)
+                    return
+                await self._guarded(self._reinvite(call, msg, addr), msg, addr)
             elif call is not None or msg.to_tag:
                 self._respond(msg, addr, 481 if msg.to_tag else 482, to_tag=new_tag())
             else:
-                await self._invite(msg, addr)
+                await self._guarded(self._invite(msg, addr), msg, addr)
         elif method == "ACK":
             pass
         elif method == "BYE":
@@ -321,6 +334,36 @@ class SipServer(asyncio.DatagramProtocol):
             self._respond(msg, addr, 481 if method != "REFER" or call is None else 403)
         else:
             self._respond(msg, addr, 501, extra=(("Allow", ALLOW),))
+
+    def _of_call(self, call: Call, msg: SipMessage, addr) -> bool:
+        """Whether an in-dialog request belongs to ``call``: from the address and transport its signalling
+        uses, and with the dialog's tags (our tag in To once we gave one, theirs in From)."""
+        # The host, not the port: a PBX may send in-dialog requests from another of its ports (RFC 3261 lets it).
+        if addr[0] != call.remote_sip[0] or isinstance(addr, TlsAddr) != (call.transport == "tls"):
+            return False
+        if call.dialog is not None:
+            return call.dialog.is_in_dialog(msg)
+        return not msg.to_tag or msg.to_tag == call.tag
+
+    async def _guarded(self, handling, msg: SipMessage, addr) -> None:
+        """An INVITE (or re-INVITE) whose handling fails unexpectedly gets a 500 and leaves nothing behind:
+        before, the exception ended the server's task for it and the transaction waited for an answer for ever."""
+        try:
+            await handling
+        except Exception:
+            log.exception("INVITE handling failed", extra={"call_id": msg.call_id})
+            call = self.calls.get(msg.call_id or "")
+            if call is not None and call.invite is msg:
+                await self._end(call, "failed")
+            txn = self.transactions.get(msg)
+            if txn is not None and txn.state == "proceeding":
+                with contextlib.suppress(Exception):
+                    self._respond(msg, addr, 500, to_tag=call.tag if call is not None else new_tag())
+
+    def _ringing(self, msg: SipMessage) -> bool:
+        """The INVITE still waits for our final answer (not cancelled, not answered, not given up)."""
+        txn = self.transactions.get(msg)
+        return txn is not None and txn.state == "proceeding"
 
     def _transaction_over(self, txn) -> None:
         """A 200 to an INVITE never ACKed for 64*T1: the peer is gone or never meant it; end the call (§13.3.1.4)."""
@@ -411,25 +454,35 @@ class SipServer(asyncio.DatagramProtocol):
             offer = parse_sdp(msg.body)
             call = Call(msg.call_id or "", tag, addr, (offer.connection_ip, offer.port), "PCMU", tenant=tenant, did=did,
                         invite=msg, transport="tls" if isinstance(addr, TlsAddr) else "udp", sips=_asks_sips(msg))
+            # Known from now on, before the first await: a CANCEL (or a second INVITE of this Call-ID) that
+            # arrives while the RTP port opens finds it, instead of orphaning it.
+            self.calls[call.call_id] = call
             call.rtp_transport = await self._open_rtp(call)
             body = self._answer(call, offer)
             call.dialog = Dialog.from_invite(msg, tag, self.contact_for(call), addr)
         except (SdpError, SipParseError, OSError) as e:
             # Whatever failed, an RTP port opened for this call is given back: a refused INVITE must not hold one
             # (enough of them would leave no port for real calls).
-            if call is not None and call.rtp_transport is not None:
-                call.rtp_transport.close()
+            if call is not None:
+                if self.calls.get(call.call_id) is call:
+                    del self.calls[call.call_id]
+                if call.rtp_transport is not None:
+                    call.rtp_transport.close()
+            if not self._ringing(msg):
+                return
             if isinstance(e, OSError):
                 log.exception("no RTP port free")
                 self._respond(msg, addr, 503, to_tag=tag, extra=(("Retry-After", "5"),))
             else:
                 self._respond(msg, addr, e.status, to_tag=tag)
             return
-        if call.transport == "tls" and (self.tls is None or not self.tls.is_open(addr)):
-            call.rtp_transport.close()     # the caller's connection is already gone: nobody to answer
+        gone = call.transport == "tls" and (self.tls is None or not self.tls.is_open(addr))
+        if gone or call.closed or not self._ringing(msg):   # the caller hung up, cancelled or lost its connection
+            if self.calls.get(call.call_id) is call:
+                del self.calls[call.call_id]
+            call.rtp_transport.close()
             return
         call.sender = RtpSender(PT[call.codec])
-        self.calls[call.call_id] = call
         self._respond(msg, addr, 180, to_tag=tag)
         if self.config.ring_ms:
             await asyncio.sleep(self.config.ring_ms / 1000)
@@ -443,7 +496,9 @@ class SipServer(asyncio.DatagramProtocol):
             self._respond(msg, addr, 500, to_tag=tag)
             await self._end(call, "failed")
             return
-        if call.closed:      # cancelled while the session was being set up
+        if call.closed or not self._ringing(msg):      # cancelled (or ended) while the session was being set up
+            if not call.closed:
+                await self._end(call, "cancelled")
             with contextlib.suppress(Exception):
                 await call.session.close()
             return
@@ -561,6 +616,8 @@ class SipServer(asyncio.DatagramProtocol):
 
     DIGIT_PAUSE_S = 0.8   # keypad digits are one input until '#' or this long without a key
 
+    MAX_DIGITS = 32
+
     def on_digit(self, call: Call, digit: str) -> None:
         """Key presses, collected into one input ('1234#', or a pause) for the dialogue."""
         if call.digits_flush is not None:
@@ -568,6 +625,8 @@ class SipServer(asyncio.DatagramProtocol):
         if digit == "#":
             self._flush_digits(call)
             return
+        if len(call.digits) >= self.MAX_DIGITS:   # key presses faster than the pause, without end: one input
+            self._flush_digits(call)
         call.digits += digit
         call.digits_flush = asyncio.get_running_loop().call_later(self.DIGIT_PAUSE_S, self._flush_digits, call)
 
@@ -681,7 +740,13 @@ class SipServer(asyncio.DatagramProtocol):
         if call.closed:
             return
         call.closed = True
-        self.calls.pop(call.call_id, None)
+        if call.invite is not None and self._ringing(call.invite):
+            # Ended before we answered (a BYE on the early dialog, a failure, the connection gone): the INVITE
+            # still gets its final answer (§15.1.2), so its transaction ends instead of waiting for ever.
+            with contextlib.suppress(Exception):
+                self._respond(call.invite, call.remote_sip, 487, to_tag=call.tag)
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
         self.ended[call.call_id] = time.monotonic()
         if call.pump is not None:
             call.pump.cancel()

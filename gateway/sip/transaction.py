@@ -39,6 +39,8 @@ T4 = 5.0  # time a message may linger in the network (Timer I)
 TxKey = tuple[str, tuple[str, int], str]
 
 
+PROCEEDING_LIMIT_S = 300.0   # an INVITE the core never answered finally is dropped after this
+
 class TransactionError(RuntimeError):
     """The TU asked for something the transaction state machine forbids (e.g. a second final response)."""
 
@@ -114,6 +116,9 @@ class InviteServerTransaction(_ServerTransaction):
         self._retransmit_at: float | None = None  # Timer G (non-2xx) or the 2xx retransmit timer
         self._interval = self.t1
         self._end_at: float | None = None  # Timer H (completed), I (confirmed) or L (accepted)
+        # No RFC timer runs while proceeding (the core owes the final answer). A core that never gives one
+        # (a failure between 180 and 200) must not leak the transaction: after this long it is dropped.
+        self._give_up_at = self._now(None) + PROCEEDING_LIMIT_S
 
     def on_request(self, msg: SipMessage, now: float | None = None) -> list[bytes]:
         """A retransmitted INVITE is answered with the last response; an ACK stops retransmissions."""
@@ -157,11 +162,16 @@ class InviteServerTransaction(_ServerTransaction):
 
     def next_timer(self) -> float | None:
         times = [t for t in (self._retransmit_at, self._end_at) if t is not None]
+        if self.state == "proceeding":
+            times.append(self._give_up_at)
         return min(times) if times else None
 
     def on_timer(self, now: float | None = None) -> list[bytes]:
         """Fire whatever is due; a late call coalesces missed retransmissions into one send."""
         now = self._now(now)
+        if self.state == "proceeding" and now >= self._give_up_at:
+            self.state = "terminated"
+            return []
         if self._end_at is not None and now >= self._end_at:
             if self.state == "completed" or (self.state == "accepted" and not self.acked):
                 self.timed_out = True

@@ -174,6 +174,15 @@ def test_response_bound_to_method() -> None:
     assert auth.check(request("INVITE", authorization=(header,))).reason == "wrong response"
 
 
+def test_a_digest_opens_only_the_uri_it_was_made_for() -> None:
+    """A captured INVITE's Authorization, replayed to another number (another tenant's) within the nonce's
+    lifetime: the digest covers its own uri, so it must match the request's (RFC 2617 §3.2.2.5)."""
+    auth = make_auth()
+    header = signed(auth).header("Authorization") or ""           # made for sip:agent@10.0.0.2
+    assert auth.check(request("INVITE", "sip:agent@10.0.0.2", (header,))).ok
+    assert auth.check(request("INVITE", "sip:other-tenant@10.0.0.2", (header,))).reason == "uri mismatch"
+
+
 def test_realm_mismatch() -> None:
     auth = make_auth()
     nonce = challenge_params(auth)["nonce"]

@@ -23,6 +23,7 @@ from gateway.sip.message import (
 )
 from gateway.sip.sdp import SdpError, answer, parse_sdp
 from gateway.sip.transaction import (
+    PROCEEDING_LIMIT_S,
     InviteServerTransaction,
     NonInviteServerTransaction,
     TransactionError,
@@ -595,11 +596,20 @@ def drive(
     return sent
 
 
+def test_an_invite_never_answered_finally_is_dropped() -> None:
+    clock = Clock()
+    txn = InviteServerTransaction(parse(ASTERISK_INVITE), clock=clock)
+    txn.send_response(response_to(txn.request, 180, to_tag="t"))
+    assert txn.on_timer(clock.now + PROCEEDING_LIMIT_S - 1) == [] and txn.state == "proceeding"
+    assert txn.on_timer(clock.now + PROCEEDING_LIMIT_S) == [] and txn.state == "terminated"
+
+
 def test_invite_non_2xx_retransmit_schedule_and_ack() -> None:
     clock = Clock()
     invite = parse(ASTERISK_INVITE)
     txn = InviteServerTransaction(invite, clock=clock)
-    assert txn.state == "proceeding" and txn.next_timer() is None
+    # No RFC timer while proceeding, only the leak guard: an INVITE never answered finally is dropped.
+    assert txn.state == "proceeding" and txn.next_timer() == pytest.approx(clock.now + PROCEEDING_LIMIT_S)
     assert txn.send_response(response_to(invite, 100)) and txn.state == "proceeding"
     assert txn.on_request(invite) == [response_to(invite, 100).to_bytes()]  # retransmitted INVITE: last 1xx
     busy = response_to(invite, 486, to_tag="t")

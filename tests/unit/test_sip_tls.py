@@ -654,3 +654,60 @@ async def _idle_scenario(tmp_path: Path) -> None:
         assert not listener.connections
     finally:
         await listener.close()
+
+
+def test_a_call_only_answers_its_own_signalling_and_media() -> None:
+    """The Call-ID alone is guessable: a BYE without the dialog's tags (or from another host) no longer ends
+    the call; RTP from an address the SDP did not name is dropped (it could speak into the call or press
+    its keys); an SDP naming a host instead of an address is refused."""
+    asyncio.run(asyncio.wait_for(_own_signalling(), 20))
+
+
+async def _own_signalling() -> None:
+    sessions: list[FakeSession] = []
+
+    def new_session(call, send_audio) -> FakeSession:
+        sessions.append(FakeSession())
+        return sessions[-1]
+
+    server = await start_sip(SipConfig(host="127.0.0.1", port=0, rtp_host="127.0.0.1", default_tenant="dev",
+                                       ring_ms=0), new_session)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(3)
+    try:
+        port = server.transport.get_extra_info("sockname")[1]
+        sent_by = f"127.0.0.1:{udp.getsockname()[1]}"
+        media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        media.bind(("127.0.0.1", 0))
+        invite = sip_request("INVITE", uri="sip:2000@127.0.0.1", transport="UDP", sent_by=sent_by, call_id="own",
+                             cseq=1, body=sdp_offer(media.getsockname()[1]), contact=f"<sip:pbx@{sent_by}>")
+        ok = await asyncio.to_thread(udp_ask, port, invite, udp)
+        assert ok.status == 200
+        to_tag = ok.to_tag
+        call = server.calls["own"]
+        bye = sip_request("BYE", uri=f"sip:2000@127.0.0.1:{port}", transport="UDP", sent_by=sent_by, call_id="own",
+                          cseq=2)                                    # no To tag: not this dialog
+        assert (await asyncio.to_thread(udp_ask, port, bye, udp)).status == 481 and not call.closed
+        rtp_port = call.rtp_transport.get_extra_info("sockname")[1]
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.2", 0))      # another host than the SDP named
+        keypress = bytes([0x80, 101, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]) + bytes([0, 0x80 | 10, 0, 160])   # '0', end
+        for _ in range(3):
+            stranger.sendto(keypress, ("127.0.0.1", rtp_port))
+        await asyncio.sleep(0.2)
+        stranger.close()
+        assert call.stats.get("rtp_foreign") == 3 and call.digits == ""
+        bye = sip_request("BYE", uri=f"sip:2000@127.0.0.1:{port}", transport="UDP", sent_by=sent_by, call_id="own",
+                          cseq=3, to_tag=to_tag)
+        assert (await asyncio.to_thread(udp_ask, port, bye, udp)).status == 200
+        await asyncio.sleep(0.1)
+        assert call.closed and "own" not in server.calls
+        by_name = sdp_offer(40010).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 media.pbx.example")
+        invite = sip_request("INVITE", uri="sip:2000@127.0.0.1", transport="UDP", sent_by=sent_by, call_id="named",
+                             cseq=1, body=by_name, contact=f"<sip:pbx@{sent_by}>")
+        assert (await asyncio.to_thread(udp_ask, port, invite, udp)).status == 488
+        media.close()
+    finally:
+        udp.close()
+        await server.close()
