@@ -16,7 +16,7 @@ from gateway.dialogue.turn import Turn
 _DROP = re.compile(r"<\s*(script|style)[^>]*>.*?<\s*/\s*\1\s*>|<!--.*?-->", re.S | re.I)
 _BLOCK_TAG = re.compile(r"</?\s*(br|p|div|li|tr|td|th|h[1-6]|ul|ol|table|section|article|header|footer|blockquote|pre)\b[^<>]*>",
                         re.I)
-_INLINE_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+_INLINE_TAGS = re.compile(r"(?:</?[A-Za-z][^<>]*>)+")     # "</span><span>" is one gap
 _ROLE_PREFIX = re.compile(r"^\s*(?:#{1,4}\s*)?(system|assistant|user|human|ai|instruction|developer)\s*:\s*",
                           re.I | re.M)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
@@ -35,10 +35,17 @@ _STOPWORDS: dict[str, frozenset[str]] = {
 }
 
 
+def _tag_gap(m: re.Match) -> str:
+    """An inline tag between two word characters becomes a space: "<span>Card</span><span>4111…" read as
+    "Card4111…", and no detector finds a value glued to its label."""
+    before, after = m.string[m.start() - 1:m.start()], m.string[m.end():m.end() + 1]
+    return " " if before.isalnum() and after.isalnum() else ""
+
+
 def normalise(text: str) -> str:
     text = _CONTROL.sub("", text)
     text = _BLOCK_TAG.sub("\n", _DROP.sub(" ", text))
-    text = html.unescape(_INLINE_TAG.sub("", text))
+    text = html.unescape(_INLINE_TAGS.sub(_tag_gap, text))
     text = _ROLE_PREFIX.sub("", text)
     text = _SPACES.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _BLANK_LINES.sub("\n\n", text)

@@ -223,7 +223,7 @@ _NEGATIVE_CONTEXT = re.compile(
     r"(?i)\b(?:order|orders|invoice|inv|ref|reference|tracking|ticket|confirmation|booking|transaction|txn|receipt|"
     r"serial|sku|isbn|po|policy|claim|membership|(?:case|part|item|model|member|customer|id)\s*(?:no\b\.?|number|num\b|#))"
     r"(?![a-z])")
-_PHONE_CUE = re.compile(r"(?i)\b(?:phone|call|tel|telephone|mobile|mob|cell|ring|text|whatsapp|fax|contact)\b")
+_PHONE_CUE = re.compile(r"(?i)\b(?:phone|call|tel|telephone|mobile|mob|cell|ring|text|whatsapp|fax|contact|reach)\b")
 
 
 def _digit_count(text: str) -> int:
@@ -236,10 +236,17 @@ def _preceded_by(pattern: re.Pattern[str], text: str, start: int, window: int = 
     return matches[-1] if matches else None
 
 
+_REFERENCE_GAP = re.compile(r"(?i)[\s#:.\-]*(?:(?:no|nr|num|number|id|code|is|was)\b[\s#:.\-]*){0,3}")
+
+
 def _looks_like_reference(text: str, start: int) -> bool:
-    """A number just after "order", "invoice", "tracking"… is a reference, unless a phone cue comes after it."""
+    """A number right after "order", "invoice", "transaction"… ("order no. 12345", "ref: 1234") is a reference,
+    unless a phone cue comes between. Only right after: "It's about a transaction, my number is 07911…"
+    is a phone number (in a bank, "transaction" is in most messages)."""
     neg = _preceded_by(_NEGATIVE_CONTEXT, text, start, 30)
-    return neg is not None and not _PHONE_CUE.search(text, neg.end(), start)
+    if neg is None or _PHONE_CUE.search(text, neg.end(), start):
+        return False
+    return _REFERENCE_GAP.fullmatch(text, neg.end(), start) is not None
 
 
 def _context_regex(words: Iterable[str]) -> re.Pattern[str]:
@@ -267,7 +274,10 @@ def _luhn_ok(digits: str) -> bool:
 
 # ---------------------------------------------------------------- CARD
 
-_CARD = re.compile(r"\d(?<![\w.,/-].)(?<!\d[ -].)(?:[ -]?\d){12,18}(?![\w]|[ -]?\d|[.,/]\d)")
+# A run of digits with single space or dash separators; which part of it is the card is decided in _cards
+# (a card is often followed by its expiry or CVV: "4111 1111 1111 1111 12/26", "… 1111 123").
+_CARD = re.compile(r"\d(?<![\w.,/-].)(?<!\d[ -].)(?:[ -]?\d){12,}")
+_GROUP_END = re.compile(r"\d(?=[ -]\d)")
 
 
 def _issuer_ok(d: str) -> bool:
@@ -289,10 +299,18 @@ def _issuer_ok(d: str) -> bool:
 
 
 def _cards(doc: _Doc) -> Iterator[Candidate]:
+    """The longest front of each digit run, cut at a group boundary, that is a card (issuer and Luhn). A run
+    that goes on into a decimal or a date ("1234567890123.45", "…/2026") is a number, not a card."""
     for m in _CARD.finditer(doc.text):
-        digits = re.sub(r"\D", "", m.group())
-        if _issuer_ok(digits) and _luhn_ok(digits):
-            yield m.start(), m.end(), "CARD", digits
+        run = m.group()
+        ends = [len(run)] + [g.end() for g in reversed(list(_GROUP_END.finditer(run)))]
+        for end in ends:
+            if end == len(run) and re.match(r"[\w]|[.,/]\d", doc.text[m.end():m.end() + 2]):
+                continue          # the whole run is glued to more: only a cut at a separator may be a card
+            digits = re.sub(r"\D", "", run[:end])
+            if 12 < len(digits) <= 19 and _issuer_ok(digits) and _luhn_ok(digits):
+                yield m.start(), m.start() + end, "CARD", digits
+                break
 
 
 # ---------------------------------------------------------------- IBAN
@@ -359,7 +377,7 @@ def _ninos(doc: _Doc) -> Iterator[Candidate]:
 
 # ---------------------------------------------------------------- EMAIL
 
-_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+_EMAIL = re.compile(r"(?<![\w.%+'-])[A-Za-z0-9][A-Za-z0-9._%+'-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                     r"[A-Za-z]{2,24}(?![\w-]|\.[A-Za-z0-9])")
 _TLDS = ("com|org|net|edu|gov|mil|int|io|co|uk|us|ca|au|nz|ie|de|fr|es|it|nl|be|ch|at|se|no|dk|fi|pl|pt|cz|ru|cn|jp|"
          "kr|in|br|mx|ar|za|ng|ke|info|biz|me|tv|app|dev|ai|eu|travel|online|email|mail|name|pro|xyz|tech|site")
@@ -439,11 +457,12 @@ _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, 
 _DAY_WORD = r"(?:(?:twenty|thirty|20|30)[\s-]?)?(?:" + "|".join(sorted(_ORDINAL_WORDS, key=len, reverse=True)) + ")"
 _DAY = rf"(?:(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?|{_DAY_WORD})"
 _YEAR = r"(?:19|20)\d{2}"
+_YEAR_OR_SHORT = r"(?:(?:19|20)\d{2}|\d{2})"    # "14 March 85": a date of birth is often written so
 _DATE = re.compile(
     rf"(?i)(?<![\w/.-])(?:"
     rf"(?P<n1>\d{{1,2}})(?P<sep>[/.-])(?P<n2>\d{{1,2}})(?P=sep)(?P<n3>\d{{4}}|\d{{2}})"
     rf"|(?P<iy>\d{{4}})(?P<isep>[/.-])(?P<im>\d{{1,2}})(?P=isep)(?P<id>\d{{1,2}})"
-    rf"|(?P<dd>{_DAY})(?:\s+of)?\s+(?P<dm>{_MONTH})(?:,?\s+(?P<dy>{_YEAR}))?"
+    rf"|(?P<dd>{_DAY})(?:\s+of)?(?:\s+|\s?[-./]\s?)(?P<dm>{_MONTH})(?:(?:,?\s+|\s?[-./]\s?)(?P<dy>{_YEAR_OR_SHORT}))?"
     rf"|(?P<mm>{_MONTH})\s+(?:the\s+)?(?P<md>{_DAY})(?:,?\s+(?P<my>{_YEAR}))?"
     rf"|(?P<compact>\d{{8}})"
     rf")(?![\w/-]|\.\d)")
@@ -475,6 +494,8 @@ def _date_canonical(m: re.Match) -> str | None:
     else:
         word = g["dm"] or g["mm"]
         day, month, year = _day_number(g["dd"] or g["md"]), _MONTHS[word[:3].lower()], g["dy"] or g["my"]
+        if year and len(year) == 2:
+            year = ("19" if int(year) > 30 else "20") + year
     if not (1 <= month <= 12 and 1 <= day <= 31) or (year and not 1900 <= int(year) <= 2099):
         return None
     return f"{year}-{month:02d}-{day:02d}" if year else f"--{month:02d}-{day:02d}"

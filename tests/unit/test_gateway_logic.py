@@ -71,6 +71,9 @@ def test_breaker_releases_an_unfinished_probe() -> None:
     ("  lots   of\t\tspace \u00a0 here  ", "lots of space here"),
     ("Fish &amp; chips\x00\x07", "Fish & chips"),
     ("a\n\n\n\n\nb", "a\n\nb"),
+    # A pasted page's label and value in adjacent tags stay apart (glued, no detector found the value).
+    ("<span>Card</span><span>4111 1111 1111 1111</span>", "Card 4111 1111 1111 1111"),
+    ("<label>Mobile</label><b>07911 123456</b>", "Mobile 07911 123456"),
 ])
 def test_normalise(raw: str, clean: str) -> None:
     assert normalise(raw) == clean

@@ -92,6 +92,16 @@ def test_spans_are_sorted_disjoint_and_exact(detector: PiiDetector) -> None:
     ("IP 10.0.0.5, thanks", ("IP_ADDRESS", "10.0.0.5")),
     ("My name is John Smith.", ("PERSON", "John Smith")),
     ("it's john at example dot com.", ("EMAIL", "john at example dot com")),
+    # Found by review, each missed before: a card followed by its expiry or CVV; a phone number in a message
+    # that mentions a transaction; an apostrophe in an address; dates of birth with written months.
+    ("card 4111 1111 1111 1111 12/26", ("CARD", "4111 1111 1111 1111")),
+    ("5555 5555 5555 4444 0926 please", ("CARD", "5555 5555 5555 4444")),
+    ("my card 4111 1111 1111 1111 123", ("CARD", "4111 1111 1111 1111")),
+    ("It's about a transaction, my number is 07911 123456", ("PHONE", "07911 123456")),
+    ("Disputed transaction - reach me on 07911 123456", ("PHONE", "07911 123456")),
+    ("write to sean.o'brien@example.ie", ("EMAIL", "sean.o'brien@example.ie")),
+    ("born 14-Mar-1985", ("DOB", "14-Mar-1985")),
+    ("DOB 14 March 85", ("DOB", "14 March 85")),
 ])
 def test_spans_cover_the_value_and_nothing_more(detector: PiiDetector, text: str, expected: tuple[str, str]) -> None:
     assert _found(detector, text) == [expected]
