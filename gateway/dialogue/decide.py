@@ -235,7 +235,10 @@ class Decide:
         pack: Pack = turn.pack.pack
         state: DialogueState = turn.dialogue_state
         understood: Understood = turn.understood
-        original = self.redactor.originals(turn.text, turn.vault) if turn.vault is not None else turn.text
+        # The owner's values fill the slots; anyone else writing into the session (an agent, an admin) fills
+        # them with placeholders, which a reply then shows them as "[email withheld]", as the model's would.
+        original = self.redactor.originals(turn.text, turn.vault) if turn.vault is not None and turn.caller_is_owner \
+            else turn.text
         reply = Reply()
         decision = await self.decide(turn, pack, state, understood, original, reply)
         turn.dialogue = {**turn.dialogue, "decision": decision,
@@ -245,6 +248,10 @@ class Decide:
         text = "\n\n".join(reply.parts)
         if turn.channel in ("voice", "sip"):   # the pack's text as a caller hears it: numbers in words, no markup
             text = spoken(text, pack.language)
+        elif turn.vault is not None:
+            # Values rendered into the pack's text go back to placeholders: the reply is restored on its way
+            # out like the model's, so the owner sees a card masked (•••• 1111) and anyone else "[… withheld]".
+            text = self.redactor.redact(text, turn.vault)
         if reply.llm:
             if text:
                 turn.reply_prefix = text + "\n\n"
