@@ -19,14 +19,26 @@ from gateway.store import vault as vault_repo
 
 
 def redact_message(message: dict[str, Any], redactor: Redactor, vault: SessionVault) -> dict[str, Any]:
+    """The message with its text redacted: the content, and the arguments of the tool calls it carries (a
+    client's assistant message can hold '{"email": "jane@example.com"}', sent to the model and stored)."""
     content = message.get("content")
     if isinstance(content, str):
-        return {**message, "content": redactor.redact(content, vault)}
-    if isinstance(content, list):
+        message = {**message, "content": redactor.redact(content, vault)}
+    elif isinstance(content, list):
         parts = [{**p, "text": redactor.redact(p["text"], vault)} if isinstance(p, dict) and "text" in p else p
                  for p in content]
-        return {**message, "content": parts}
+        message = {**message, "content": parts}
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        message = {**message, "tool_calls": [_redact_call(c, redactor, vault) for c in calls]}
     return message
+
+
+def _redact_call(call: Any, redactor: Redactor, vault: SessionVault) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        return call
+    return {**call, "function": {**function, "arguments": redactor.redact(function["arguments"], vault)}}
 
 
 BLOCKED_DEFAULT = "I can't help with that request. If you need something else, just ask."

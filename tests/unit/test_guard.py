@@ -58,3 +58,16 @@ def test_a_tool_result_keeps_an_empty_text_and_counts_its_values() -> None:
     asyncio.run(_guard()(turn))
     assert turn.text == "" and "@" not in turn.input_messages[-1]["content"]
     assert turn.pii_found == {"EMAIL": 1}
+
+
+def test_the_arguments_of_tool_calls_a_client_sends_are_redacted() -> None:
+    """A client's assistant message with tool calls (the SDK's tool loop sends them back) went to the model
+    and the turns table as written: '{"email": "jane@example.com"}'."""
+    call = {"id": "c1", "type": "function", "function": {"name": "send_mail",
+                                                         "arguments": '{"email": "jane@example.com"}'}}
+    t = _turn("")
+    t.input_messages = [{"role": "assistant", "content": None, "tool_calls": [call]},
+                        {"role": "tool", "tool_call_id": "c1", "content": "sent"}]
+    asyncio.run(_guard()(t))
+    (redacted,) = t.input_messages[0]["tool_calls"]
+    assert redacted["function"]["arguments"] == '{"email": "<EMAIL_1>"}' and redacted["id"] == "c1"
