@@ -33,7 +33,7 @@ async def give_feedback(session_id: str, turn_id: str, body: Feedback, request: 
     async with conn.transaction():
         # The session's own placeholders: a value it holds keeps its number, a new one gets the next (from an
         # empty vault, "bob@x.com" became <EMAIL_1>, the customer's address, and Bob's was never stored).
-        vault = await vault_repo.session_vault(conn, identity.tenant_id, session["id"])
+        vault = await vault_repo.locked_session_vault(conn, identity.tenant_id, session["id"])
         comment = request.app.state.redactor.redact(body.comment, vault) if body.comment else ""
         row = await repo.save_feedback(conn, identity.tenant_id, session["id"], tid, 1 if body.rating == "up" else -1,
                                        comment, identity.subject)

@@ -44,7 +44,7 @@ async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller,
                            f"{purged_at:%Y-%m-%d}", "placeholder")
         # The reason is free text from a person: it is redacted like any other text before it is audited,
         # against the session's vault (a value it holds keeps its number; a new one is sealed with it).
-        vault = await vault_repo.session_vault(conn, identity.tenant_id, sid)
+        vault = await vault_repo.locked_session_vault(conn, identity.tenant_id, sid)
         reason = state.redactor.redact(reason, vault)
         await vault_repo.store_entries(conn, identity.tenant_id, sid, vault.new_entries)
         await audit.append(conn, audit.AuditEvent(

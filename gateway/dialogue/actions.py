@@ -272,7 +272,7 @@ class Actions:
         ``from_states`` (someone else settled it)."""
         tenant_id, session_id = str(row["tenant_id"]), row["session_id"]
         async with self.pool.connection() as conn, conn.transaction():
-            vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+            vault = await vault_repo.locked_session_vault(conn, tenant_id, session_id)
             stored = redact_json(output, self.redactor, vault) if output is not None else None
             await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             done = await repo.finish(conn, row["id"], state, {"output": stored} if stored is not None else {}, code,

@@ -15,7 +15,7 @@ from gateway.store import vault as vault_repo
 async def record_message(conn: AsyncConnection, redactor: Redactor, tenant_id: str, session_id, text: str, *,
                          channel: str, model: str, request_id: str, turn_id: str | None = None) -> int:
     """Call inside the caller's transaction; values first seen in ``text`` are sealed in the session's vault."""
-    vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+    vault = await vault_repo.locked_session_vault(conn, tenant_id, session_id)
     stored = redactor.redact(text, vault)
     await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
     return await sessions_repo.record_turn(conn, tenant_id, session_id, turn_id or str(uuid.uuid4()), channel, request_id,

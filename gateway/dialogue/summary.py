@@ -96,7 +96,7 @@ class RollingSummarizer:
             return False
         async with self.pool.connection() as conn, conn.transaction():
             if self.redactor is not None:
-                vault = await vault_repo.session_vault(conn, tenant_id, session_id)
+                vault = await vault_repo.locked_session_vault(conn, tenant_id, session_id)
                 summary = self.redactor.redact(summary, vault)
                 await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             await repo.save_summary(conn, tenant_id, session_id, summary, upto, self.counter.count(summary))

@@ -19,11 +19,19 @@ async def session_vault(conn: AsyncConnection, tenant_id: str, session_id) -> Se
     return SessionVault.from_rows(tenant_id, str(session_id), await load_session_entries(conn, tenant_id, session_id))
 
 
+async def locked_session_vault(conn: AsyncConnection, tenant_id: str, session_id) -> SessionVault:
+    """The vault as committed, read under the session's row lock (call inside a transaction). A writer that
+    may seal new values (a notice, an action's outcome, the summary, a comment) takes turns with the session's
+    turns, which reconcile under the same lock: no two writers number two values alike."""
+    await conn.execute("SELECT 1 FROM sessions WHERE id = %s AND tenant_id = %s FOR UPDATE", (session_id, tenant_id))
+    return await session_vault(conn, tenant_id, session_id)
+
+
 async def store_entries(conn: AsyncConnection, tenant_id: str, session_id, entries: list[VaultEntry]) -> int:
     """Insert new entries; an existing (session, placeholder) or (session, fingerprint) is left as stored.
     A turn reconciles its entries with the committed vault first (``Redactor.reconcile``, under the session's
-    row lock), so for it a conflict is only the same value under the same number. The other writers (an
-    action's outcome, a notice, session metadata, the summary) load the vault just before they write."""
+    row lock), and the other writers read the vault under that lock (``locked_session_vault``), so a conflict
+    is only the same value under the same number."""
     if not entries:
         return 0
     async with conn.cursor() as cur:
