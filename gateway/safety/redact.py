@@ -27,7 +27,7 @@ NEVER_ECHO_DEFAULT = frozenset({"CARD", "SSN"})
 class VaultEntry:
     placeholder: str
     pii_type: str
-    fingerprint: str
+    fingerprint: str | None            # None once the retention purge took it with the value
     nonce: bytes | None = None
     ciphertext: bytes | None = None
     value: str | None = None            # in memory only: known for this turn's new values, or once decrypted
@@ -53,7 +53,8 @@ class SessionVault:
 
     def _add(self, entry: VaultEntry) -> None:
         self.entries[entry.placeholder] = entry
-        self.by_fingerprint[entry.fingerprint] = entry.placeholder
+        if entry.fingerprint:      # a purged entry has none: the value, seen again, gets a new number
+            self.by_fingerprint[entry.fingerprint] = entry.placeholder
 
     def next_placeholder(self, pii_type: str) -> str:
         used = [int(m.group(2)) for p in self.entries if (m := PLACEHOLDER.fullmatch(p)) and m.group(1) == pii_type]

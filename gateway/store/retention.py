@@ -124,7 +124,7 @@ def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool
                 done.records += records
             if vault_days:
                 done.vault_entries = conn.execute(
-                    "UPDATE pii_vault SET nonce = NULL, ciphertext = NULL, purged_at = %s "
+                    "UPDATE pii_vault SET nonce = NULL, ciphertext = NULL, fingerprint = NULL, purged_at = %s "
                     "WHERE tenant_id = %s AND created_at < %s AND ciphertext IS NOT NULL",
                     (now, tenant_id, now - timedelta(days=vault_days))).rowcount
             if done.total and not dry_run:

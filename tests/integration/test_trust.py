@@ -662,8 +662,8 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         turns = conn.execute("SELECT content, content_sha256, purged_at FROM turns WHERE session_id = %s",
                              (sid,)).fetchall()
         assert len(turns) == 2 and all(c == "" and h and p for c, h, p in turns)
-        assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND ciphertext IS NOT NULL",
-                            (sid,)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND (ciphertext IS NOT NULL "
+                            "OR fingerprint IS NOT NULL)", (sid,)).fetchone()[0] == 0   # the fingerprint goes too
         assert conn.execute("SELECT args, result FROM actions WHERE session_id = %s", (sid,)).fetchone() == ({}, None)
         assert conn.execute("SELECT summary, entities FROM handoffs WHERE session_id = %s", (sid,)).fetchone() == ("", {})
         assert conn.execute("SELECT count(*) FROM dialogue_states WHERE session_id = %s", (sid,)).fetchone()[0] == 0
