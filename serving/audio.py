@@ -22,10 +22,13 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return samples
 
 
-def decode_audio(data: bytes, *, raw_pcm16_rate: int | None = None) -> tuple[np.ndarray, float]:
+def decode_audio(data: bytes, *, raw_pcm16_rate: int | None = None,
+                 max_seconds: float | None = None) -> tuple[np.ndarray, float]:
     """WAV/FLAC/OGG by content, or raw little-endian PCM16 when ``raw_pcm16_rate`` is given.
 
-    Returns (16 kHz mono float32, duration in seconds of the input).
+    Returns (16 kHz mono float32, duration in seconds of the input). The header is read first: a sample
+    rate outside 8..192 kHz, or a duration over ``max_seconds``, is refused before anything is decoded (a
+    2 KB WAV claiming 1 Hz decoded and resampled to 64 MB; 500 KB of it, to 16 GB).
     """
     import soundfile as sf
 
@@ -39,6 +42,19 @@ def decode_audio(data: bytes, *, raw_pcm16_rate: int | None = None) -> tuple[np.
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
         rate = raw_pcm16_rate
     else:
+        try:
+            info = sf.info(io.BytesIO(data))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            raise ServingError(
+                415, "unsupported_audio_format",
+                f"cannot decode the audio ({e}); send WAV (PCM), FLAC or OGG, or raw PCM16 with sample_rate",
+            ) from None
+        if not 8_000 <= info.samplerate <= 192_000:
+            raise ServingError(400, "invalid_sample_rate", f"the audio's sample rate is {info.samplerate} Hz; "
+                               "8000..192000 Hz is accepted")
+        if max_seconds is not None and info.frames / info.samplerate > max_seconds:
+            raise ServingError(413, "audio_too_long", f"audio lasts {info.frames / info.samplerate:.1f} s; the limit "
+                               f"is {max_seconds:.0f} s")
         try:
             samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:

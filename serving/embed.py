@@ -16,6 +16,8 @@ from ray import serve
 from serving.http import ServingError, check_model_name, make_role_app
 
 MAX_INPUTS = 2048
+MAX_REQUEST_CHARS = 4_000_000      # ~ 2048 inputs of 2,000 characters: a bound on one request's tokenising
+ENCODE_BATCH = 64
 
 embed_app = make_role_app("Enclave embeddings")
 
@@ -67,7 +69,12 @@ class Embedder:
             if req.truncate_prompt_tokens == 0 or req.truncate_prompt_tokens > self.max_tokens:
                 raise ServingError(400, "invalid_parameter", f"truncate_prompt_tokens must be -1 or 1..{self.max_tokens}")
             limit = req.truncate_prompt_tokens
-        token_counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        if sum(map(len, texts)) > MAX_REQUEST_CHARS:
+            raise ServingError(413, "input_too_long", f"the inputs hold {sum(map(len, texts))} characters; the limit is "
+                               f"{MAX_REQUEST_CHARS} per request")
+        # Tokenising thousands of inputs is CPU work: off the replica's event loop.
+        encoded = await asyncio.to_thread(self.model.tokenizer, texts, add_special_tokens=True)
+        token_counts = [len(ids) for ids in encoded["input_ids"]]
         for i, (text, n) in enumerate(zip(texts, token_counts, strict=True)):
             if not text.strip():
                 raise ServingError(400, "empty_input", f"input[{i}] is empty")
@@ -95,8 +102,11 @@ class Embedder:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _encode_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
         flat = [t for texts in requests for t in texts]
+        # Forward passes of at most ENCODE_BATCH texts: a Serve batch of many large requests in one pass could
+        # take gigabytes of activations on a GPU the other roles share.
         vecs = await asyncio.to_thread(
-            self.model.encode, flat, batch_size=len(flat), normalize_embeddings=self.normalize, convert_to_numpy=True
+            self.model.encode, flat, batch_size=min(len(flat), ENCODE_BATCH), normalize_embeddings=self.normalize,
+            convert_to_numpy=True
         )
         out, i = [], 0
         for texts in requests:

@@ -75,7 +75,9 @@ class SpeechToText:
         rate = _int_or_none(params.get("sample_rate"), "sample_rate")
         if is_raw and rate is None:
             raise ServingError(400, "missing_sample_rate", "raw PCM16 audio needs sample_rate (e.g. ?sample_rate=16000)")
-        audio, duration = decode_audio(data, raw_pcm16_rate=rate if is_raw else None)
+        # Decoding and resampling are CPU work on the whole file: off the replica's event loop.
+        audio, duration = await asyncio.to_thread(decode_audio, data, raw_pcm16_rate=rate if is_raw else None,
+                                                  max_seconds=MAX_AUDIO_SECONDS)
         if duration > MAX_AUDIO_SECONDS:
             raise ServingError(413, "audio_too_long", f"audio lasts {duration:.1f} s; the limit is {MAX_AUDIO_SECONDS:.0f} s")
         language = params.get("language") or None

@@ -71,6 +71,8 @@ class TextToSpeech:
             raise ServingError(413, "input_too_long", f"input has {len(text)} characters; the limit is {MAX_INPUT_CHARS}")
         if req.voice not in self.voices:
             raise ServingError(400, "unknown_voice", f"voice '{req.voice}' is not available (voices: {', '.join(self.voices)})")
+        if req.speed != 1.0 and not hasattr(getattr(self.tts.synthesizer, "tts_model", None), "length_scale"):
+            raise ServingError(400, "unsupported_parameter", "this voice speaks at one pace: speed must be 1.0")
         sentences = split_sentences(text)
         # Synthesise the first sentence before answering, so a failing engine is a clean 5xx, not a cut stream.
         first = await self._synth(sentences[0], req.speed)
@@ -86,6 +88,17 @@ class TextToSpeech:
             yield await self._synth(sentence, speed)
 
     async def _synth(self, sentence: str, speed: float) -> bytes:
+        # coqui's VITS ignores tts(speed=…); its pace is the model's length_scale (longer = slower), set for
+        # this sentence under the lock and put back.
+        model = getattr(self.tts.synthesizer, "tts_model", None)
+        paced = speed != 1.0 and hasattr(model, "length_scale")
         async with self._lock:
-            wav = await asyncio.to_thread(self.tts.tts, sentence, speed=speed)
+            base = model.length_scale if paced else None
+            if paced:
+                model.length_scale = base / speed
+            try:
+                wav = await asyncio.to_thread(self.tts.tts, sentence)
+            finally:
+                if paced:
+                    model.length_scale = base
         return to_pcm16(wav)

@@ -55,6 +55,24 @@ def test_bad_audio_gets_a_clear_4xx(serving: httpx.Client, kwargs: dict, status:
     assert r.json()["error"]["code"] == code
 
 
+def _wav(rate: int, frames: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * frames)
+    return out.getvalue()
+
+
+def test_a_header_that_claims_a_tiny_rate_or_a_long_file_is_refused_before_decoding(serving: httpx.Client) -> None:
+    """A 2 KB WAV whose header said 1 Hz was decoded and resampled to 16 kHz (64 MB; 500 KB of it, 16 GB)."""
+    r = serving.post("/v1/audio/transcriptions", content=_wav(1, 1000), headers={"content-type": "audio/wav"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sample_rate", r.text
+    r = serving.post("/v1/audio/transcriptions", content=_wav(8000, 8000 * 700), headers={"content-type": "audio/wav"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "audio_too_long", r.text
+
+
 def test_oversized_audio_is_refused(serving: httpx.Client) -> None:
     r = serving.post("/v1/audio/transcriptions?sample_rate=16000", content=b"\x00" * (26 * 1024 * 1024),
                      headers={"content-type": "audio/pcm"})
@@ -62,9 +80,9 @@ def test_oversized_audio_is_refused(serving: httpx.Client) -> None:
     assert r.json()["error"]["code"] == "audio_too_large"
 
 
-def _speak(serving: httpx.Client, text: str) -> tuple[np.ndarray, int, int]:
+def _speak(serving: httpx.Client, text: str, speed: float = 1.0) -> tuple[np.ndarray, int, int]:
     chunks = []
-    with serving.stream("POST", "/v1/audio/speech", json={"input": text, "voice": "default"}) as r:
+    with serving.stream("POST", "/v1/audio/speech", json={"input": text, "voice": "default", "speed": speed}) as r:
         assert r.status_code == 200, r.read()
         rate = int(r.headers["x-sample-rate"])
         for chunk in r.iter_raw():
@@ -82,6 +100,14 @@ def test_speech_is_streamed_non_silent_pcm(serving: httpx.Client) -> None:
     assert 0.2 < len(short) / rate < 10
     assert len(long) > 2 * len(short), "a longer text must give longer audio"
     assert n_chunks >= 2, "three sentences should stream in more than one chunk"
+
+
+def test_speed_changes_the_pace(serving: httpx.Client) -> None:
+    """coqui's VITS ignores tts(speed=…): speed 2.0 came back at normal pace with a 200."""
+    text = "Your balance is two hundred pounds and twelve pence."
+    normal, _, _ = _speak(serving, text)
+    fast, _, _ = _speak(serving, text, speed=2.0)
+    assert len(fast) < 0.75 * len(normal), (len(fast), len(normal))
 
 
 @pytest.mark.parametrize("body, status, code", [
