@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -38,26 +39,59 @@ def bundle_profile(store: ModelStore, profile: str, out: Path) -> Path:
 
 
 def unbundle(store: ModelStore, archive: Path) -> str:
-    """Extract a bundle into the store and verify it; returns the profile it carries."""
+    """Extract a bundle into the store and verify it; returns the profile it carries.
+
+    Everything lands in a staging folder first and is verified there; only then does each model replace its
+    folder in the store (a bundle that does not verify leaves the store as it was). The bundle must carry
+    exactly its profile's models as the catalog names them, and only their catalog files and manifests: an
+    index that named no models installed whatever files came along, and called them verified."""
     try:
         with tarfile.open(archive) as tar:
-            index_member = tar.extractfile(BUNDLE_INDEX)
+            try:
+                index_member = tar.extractfile(BUNDLE_INDEX)
+            except KeyError:
+                index_member = None
             if index_member is None:
                 raise BundleError(f"{archive}: not an Enclave bundle (no {BUNDLE_INDEX})")
             index = json.load(index_member)
+            profile = str(index.get("profile"))
+            expected = {role: e.id for role, e in store.catalog.models_for(profile).items()}
+            if index.get("models") != expected:
+                raise BundleError(f"{archive}: the bundle's models {index.get('models')} are not profile "
+                                  f"{profile}'s in this catalog ({expected})")
+            allowed = {f"{e.id}/{f}" for e in store.catalog.models_for(profile).values() for f in [*e.files, MANIFEST]}
+            members = [m for m in tar.getmembers() if m.name != BUNDLE_INDEX and not m.isdir()]
+            if bad := [m.name for m in members if m.name not in allowed or not m.isfile()]:
+                raise BundleError(f"{archive}: entries that are not the profile's model files: {', '.join(bad[:5])}")
             store.root.mkdir(parents=True, exist_ok=True)
-            members = [m for m in tar.getmembers() if m.name != BUNDLE_INDEX]
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(store.root, members=members, filter="data")
-            else:   # Python < 3.11.4 (Debian 12's 3.11.2): the "data" filter's rule by hand
-                root = store.root.resolve()
-                if bad := [m.name for m in members if not (m.isfile() or m.isdir())
-                           or not (root / m.name).resolve().is_relative_to(root)]:
-                    raise BundleError(f"{archive}: unsafe entries: {', '.join(bad[:5])}")
-                tar.extractall(store.root, members=members)
-    except (tarfile.TarError, KeyError, OSError, ValueError) as e:
+            staging = Path(tempfile.mkdtemp(prefix=".unbundle-", dir=store.root))
+            try:
+                for m in members:                    # names checked above: plain files at <id>/<catalog file>
+                    target = staging / m.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = tar.extractfile(m)
+                    assert source is not None
+                    with target.open("wb") as out:
+                        shutil.copyfileobj(source, out)
+                staged = ModelStore(staging, store.catalog)
+                bad_files = [c for mid in expected.values() for c in staged.verify(mid) if c.problem]
+                if bad_files:
+                    raise BundleError("the bundle does not verify (the store was not changed):\n  "
+                                      + "\n  ".join(map(str, bad_files)))
+                for mid in set(expected.values()):
+                    _replace_dir(staging / mid, store.root / mid)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, OSError, ValueError) as e:
         raise BundleError(f"{archive}: cannot read bundle: {e}") from e
-    bad = [c for mid in index["models"].values() for c in store.verify(mid) if c.problem]
-    if bad:
-        raise BundleError("bundle extracted but does not verify:\n  " + "\n  ".join(map(str, bad)))
-    return str(index["profile"])
+    return profile
+
+
+def _replace_dir(new: Path, current: Path) -> None:
+    """``current`` becomes ``new``; the old folder is kept aside until the new one is in place."""
+    old = current.with_name(current.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if current.exists():
+        current.rename(old)
+    new.rename(current)
+    shutil.rmtree(old, ignore_errors=True)

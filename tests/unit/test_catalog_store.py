@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,39 @@ def test_bundle_round_trip_and_tamper(store: ModelStore, tmp_path: Path) -> None
     (tmp_path / "junk.tar").write_bytes(b"not a tar")
     with pytest.raises(BundleError, match="cannot read bundle"):
         unbundle(target, tmp_path / "junk.tar")
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_bundle_that_does_not_verify_changes_nothing_and_cannot_skip_the_check(store: ModelStore,
+                                                                                tmp_path: Path) -> None:
+    """An index that named no models installed whatever files came along, and called them verified; a bundle
+    that failed verification had already overwritten good models."""
+    for model, name, data in (("l", "w.bin", b"l"), ("s", "model.bin", b"s"), ("t", "model.pth", b"t"), ("e", "e.bin", b"embed")):
+        _put(store, model, name, data)
+        store.write_manifest(model)
+    archive = bundle_profile(store, "p", tmp_path / "b.tar")
+    target = ModelStore(tmp_path / "airgap", store.catalog)
+    unbundle(target, archive)
+    good = (target.root / "s" / "model.bin").read_bytes()
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    tampered = _tar(tmp_path / "t.tar", {**members, "s/model.bin": b"tampered"})
+    with pytest.raises(BundleError, match="does not verify"):
+        unbundle(target, tampered)
+    assert (target.root / "s" / "model.bin").read_bytes() == good          # the store was not changed
+    empty_index = _tar(tmp_path / "e.tar", {"enclave-bundle.json": json.dumps({"profile": "p", "models": {}}).encode(),
+                                            "s/model.bin": b"tampered"})
+    with pytest.raises(BundleError, match="not profile p's"):
+        unbundle(target, empty_index)
+    extra = _tar(tmp_path / "x.tar", {**members, "s/../../evil.sh": b"#!"})
+    with pytest.raises(BundleError, match="not the profile's model files"):
+        unbundle(target, extra)
+    assert all(c.problem is None for c in target.verify_profile("p"))   # still whole
