@@ -156,17 +156,23 @@ class RateLimiter:
         self.default_per_min, self.clock = default_per_min, clock
         self._buckets: dict[str, tuple[float, float]] = {}    # subject → (tokens, last refill)
 
-    def check(self, subject: str, per_min: int | None) -> None:
-        rate = per_min or self.default_per_min
-        now = self.clock()
-        tokens, last = self._buckets.get(subject, (float(rate), now))
-        tokens = min(float(rate), tokens + (now - last) * rate / 60.0)
-        if tokens < 1.0:
-            self._buckets[subject] = (tokens, now)
-            raise over_limit(rate, (1.0 - tokens) * 60.0 / rate)
-        self._buckets[subject] = (tokens - 1.0, now)
+    def level(self, subject: str, rate: int) -> float:
+        """The tokens ``subject``'s bucket holds now (full for a subject not seen)."""
+        tokens, last = self._buckets.get(subject, (float(rate), self.clock()))
+        return min(float(rate), tokens + (self.clock() - last) * rate / 60.0)
+
+    def spend(self, subject: str, rate: int, tokens: float) -> None:
+        self._buckets[subject] = (tokens - 1.0, self.clock())
         if len(self._buckets) > 100_000:
             self._buckets.clear()
+
+    def check(self, subject: str, per_min: int | None) -> None:
+        rate = per_min or self.default_per_min
+        tokens = self.level(subject, rate)
+        if tokens < 1.0:
+            self._buckets[subject] = (tokens, self.clock())
+            raise over_limit(rate, (1.0 - tokens) * 60.0 / rate)
+        self.spend(subject, rate, tokens)
 
     async def acquire(self, subject: str, per_min: int | None) -> None:
         self.check(subject, per_min)
@@ -179,22 +185,17 @@ class FailedAuthLimiter:
     same proxy are not locked out by one client's mistakes."""
 
     def __init__(self, per_min: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_min, self.clock = per_min, clock
-        self._buckets: dict[str, tuple[float, float]] = {}    # address → (tokens, last refill)
-
-    def _tokens(self, address: str) -> float:
-        tokens, last = self._buckets.get(address, (float(self.per_min), self.clock()))
-        return min(float(self.per_min), tokens + (self.clock() - last) * self.per_min / 60.0)
+        self.per_min = per_min
+        self._buckets = RateLimiter(per_min, clock)      # the same token bucket, per address
 
     def refuse_if_over(self, address: str) -> None:
-        if address in self._buckets and (tokens := self._tokens(address)) < 1.0:
+        if (tokens := self._buckets.level(address, self.per_min)) < 1.0:
+            wait_s = (1.0 - tokens) * 60.0 / self.per_min
             raise RateLimited("too_many_failed_attempts", "too many unknown API keys from this address; retry in "
-                              f"{math.ceil((1.0 - tokens) * 60.0 / self.per_min)} s", (1.0 - tokens) * 60.0 / self.per_min)
+                              f"{math.ceil(wait_s)} s", wait_s)
 
     def count(self, address: str) -> None:
-        self._buckets[address] = (self._tokens(address) - 1.0, self.clock())
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()
+        self._buckets.spend(address, self.per_min, self._buckets.level(address, self.per_min))
 
 
 class SharedRateLimiter:

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.api.models import offered_models
 from gateway.api.sessions import load_session
-from gateway.api.sse import DONE, SSEResponse
+from gateway.api.sse import DONE, SSEResponse, disconnected
 from gateway.auth import ChatCaller, Identity
 from gateway.clients.llm import INTERRUPTED_NOTE, ChunkEvent, OpenedStream, canned_chunks, chunk_event, merge_tool_calls
 from gateway.dialogue.turn import Turn
@@ -289,18 +289,11 @@ async def collect(opened: OpenedStream, turn: Turn) -> None:
     turn.total_s = time.perf_counter() - turn.started
 
 
-async def _client_gone(request: Request) -> None:
-    """Returns when the client has closed the connection (the request body was read already, so the next
-    ASGI message is the disconnect)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def collect_unless_gone(request: Request, opened: OpenedStream, turn: Turn) -> bool:
     """``collect``, unless the client leaves first (an SDK timeout): then the generation is stopped and the
     turn is interrupted with nothing sent, so the model does not run to the end for nobody. False then."""
     collecting = asyncio.ensure_future(collect(opened, turn))
-    watching = asyncio.ensure_future(_client_gone(request))
+    watching = asyncio.ensure_future(disconnected(request.receive))
     try:
         await asyncio.wait({collecting, watching}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:

@@ -21,6 +21,13 @@ DONE = b"data: [DONE]\n\n"
 Writer = Callable[[bytes], Awaitable[None]]
 
 
+async def disconnected(receive: Receive) -> None:
+    """Returns once the client has closed the connection (call after the request body was read: the next
+    ASGI message is then the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class SSEResponse(Response):
     """``body(write)`` produces the events; it is cancelled if the client goes away, and ``on_disconnect``
     (which must not raise) then runs with the stream already stopped."""
@@ -51,8 +58,7 @@ class SSEResponse(Response):
 
         async def watch_disconnect() -> None:
             nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await disconnected(receive)
             gone = True
             main.cancel()
 

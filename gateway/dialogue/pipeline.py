@@ -188,10 +188,8 @@ class Record:
         """Under the session's row lock (which the turn's own insert takes anyway, so no new wait order), check
         this turn's new placeholders against the vault as committed now: a concurrent turn of the session may
         have stored the same number for another value. Anything renamed is renamed in all the turn stores."""
-        await conn.execute("SELECT 1 FROM sessions WHERE id = %s AND tenant_id = %s FOR UPDATE",
-                           (turn.session_id, turn.tenant_id))
-        stored = await vault_repo.load_session_entries(conn, turn.tenant_id, turn.session_id)
-        remap = self.redactor.reconcile(turn.vault, stored)
+        committed = await vault_repo.locked_session_vault(conn, turn.tenant_id, turn.session_id)
+        remap = self.redactor.reconcile(turn.vault, committed)
         if not remap:
             return rows, state
         log.info("placeholders renumbered after a concurrent turn", extra={"session_id": str(turn.session_id),

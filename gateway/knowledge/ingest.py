@@ -52,6 +52,10 @@ class Ingestor:
         self.max_tokens, self.overlap_tokens, self.max_bytes = max_tokens, overlap_tokens, max_bytes
         self.detector = detector
 
+    def _unchanged(self, document: dict, sha256: str) -> bool:
+        """The same bytes, embedded by the model in use (vectors of two models are not comparable)."""
+        return document["content_sha256"] == sha256 and document.get("embed_model") == self.embedder.model
+
     async def _same_content(self, conn, tenant_id: str, existing: dict, actor: str, tags: Sequence[str],
                             effective_date: date | None, title: str | None) -> IngestResult:
         """The same bytes again: unchanged, unless the upload sets other metadata (re-uploading is how an
@@ -76,10 +80,8 @@ class Ingestor:
         sha256 = hashlib.sha256(data).hexdigest()
         async with self.pool.connection() as conn:
             existing = await repo.find_by_source(conn, tenant_id, collection, filename)
-            # Unchanged: the same bytes, embedded by the model in use (after a model change every document is
-            # embedded again: vectors of two models are not comparable).
-            if existing is not None and existing["content_sha256"] == sha256 \
-                    and existing.get("embed_model") == self.embedder.model:
+            # After a model change every document is embedded again.
+            if existing is not None and self._unchanged(existing, sha256):
                 return await self._same_content(conn, tenant_id, existing, actor, tags, effective_date, title)
             # A new name whose bytes are already stored under another: kept once. A changed file under a name
             # that exists is a replacement, whatever else holds the same bytes (else its old text stays live).
@@ -112,8 +114,7 @@ class Ingestor:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kb|{tenant_id}|{collection}|{filename}",))
             collection_id = await repo.ensure_collection(conn, tenant_id, collection)
             replacing = await repo.find_by_source(conn, tenant_id, collection, filename)
-            if replacing is not None and replacing["content_sha256"] == sha256 \
-                    and replacing.get("embed_model") == self.embedder.model:
+            if replacing is not None and self._unchanged(replacing, sha256):   # the other ingest stored these bytes
                 return IngestResult("unchanged", replacing, replacing["chunk_count"])
             doc = await repo.write_document(
                 conn, tenant_id, collection_id, replacing, source_name=filename, title=doc_title, fmt=parsed.format,

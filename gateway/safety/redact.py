@@ -124,16 +124,15 @@ class Redactor:
         vault._add(VaultEntry(placeholder, span.type, fp, sealed.nonce, sealed.ciphertext, span.value, sealed))
         return placeholder
 
-    def reconcile(self, vault: SessionVault, stored: Iterable[tuple]) -> dict[str, str]:
+    def reconcile(self, vault: SessionVault, committed: SessionVault) -> dict[str, str]:
         """Renames for this turn's new placeholders that a concurrent turn of the same session made stale.
 
         Two turns that load the vault at once both number their first new e-mail ``<EMAIL_1>``; whichever
-        stores second would find its placeholder naming the other's value. ``stored`` is the vault as
-        committed now (rows as ``from_rows`` takes them), read under the session's row lock: a value stored
+        stores second would find its placeholder naming the other's value. ``committed`` is the vault as
+        committed now (``vault_repo.locked_session_vault``, read under the session's row lock): a value stored
         already keeps its placeholder, a number taken by another value is replaced by the next free one (and
         re-sealed, since the seal is bound to the placeholder). Returns ``{old: new}`` for the caller to apply
         to the turn's texts; the stored entries join the vault so later numbering avoids them too."""
-        committed = SessionVault.from_rows(vault.tenant_id, vault.session_id, stored)
         remap: dict[str, str] = {}
         for entry in vault.new_entries:
             stored_as = committed.by_fingerprint.get(entry.fingerprint)

@@ -398,6 +398,14 @@ class TlsPeer:
         self.sock.close()
 
 
+def udp_peer() -> socket.socket:
+    """A SIP peer's UDP socket on loopback (blocking, 3 s per receive)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(3)
+    return udp
+
+
 def udp_ask(port: int, data: bytes, sock: socket.socket) -> SipMessage:
     sock.sendto(data, ("127.0.0.1", port))
     while True:
@@ -429,9 +437,7 @@ async def _tls_scenario(tmp_path: Path) -> None:
         await real_end(call, reason)
 
     server._end = spy_end   # type: ignore[method-assign]
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(3)
+    udp = udp_peer()
     client_ctx = ssl.create_default_context(cafile=str(cert))     # verifies the server's certificate and IP
     try:
         assert isinstance(server, SipServer) and server.tls is not None
@@ -601,9 +607,7 @@ async def _refused_invites() -> None:
         return opened[-1]
 
     server._open_rtp = spy_open   # type: ignore[method-assign]
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(3)
+    udp = udp_peer()
     try:
         port = server.transport.get_extra_info("sockname")[1]
         sent_by = f"127.0.0.1:{udp.getsockname()[1]}"
@@ -672,9 +676,7 @@ async def _own_signalling() -> None:
 
     server = await start_sip(SipConfig(host="127.0.0.1", port=0, rtp_host="127.0.0.1", default_tenant="dev",
                                        ring_ms=0), new_session)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(3)
+    udp = udp_peer()
     try:
         port = server.transport.get_extra_info("sockname")[1]
         sent_by = f"127.0.0.1:{udp.getsockname()[1]}"

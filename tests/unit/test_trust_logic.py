@@ -150,9 +150,10 @@ def test_the_same_value_keeps_its_placeholder_within_a_session(redactor: Redacto
     assert redactor.redact("bob@example.com then ada@example.com", other) == "<EMAIL_1> then <EMAIL_2>"
 
 
-def stored_rows(vault: SessionVault) -> list[tuple]:
-    """The vault's new entries as the pii_vault table returns them."""
-    return [(e.placeholder, e.pii_type, e.fingerprint, e.nonce, e.ciphertext) for e in vault.new_entries]
+def as_stored(vault: SessionVault) -> SessionVault:
+    """The vault's new entries as they read back from the pii_vault table."""
+    return SessionVault.from_rows(vault.tenant_id, vault.session_id, [
+        (e.placeholder, e.pii_type, e.fingerprint, e.nonce, e.ciphertext) for e in vault.new_entries])
 
 
 def test_a_concurrent_turns_placeholders_are_reconciled_with_what_was_stored(redactor: Redactor) -> None:
@@ -161,7 +162,7 @@ def test_a_concurrent_turns_placeholders_are_reconciled_with_what_was_stored(red
     assert redactor.redact("write to ada@example.com", first) == "write to <EMAIL_1>"
     text = redactor.redact("bob@example.com, cc ada@example.com and eve@example.com", second)
     assert text == "<EMAIL_1>, cc <EMAIL_2> and <EMAIL_3>"
-    remap = redactor.reconcile(second, stored_rows(first))   # the first turn was stored first
+    remap = redactor.reconcile(second, as_stored(first))   # the first turn was stored first
     # ada takes the stored number; bob's number was ada's, so he gets the next free one. Renamed in one pass:
     # one after the other, bob's <EMAIL_1> → <EMAIL_4> and ada's <EMAIL_2> → <EMAIL_1> would depend on order.
     assert remap == {"<EMAIL_1>": "<EMAIL_4>", "<EMAIL_2>": "<EMAIL_1>"}
@@ -174,7 +175,7 @@ def test_a_concurrent_turns_placeholders_are_reconciled_with_what_was_stored(red
     assert redactor.redact("zoe@example.com", second) == "<EMAIL_5>"
     alone = SessionVault(TENANT, SESSION)
     redactor.redact("mail ada@example.com", alone)
-    assert redactor.reconcile(alone, stored_rows(first)) == {}    # the same value under the same number
+    assert redactor.reconcile(alone, as_stored(first)) == {}    # the same value under the same number
 
 
 def test_restoration_follows_the_echo_policy(redactor: Redactor) -> None:
