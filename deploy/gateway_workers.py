@@ -187,6 +187,9 @@ def serve(host: str, port: int, workers: int, var_dir: Path, options: dict[str, 
     if workers <= 1:
         import uvicorn
 
+        # The app reads its Settings again: it must see one process, not ENCLAVE_GATEWAY_WORKERS=0's choice
+        # for this box (a leader lock and rate limits in Postgres for a gateway that has no peers).
+        os.environ["ENCLAVE_GATEWAY_WORKERS"] = "1"
         uvicorn.run("gateway.app:build_app", factory=True, host=host, port=port, **options)
         return 0
     return Supervisor(host, port, workers, var_dir, options).run()

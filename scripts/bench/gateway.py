@@ -54,6 +54,7 @@ from deploy.background import (  # noqa: E402
     stop_process,
     wait_up,
 )
+from gateway.config import auto_gateway_workers  # noqa: E402
 from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, write_results  # noqa: E402
 from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 
@@ -462,8 +463,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-warmup", action=argparse.BooleanOptionalAction, default=True,
                     help=f"an unmeasured wave of {BATCH_WARMUP_TOKENS}-token requests at the batch's concurrency right "
                          "before each batch, every target alike (default: on; see docs/gateway.md, 'Idle targets start cold')")
-    ap.add_argument("--gateway-workers", type=int, default=1,
-                    help="gateway processes (ENCLAVE_GATEWAY_WORKERS) when the benchmark starts the gateway (default: 1)")
+    ap.add_argument("--gateway-workers", type=int, default=0,
+                    help="gateway processes (ENCLAVE_GATEWAY_WORKERS) when the benchmark starts the gateway (default: 0, "
+                         "the appliance's own choice: one per 4 cores, 1 to 4)")
     ap.add_argument("--gateway-setting", action="append", default=[], type=_setting, metavar="NAME=VALUE",
                     help="a gateway setting for a gateway the benchmark starts, e.g. rate_limit_store=postgres (repeatable)")
     ap.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out (no venv, no proxy)")
@@ -576,7 +578,7 @@ def main() -> int:
                   "upstream": args.upstream, "reference": reference,
                   "paced": {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms, "steps": args.paced_steps} if paced else None,
                   "requests": args.requests, "requests_at_c1": min(args.requests, C1_MAX_REQUESTS), "rounds": args.rounds,
-                  "gateway_workers": args.gateway_workers if appliance is not None else None,
+                  "gateway_workers": (args.gateway_workers or auto_gateway_workers()) if appliance is not None else None,
                   "gateway_settings": dict(args.gateway_setting) if appliance is not None else None,
                   "min_waves": args.min_waves, "max_tokens": args.max_tokens, "warmup_requests": WARMUP_REQUESTS,
                   "batch_warmup": {"requests": "one wave at the batch's concurrency", "max_tokens": BATCH_WARMUP_TOKENS}

@@ -33,7 +33,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     # Reuse the models `make test` built (ENCLAVE_MODELS_DIR), else build into the private var dir.
     models_dir = Path(os.environ.get("ENCLAVE_MODELS_DIR", var_dir / "models")).resolve()
     # The default profile (cpu-small) is deliberately not in the store: up must fall back to tiny.
-    app = Appliance.on_free_ports(var_dir, models_dir, "cpu-small")
+    # One gateway process whatever the host's cores (ENCLAVE_GATEWAY_WORKERS=0 would choose by them): the
+    # tests see the same gateway on every machine; test_gateway_workers.py runs two on purpose.
+    app = Appliance.on_free_ports(var_dir, models_dir, "cpu-small", ENCLAVE_GATEWAY_WORKERS="1")
     attach = os.environ.get("ENCLAVE_TEST_ATTACH")
     if attach:
         # Development only: reuse a running appliance (its ready file) and put a fresh gateway, with the

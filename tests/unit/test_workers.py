@@ -171,3 +171,29 @@ def test_shared_rate_limits_fall_back_to_the_process_own_buckets_while_postgres_
 
     asyncio.run(scenario())
     assert caplog.text.count("fall back") == 1       # said once a minute, not once a request
+
+
+def test_the_default_worker_count_follows_the_cores_the_gateway_may_use(monkeypatch) -> None:
+    """ENCLAVE_GATEWAY_WORKERS=0 (the default): a process per 4 cores, 1 to 4, resolved when Settings load,
+    so every reader (the leader lock, the shared rate limits, the workers' parent) sees one number."""
+    from gateway import config
+
+    assert [config.auto_gateway_workers(c) for c in (1, 2, 4, 7, 8, 16, 128)] == [1, 1, 1, 1, 2, 4, 4]
+    monkeypatch.setattr(config, "usable_cores", lambda: 16)
+    monkeypatch.delenv("ENCLAVE_GATEWAY_WORKERS", raising=False)
+    assert config.Settings().gateway_workers == 4
+    assert config.Settings().shared_rate_limits                     # several processes: a key's limit in Postgres
+    monkeypatch.setenv("ENCLAVE_GATEWAY_WORKERS", "1")
+    assert config.Settings().gateway_workers == 1 and not config.Settings().shared_rate_limits
+
+
+def test_usable_cores_are_cut_to_a_containers_cpu_quota(tmp_path: Path) -> None:
+    from gateway.config import usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")                               # no quota: the affinity
+    assert usable_cores(cpu_max) == affinity
+    cpu_max.write_text("150000 100000\n")                            # 1.5 CPUs: 2 cores' worth of processes
+    assert usable_cores(cpu_max) == min(affinity, 2)
+    assert usable_cores(tmp_path / "absent") == affinity              # cgroup v1 or no cgroup fs
