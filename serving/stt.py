@@ -7,19 +7,41 @@ for raw PCM16) or a raw body (``Content-Type: audio/wav`` or ``audio/pcm`` with 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
 from ray import serve
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from serving.audio import decode_audio
 from serving.http import ServingError, check_model_name, make_role_app
 
 MAX_AUDIO_BYTES = 25 * 1024 * 1024  # OpenAI's upload limit
 MAX_AUDIO_SECONDS = 600.0
+MULTIPART_ROOM = 64 * 1024  # a form's boundaries and small fields around its file
 RAW_PCM_TYPES = ("audio/pcm", "audio/l16", "audio/x-raw", "application/octet-stream")
 
 stt_app = make_role_app("Enclave speech-to-text")
+
+
+async def _capped_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body, refused with 413 as soon as it passes ``limit``: a chunked upload declares no
+    length, and reading it whole first (Request.body(), Request.form()) would hold all of it."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServingError(413, "audio_too_large", f"the upload is over the {MAX_AUDIO_BYTES}-byte audio limit")
+        yield chunk
+
+
+async def _read_form(request: Request) -> FormData:
+    try:
+        return await MultiPartParser(request.headers, _capped_body(request, MAX_AUDIO_BYTES + MULTIPART_ROOM)).parse()
+    except MultiPartException as e:
+        raise ServingError(400, "invalid_request", f"unreadable multipart body: {e}") from None
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
@@ -58,16 +80,19 @@ class SpeechToText:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         params: dict[str, Any] = dict(request.query_params)
         if ctype == "multipart/form-data":
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise ServingError(400, "missing_file", "multipart request needs a 'file' field with the audio")
-            data = await upload.read()
-            params.update({k: v for k, v in form.items() if k != "file" and isinstance(v, str)})
-            file_type = (upload.content_type or "").lower()
-            is_raw = file_type in RAW_PCM_TYPES[:3] or (upload.filename or "").lower().endswith((".pcm", ".raw"))
+            form = await _read_form(request)
+            try:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise ServingError(400, "missing_file", "multipart request needs a 'file' field with the audio")
+                data = await upload.read()
+                params.update({k: v for k, v in form.items() if k != "file" and isinstance(v, str)})
+                file_type = (upload.content_type or "").lower()
+                is_raw = file_type in RAW_PCM_TYPES[:3] or (upload.filename or "").lower().endswith((".pcm", ".raw"))
+            finally:
+                await form.close()
         else:
-            data = await request.body()
+            data = b"".join([chunk async for chunk in _capped_body(request, MAX_AUDIO_BYTES)])
             is_raw = ctype in RAW_PCM_TYPES
         if len(data) > MAX_AUDIO_BYTES:
             raise ServingError(413, "audio_too_large", f"audio is {len(data)} bytes; the limit is {MAX_AUDIO_BYTES}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import wave
 from pathlib import Path
 
@@ -78,6 +79,37 @@ def test_oversized_audio_is_refused(serving: httpx.Client) -> None:
                      headers={"content-type": "audio/pcm"})
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "audio_too_large"
+
+
+def _unending_upload(serving_url: str, content_type: str, head: bytes = b"") -> bytes:
+    """A chunked upload that sends 30 MB (past the 25 MB limit) and then waits without ending: only a server
+    that counts the body as it arrives can answer. Returns the response's first bytes."""
+    url = httpx.URL(serving_url)
+    with socket.create_connection((url.host, url.port), timeout=60) as sock:
+        sock.sendall(f"POST /v1/audio/transcriptions?sample_rate=16000 HTTP/1.1\r\nHost: {url.host}\r\n"
+                     f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        chunk = b"\x00" * (1024 * 1024)
+        for piece in [head] * bool(head) + [chunk] * 30:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:   # the server answered and closed while the body was still coming
+                break
+        answer = b""
+        while b"}" not in answer and (data := sock.recv(4096)):
+            answer += data
+        return answer
+
+
+@pytest.mark.parametrize("content_type,head", [
+    ("audio/pcm", b""),
+    ("multipart/form-data; boundary=xyz",
+     b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.pcm"\r\nContent-Type: audio/pcm\r\n\r\n'),
+])
+def test_a_chunked_upload_is_refused_once_it_passes_the_limit(appliance, content_type: str, head: bytes) -> None:
+    """A chunked body declares no length: it was read whole (into memory, or a form's spool file) before its
+    size was checked, so a client could hold a replica's memory or disk with an upload that never ends."""
+    answer = _unending_upload(appliance.serving_url, content_type, head)
+    assert answer.startswith(b"HTTP/1.1 413") and b"audio_too_large" in answer, answer[:300]
 
 
 def _speak(serving: httpx.Client, text: str, speed: float = 1.0) -> tuple[np.ndarray, int, int]:
