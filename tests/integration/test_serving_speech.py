@@ -112,6 +112,13 @@ def test_a_chunked_upload_is_refused_once_it_passes_the_limit(appliance, content
     assert answer.startswith(b"HTTP/1.1 413") and b"audio_too_large" in answer, answer[:300]
 
 
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=abc"])
+def test_an_unreadable_form_is_a_400_that_says_so(serving: httpx.Client, content_type: str) -> None:
+    r = serving.post("/v1/audio/transcriptions", content=b"garbage", headers={"content-type": content_type})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+    assert "multipart" in r.json()["error"]["message"]
+
+
 def _speak(serving: httpx.Client, text: str, speed: float = 1.0) -> tuple[np.ndarray, int, int]:
     chunks = []
     with serving.stream("POST", "/v1/audio/speech", json={"input": text, "voice": "default", "speed": speed}) as r:
