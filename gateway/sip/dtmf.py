@@ -60,12 +60,18 @@ class DtmfReceiver:
 
     Events are reported at key release (end packet), which is when the duration is known. Packets for a press
     already reported, or older than the newest press seen (reordered stragglers), are ignored; a new SSRC
-    starts afresh (after flushing a press still open). Malformed and non-DTMF events (flash, tones) are ignored.
+    starts afresh (after flushing a press still open), and so does an older timestamp that comes more than
+    ``straggler_s`` after the last packet: no network holds a straggler that long, so the sender's clock
+    jumped back under the same SSRC (a B2BUA or a PBX re-anchoring media after hold or transfer), and its
+    presses would otherwise all be dropped until the clock passed the old one again. Malformed and non-DTMF
+    events (flash, tones) are ignored.
     """
 
-    def __init__(self, clock_rate: int = 8000, timeout_s: float = 0.5) -> None:
+    def __init__(self, clock_rate: int = 8000, timeout_s: float = 0.5, straggler_s: float = 2.0) -> None:
         self.clock_rate = clock_rate
         self.timeout_s = timeout_s
+        self.straggler_s = straggler_s
+        self._last_at: float | None = None  # when the last telephone-event packet of this SSRC came
         self._ssrc: int | None = None
         self._pending: _Pending | None = None
         self._newest: int | None = None  # start timestamp of the newest press seen on this SSRC
@@ -87,10 +93,16 @@ class DtmfReceiver:
         out: list[DtmfEvent] = []
         if packet.ssrc != self._ssrc:
             out += self._emit()
-            self._ssrc, self._newest = packet.ssrc, None
+            self._ssrc, self._newest, self._last_at = packet.ssrc, None, None
             self._done.clear()
         ts = packet.timestamp
-        if ts in self._done or (self._newest is not None and ts != self._newest and not _is_newer(ts, self._newest)):
+        older = self._newest is not None and ts != self._newest and not _is_newer(ts, self._newest)
+        if older and ts not in self._done and self._last_at is not None and now - self._last_at > self.straggler_s:
+            out += self._emit()       # the clock jumped back: a new timeline on the same SSRC
+            self._newest, older = None, False
+            self._done.clear()
+        self._last_at = now
+        if ts in self._done or older:
             return out
         if self._pending is not None and self._pending.timestamp != ts:
             out += self._emit()  # its end packets were all lost: the new press closes it

@@ -421,6 +421,22 @@ def test_dtmf_timestamp_wrap_and_stragglers() -> None:
     assert [e.digit for e in events] == ["9", "0"]
 
 
+def test_dtmf_after_the_senders_clock_jumps_back_under_the_same_ssrc() -> None:
+    """A PBX that re-anchors media after a hold keeps the SSRC but restarts its timestamps: the presses after
+    it were all taken for stragglers of the old timeline and dropped."""
+    sender = RtpSender(payload_type=0, ssrc=9)
+    sender.timestamp = 5_000_000
+    before = sender.dtmf_packets("1", duration_ms=60)
+    sender.timestamp = 1_000                         # back, far behind the press above
+    after = sender.dtmf_packets("2", duration_ms=60) + sender.dtmf_packets("3", duration_ms=60)
+    receiver = DtmfReceiver()
+    events = feed(receiver, before)
+    events += feed(receiver, after, start=30.0)      # long after: no straggler comes that late
+    assert [e.digit for e in events] == ["1", "2", "3"]
+    # ...while copies of a press already reported stay ignored, however late they come
+    assert feed(receiver, after[:3], start=40.0) == [] and receiver.poll(100.0) == []
+
+
 def test_dtmf_ignores_malformed_and_non_dtmf_events() -> None:
     receiver = DtmfReceiver()
     assert receiver.push(RtpPacket(payload_type=101, payload=b"\x05"), 0.0) == []
