@@ -99,7 +99,7 @@ def test_malformed_requests_and_a_client_leaving(tokenizer_file: Path) -> None:
 
 def test_an_engine_failure_ends_its_requests_with_an_error_and_the_engine_keeps_serving(tokenizer_file: Path) -> None:
     async def calls(client: httpx.AsyncClient, engine) -> tuple:
-        real_decode = engine.model.decode
+        real_decode = engine.decode
         failures = []
 
         def decode_once_broken(*args):
@@ -108,7 +108,7 @@ def test_an_engine_failure_ends_its_requests_with_an_error_and_the_engine_keeps_
                 raise RuntimeError("CUDA out of memory (simulated)")
             return real_decode(*args)
 
-        engine.model.decode = decode_once_broken
+        engine.decode = decode_once_broken
         broken = await client.post("/v1/chat/completions", json=request_body("x", 5))   # streamed: an error event
         plain = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 4})
         return broken, plain, list(engine.free)
@@ -119,3 +119,24 @@ def test_an_engine_failure_ends_its_requests_with_an_error_and_the_engine_keeps_
     assert "CUDA out of memory" in events[-2] and '"error"' in events[-2] and events[-1] == "[DONE]"
     assert plain.status_code == 200 and plain.json()["usage"]["completion_tokens"] == 4
     assert sorted(free) == [0, 1]  # the failed request's slot came back
+
+
+def test_bucketed_decode_pads_batch_and_span_without_changing_a_token() -> None:
+    """What the CUDA graphs replay, run eagerly: the batch padded to its bucket on the scratch slot, the
+    attention span padded to its bucket. Every token must be the exact step's."""
+    from scripts.bench.torch_engine import BucketedDecode, bucket
+
+    assert bucket(1, (1, 2, 4)) == 1 and bucket(3, (1, 2, 4)) == 4 and bucket(4, (1, 2, 4)) == 4
+    exact, padded = _model(slots=6), _model(slots=6)
+    buckets = BucketedDecode(padded, (1, 2, 4, 8), (8, 16, 32), graphs=False)
+    assert buckets.batch_sizes == (1, 2, 4, 6) and buckets.span_sizes == (8, 16, 32, 64)  # capped by slots, max_len
+    prompts = [(0, [1, 2, 3]), (1, [7, 8, 9, 10, 11, 12, 13, 14, 15]), (2, [40]), (4, [5] * 20), (5, [6, 6])]
+    tokens = exact.prefill(prompts)
+    assert padded.prefill(prompts) == tokens
+    slots, positions = [slot for slot, _ in prompts], [len(p) for _, p in prompts]
+    for _ in range(4):
+        step = exact.decode(slots, positions, tokens)
+        assert buckets.decode(slots, positions, tokens) == step          # 5 rows padded to 6, spans 21.. to 32
+        assert buckets.decode(slots[:3], positions[:3], tokens[:3]) == exact.decode(slots[:3], positions[:3], tokens[:3])
+        tokens, positions = step, [p + 1 for p in positions]
+    assert not padded.k_cache[:, 3].any()                                # the free slot was never written
