@@ -193,18 +193,24 @@ def verify_rows(rows: Iterable[dict[str, Any]], head: tuple[int, str] | None = N
 
 
 BATCH = 5000
-_PAGE = f"SELECT {ROW_COLUMNS} FROM audit_log WHERE seq > %s ORDER BY seq LIMIT {BATCH}"
+_HEAD = "SELECT seq, hash FROM audit_head"
+# Up to the head read first: the head commits with its entry, so every row up to it is visible, and an entry
+# appended while the walk runs (the pool and the CLI are autocommit: each page is its own snapshot) is not
+# taken for the end of the log moving past its head.
+_PAGE = f"SELECT {ROW_COLUMNS} FROM audit_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT {BATCH}"
+_NO_HEAD = 2**62  # no head row (an empty log): walk whatever is there
 
 
 def verify_sync(conn) -> Verification:
     """``enclave audit verify``: the whole chain, page by page (a psycopg Connection with dict rows)."""
+    head = conn.execute(_HEAD).fetchone()
+    upto = head["seq"] if head else _NO_HEAD
     walker, last = ChainVerifier(), 0
     while True:
-        rows = conn.execute(_PAGE, (last,)).fetchall()
+        rows = conn.execute(_PAGE, (last, upto)).fetchall()
         if not rows or not all(walker.check(r) for r in rows):
             break
         last = rows[-1]["seq"]
-    head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
     return walker.finish((head["seq"], head["hash"]) if head else None)
 
 
@@ -213,14 +219,15 @@ async def verify_async(conn: AsyncConnection) -> Verification:
 
     walker, last = ChainVerifier(), 0
     async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_HEAD)
+        head = await cur.fetchone()
+        upto = head["seq"] if head else _NO_HEAD
         while True:
-            await cur.execute(_PAGE, (last,))
+            await cur.execute(_PAGE, (last, upto))
             rows = await cur.fetchall()
             if not rows or not all(walker.check(r) for r in rows):
                 break
             last = rows[-1]["seq"]
-        await cur.execute("SELECT seq, hash FROM audit_head")
-        head = await cur.fetchone()
     return walker.finish((head["seq"], head["hash"]) if head else None)
 
 

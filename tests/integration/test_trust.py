@@ -629,6 +629,32 @@ def test_export_writes_the_tenants_entries_as_jsonl(appliance: Appliance, tmp_pa
     assert enclave_cli(appliance, "audit", "export", "--from", "yesterday").returncode == 2
 
 
+def test_verify_is_not_fooled_by_entries_appended_while_it_walks(appliance: Appliance) -> None:
+    """Each page of the walk is its own snapshot (autocommit). An entry appended after the last page and
+    before the head was read made a busy appliance report "entries removed from the end": a false alarm."""
+    from psycopg.rows import dict_row
+
+    from gateway.store.audit import verify_sync
+
+    with owner(appliance) as conn, owner(appliance) as other:
+        tenant = str(api_keys.ensure_tenant(conn, "trust-v", "verify race"))
+        conn.row_factory = dict_row
+        appended = []
+
+        class Busy:
+            """The connection the walk reads through; a chat turn's entry lands whenever it reads a page."""
+
+            def execute(self, query: str, params: object = None):
+                result = conn.execute(query, params)
+                if "FROM audit_log" in query:
+                    appended.append(append_sync(other, AuditEvent("chat.turn", "verify race", tenant)))
+                return result
+
+        result = verify_sync(Busy())
+        assert appended and result.ok, result.describe()
+        assert verify_sync(conn).checked > result.checked    # the entries it skipped are checked next time
+
+
 # -- retention -------------------------------------------------------------------------------------------
 
 def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appliance) -> None:
