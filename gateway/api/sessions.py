@@ -81,7 +81,9 @@ async def create_session(body: SessionCreate, request: Request, identity: ChatCa
     KnowledgeSpec.parse(body.metadata.get("knowledge"), "metadata.knowledge")   # refused now, not on every turn after
     # Metadata is the client's own (a CRM note, a case number): every string in it is redacted too, except the
     # knowledge filter, whose collection names and tags must match as written.
-    metadata = {k: v if k == "knowledge" else redact_json(v, redactor, vault) for k, v in body.metadata.items()}
+    metadata = redact_json({k: v for k, v in body.metadata.items() if k != "knowledge"}, redactor, vault)
+    if "knowledge" in body.metadata:
+        metadata["knowledge"] = body.metadata["knowledge"]
     async with conn.transaction():
         row = await repo.create_session(conn, identity.tenant_id, session_id=sid, channel=body.channel, title=title,
                                         system_prompt=system, metadata=metadata, created_by=identity.subject)

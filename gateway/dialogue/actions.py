@@ -80,11 +80,12 @@ def schema_problem_paths(tool: Tool, args: dict[str, Any]) -> list[str]:
 
 
 def map_strings(value: Any, fn: Callable[[str], str]) -> Any:
-    """``fn`` applied to every string in a JSON value."""
+    """``fn`` applied to every string in a JSON value, object keys too (a client's metadata can carry an
+    address or a card number as a key)."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, dict):
-        return {k: map_strings(v, fn) for k, v in value.items()}
+        return {fn(k) if isinstance(k, str) else k: map_strings(v, fn) for k, v in value.items()}
     if isinstance(value, list):
         return [map_strings(v, fn) for v in value]
     return value

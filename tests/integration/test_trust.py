@@ -367,7 +367,8 @@ def pii_session(appliance: Appliance, keys: dict, proxy: RecordingProxy) -> Iter
             sid = c.post("/v1/sessions", json={
                 "title": f"call from {p['phone']}",
                 "system_prompt": f"The customer on this line is {p['name']}, e-mail {p['email']}.",
-                "metadata": {"crm": {"note": f"caller {p['name']}", "refund_to": [p["iban"]]}}}).json()["id"]
+                "metadata": {"crm": {"note": f"caller {p['name']}", "refund_to": [p["iban"]]},
+                             p["email"]: "vip", "by_card": {p["card"]: "lost"}}}).json()["id"]   # in keys too
             chat(c, f"Hello, my name is {p['name']}. My card {p['card']} was stolen, please block it.", sid, stream=True)
             chat(c, f"Refund to my IBAN {p['iban']}; my SSN is {p['ssn']} and you can call me on {p['phone']}.", sid)
             chat(c, f"Again, the card is {p['card'].replace(' ', '-')}. Mail me at {p['email']}.", sid, stream=True)

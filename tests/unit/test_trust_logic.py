@@ -213,6 +213,9 @@ def test_a_value_found_only_from_its_context_is_redacted_again_after_restoration
     assert redact_json({"name": "Zyxqo Blorf", "account": "12345678"}, redactor, stored) == \
         {"name": "<PERSON_1>", "account": "<ACCOUNT_1>"}     # dialogue slots and action arguments too
     assert redactor.redact("account 123456789", stored) != "account <ACCOUNT_1>9"   # whole values only
+    # object keys too, at any depth: a client's session metadata keyed by an address kept it in clear
+    assert redact_json({"jane.doe@example.com": "vip", "x": {"12345678": [1]}}, redactor, stored) == \
+        {"<EMAIL_1>": "vip", "x": {"<ACCOUNT_1>": [1]}}
 
 
 def test_only_the_owner_gets_values_back(redactor: Redactor) -> None:
