@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -24,6 +24,9 @@ async def list_entries(identity: AuditorCaller, conn: DbConn,
                        after_seq: Annotated[int, Query(ge=0)] = 0,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     sid = require_session_id(session_id) if session_id else None
+    # A time without a zone is UTC, as `enclave audit export` reads it (Postgres would read it in the server's
+    # TimeZone, which initdb copies from the host: the same window an hour or more apart).
+    from_, to = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (from_, to))
     async with conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(

@@ -354,6 +354,28 @@ def test_oidc_tokens_give_their_roles_in_their_tenant(idp, appliance: Appliance)
     assert any(json.loads(r["entry"])["actor"] == "oidc:alice" for r in audit_rows(appliance, "action = 'audit.read'"))
 
 
+def test_audit_times_without_a_zone_are_utc_whatever_the_servers_time_zone(appliance: Appliance, keys: dict) -> None:
+    """`enclave audit export` reads a zoneless --from/--to as UTC; the API let Postgres read it in the server's
+    TimeZone (initdb copies the host's), so on a server east of UTC the same window ended hours earlier."""
+    with owner(appliance) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{database}" SET timezone = \'Asia/Kolkata\'')   # UTC+05:30
+    try:
+        gw = start_gateway(appliance, "audit-tz")    # its pool's connections take the zone
+        try:
+            with client(gw.url, keys["trust-a", "auditor"]) as auditor:
+                auditor.get("/v1/audit", params={"limit": 1})                  # audits itself: an entry now
+                just_now = max(r["seq"] for r in audit_rows(appliance, "action = 'audit.read'"))
+                soon = (datetime.now(UTC) + timedelta(minutes=1)).replace(tzinfo=None).isoformat()
+                r = auditor.get("/v1/audit", params={"to": soon, "after_seq": just_now - 1, "limit": 1})
+                assert r.status_code == 200 and [e["seq"] for e in r.json()["data"]] == [just_now], r.text
+        finally:
+            gw.stop()
+    finally:
+        with owner(appliance) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" RESET timezone')
+
+
 # -- PII: never in the LLM, the database, the logs or the metrics ------------------------------------------
 
 @pytest.fixture(scope="module")
