@@ -65,6 +65,13 @@ class StorageUnavailable(EnclaveError):
     status, type = 503, "storage_error"
 
 
+class VaultKeyMismatch(EnclaveError):
+    """A sealed value does not open with the gateway's vault key: the key or the data is not the one it was
+    sealed with. An operator's problem, not the caller's."""
+
+    status, type = 503, "vault_error"
+
+
 class UpstreamUnavailable(EnclaveError):
     """Every link of a fallback chain failed before producing anything (the canned reply is the last link,
     so a client normally never sees this)."""

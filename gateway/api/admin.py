@@ -59,8 +59,14 @@ async def list_keys(identity: AdminCaller, conn: DbConn) -> dict:
 @router.delete("/keys/{prefix}")
 async def revoke_key(prefix: str, request: Request, identity: AdminCaller, conn: DbConn) -> dict:
     async with conn.transaction():
-        if not await api_keys.arevoke_key(conn, identity.tenant_id, prefix):
+        role = await api_keys.aactive_key_role(conn, identity.tenant_id, prefix)
+        if role is None:
             raise NotFound("key_not_found", f"no active key {prefix[:40]} in this tenant", "prefix")
+        if role == "auditor":
+            # Separation of duties, as for creating them: an admin must not switch the tenant's oversight off.
+            raise Forbidden("role_not_grantable", "auditor keys are revoked by the operator (enclave keys revoke), "
+                            "not through the admin API", "prefix")
+        await api_keys.arevoke_key(conn, identity.tenant_id, prefix)
         await append(conn, AuditEvent("key.revoke", identity.subject, identity.tenant_id, content={"prefix": prefix}))
     request.app.state.key_cache.forget(prefix)
     return {"prefix": prefix, "object": "api_key.revoked", "revoked": True}

@@ -3,13 +3,14 @@ in the same transaction (no audit entry, no value)."""
 
 from __future__ import annotations
 
+from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
 from gateway.api.sessions import require_session_id
 from gateway.auth import AuditorCaller
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound, VaultKeyMismatch
 from gateway.safety.redact import PLACEHOLDER
 from gateway.store import audit
 from gateway.store import vault as vault_repo
@@ -42,6 +43,12 @@ async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller,
         if ciphertext is None:
             raise NotFound("value_purged", f"{body.placeholder} was purged by the retention policy on "
                            f"{purged_at:%Y-%m-%d}", "placeholder")
+        # Opened before the reveal is audited: a value that cannot be opened was not revealed.
+        try:
+            value = state.redactor.cipher.open(nonce, ciphertext, identity.tenant_id, str(sid), body.placeholder)
+        except InvalidTag:
+            raise VaultKeyMismatch("vault_key_mismatch", "this value was sealed with another vault key than the "
+                                   "gateway's (a backup restored without its key?); nothing was revealed") from None
         # The reason is free text from a person: it is redacted like any other text before it is audited,
         # against the session's vault (a value it holds keeps its number; a new one is sealed with it).
         vault = await vault_repo.locked_session_vault(conn, identity.tenant_id, sid)
@@ -50,6 +57,5 @@ async def reveal(body: RevealRequest, request: Request, identity: AuditorCaller,
         await audit.append(conn, audit.AuditEvent(
             "vault.reveal", identity.subject, identity.tenant_id, str(sid),
             content={"placeholder": body.placeholder, "type": pii_type, "reason": reason}))
-    value = state.redactor.cipher.open(nonce, ciphertext, identity.tenant_id, str(sid), body.placeholder)
     return {"object": "vault.reveal", "session_id": str(sid), "placeholder": body.placeholder, "type": pii_type,
             "value": value}

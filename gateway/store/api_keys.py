@@ -78,25 +78,35 @@ def key_is_active(conn: psycopg.Connection, key: str) -> bool:
 KEY_COLUMNS = "k.id, k.prefix, k.role, k.label, k.rate_limit_per_min, k.created_by, k.created_at, k.revoked_at, t.slug"
 
 
+# The public prefix is 32 random bits and unique: a rare collision draws another key rather than failing the
+# request with a unique violation (ON CONFLICT: the caller's transaction stays usable).
+PREFIX_TRIES = 5
+_INSERT_KEY = ("INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, rate_limit_per_min, created_by) "
+               "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (prefix) DO NOTHING RETURNING id, created_at")
+
+
 def create_key_row(conn: psycopg.Connection, tenant_id: str, role: str, label: str = "",
                    rate_limit_per_min: int | None = None, created_by: str = "") -> tuple[str, str]:
     """(secret key, prefix), on a synchronous connection (the CLI and `enclave up`)."""
-    key, prefix = new_key()
-    conn.execute(
-        "INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, rate_limit_per_min, created_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min, created_by))
-    return key, prefix
+    for _ in range(PREFIX_TRIES):
+        key, prefix = new_key()
+        if conn.execute(_INSERT_KEY, (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min,
+                                      created_by)).fetchone():
+            return key, prefix
+    raise RuntimeError(f"no free key prefix in {PREFIX_TRIES} tries")
 
 
 async def acreate_key(conn: psycopg.AsyncConnection, tenant_id: str, role: str, label: str,
                       rate_limit_per_min: int | None, created_by: str) -> tuple[str, dict]:
-    key, prefix = new_key()
-    cur = await conn.execute(
-        "INSERT INTO api_keys (tenant_id, prefix, key_sha256, role, label, rate_limit_per_min, created_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
-        (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min, created_by))
-    key_id, created_at = await cur.fetchone()
+    for _ in range(PREFIX_TRIES):
+        key, prefix = new_key()
+        cur = await conn.execute(_INSERT_KEY, (tenant_id, prefix, hash_key(key), role, label, rate_limit_per_min,
+                                               created_by))
+        if row := await cur.fetchone():
+            break
+    else:
+        raise RuntimeError(f"no free key prefix in {PREFIX_TRIES} tries")
+    key_id, created_at = row
     return key, {"id": str(key_id), "prefix": prefix, "role": role, "label": label,
                  "rate_limit_per_min": rate_limit_per_min, "created_by": created_by,
                  "created_at": created_at.isoformat(), "revoked_at": None}
@@ -106,6 +116,14 @@ async def alist_keys(conn: psycopg.AsyncConnection, tenant_id: str) -> list[dict
     cur = await conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
                              "WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,))
     return [key_out(r) for r in await cur.fetchall()]
+
+
+async def aactive_key_role(conn: psycopg.AsyncConnection, tenant_id: str, prefix: str) -> str | None:
+    """The role of the tenant's active key with this prefix (locked until the transaction ends), or None."""
+    cur = await conn.execute("SELECT role FROM api_keys WHERE tenant_id = %s AND prefix = %s AND revoked_at IS NULL "
+                             "FOR UPDATE", (tenant_id, prefix))
+    row = await cur.fetchone()
+    return row[0] if row else None
 
 
 async def arevoke_key(conn: psycopg.AsyncConnection, tenant_id: str, prefix: str) -> bool:

@@ -2,7 +2,7 @@
 
 A purge deletes content, never rows: a turn keeps its metadata and ``content_sha256``; an audit entry
 keeps its hashed header (which holds the content's sha256), so ``enclave audit verify`` still walks the
-whole chain; a vault entry keeps its placeholder and fingerprint, not the ciphertext. It runs as the
+whole chain; a vault entry keeps its placeholder, not the ciphertext nor the fingerprint. It runs as the
 database owner (``enclave retention purge``, and hourly in the gateway service) because the gateway's role
 may not touch the audit log; the purge itself is audited.
 """
@@ -51,10 +51,13 @@ def _purge_channels(conn: psycopg.Connection, tenant_id, channels: tuple[str, ..
         "UPDATE audit_log SET content = NULL, purged_at = %s WHERE tenant_id = %s AND ts < %s AND content IS NOT NULL "
         "AND action = 'chat.turn' AND (entry::jsonb ->> 'channel') = ANY(%s)",
         (now, tenant_id, cutoff, list(channels))).rowcount
-    # Feedback comments are text about those turns: they go with them (the rating stays for CSAT).
+    # Feedback comments are text about those turns: they go with them, by the turn's age (a rating given again
+    # later is newer than its turn), and the rating stays for CSAT.
     conn.execute(
-        "UPDATE feedback f SET comment = '' FROM sessions s WHERE f.session_id = s.id AND f.tenant_id = %s "
-        "AND s.channel = ANY(%s) AND f.created_at < %s AND f.comment <> ''", (tenant_id, list(channels), cutoff))
+        "UPDATE feedback f SET comment = '' WHERE f.tenant_id = %s AND f.comment <> '' AND EXISTS (SELECT 1 FROM "
+        "turns t WHERE t.session_id = f.session_id AND t.turn_id = f.turn_id AND t.channel = ANY(%s) "
+        "AND t.created_at < %s)",
+        (tenant_id, list(channels), cutoff))
     # A session left with no live turn loses what was derived from them (summary, title).
     sessions = conn.execute(
         "UPDATE sessions s SET summary = NULL, summary_tokens = 0, title = '' WHERE s.tenant_id = %s "

@@ -280,11 +280,29 @@ def test_admin_api_creates_lists_and_revokes_keys_and_audits_it(appliance: Appli
         # An admin cannot mint the role that reveals vault values and reads the audit log (separation of duties).
         r = admin.post("/v1/admin/keys", json={"role": "auditor"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "role_not_grantable"
+        # ...nor switch the tenant's oversight off by revoking its auditor keys
+        auditor_prefix = keys["trust-a", "auditor"][:len("enc_") + 8]   # enc_ and 8 hex digits
+        r = admin.delete(f"/v1/admin/keys/{auditor_prefix}")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "role_not_grantable", r.text
+    with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+        assert auditor.get("/v1/audit", params={"limit": 1}).status_code == 200    # still active
     with owner(appliance) as conn:
         stored = conn.execute("SELECT key_sha256 FROM api_keys WHERE prefix = %s", (created["prefix"],)).fetchone()[0]
     assert stored != created["key"] and len(stored) == 64
     actions = [(r["action"], json.loads(r["content"]).get("prefix")) for r in audit_rows(appliance, "action LIKE 'key.%%'")]
     assert ("key.create", created["prefix"]) in actions and ("key.revoke", created["prefix"]) in actions
+
+
+def test_a_taken_key_prefix_draws_another_key(appliance: Appliance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public prefix is 32 random bits: a collision was a unique violation, a 500 on the admin API."""
+    with owner(appliance) as conn:
+        tenant = api_keys.ensure_tenant(conn, "trust-p", "prefix test")
+        taken = api_keys.create_key(conn, tenant, "agent")
+        fresh = api_keys.new_key()
+        draws = iter([(taken, taken[:len("enc_") + 8]), fresh])
+        monkeypatch.setattr(api_keys, "new_key", lambda: next(draws))
+        assert api_keys.create_key_row(conn, tenant, "agent") == fresh
+        assert conn.execute("SELECT count(*) FROM api_keys WHERE tenant_id = %s", (tenant,)).fetchone()[0] == 2
 
 
 def test_cli_creates_lists_and_revokes_keys(appliance: Appliance) -> None:
@@ -485,6 +503,20 @@ def test_a_vault_reveal_needs_an_auditor_and_a_reason_and_is_audited(appliance: 
     entry, content = json.loads(reveals[-1]["entry"]), json.loads(reveals[-1]["content"])
     assert entry["actor"] == "_".join(keys["trust-a", "auditor"].split("_")[:2]) and entry["session_id"] == sid
     assert content == {"placeholder": "<CARD_1>", "type": "CARD", "reason": body["reason"]}
+    # A value that does not open with the gateway's key (a backup restored without its key) is a 503 that says
+    # so, and no reveal is audited (it was a 500, after the reveal had been logged).
+    where = "session_id = %s AND placeholder = '<PHONE_1>'"
+    with owner(appliance) as conn:
+        sealed = conn.execute(f"SELECT ciphertext FROM pii_vault WHERE {where}", (sid,)).fetchone()[0]
+        conn.execute(f"UPDATE pii_vault SET ciphertext = %s WHERE {where}", (bytes([sealed[0] ^ 1]) + sealed[1:], sid))
+    try:
+        with client(appliance.gateway_url, keys["trust-a", "auditor"]) as auditor:
+            r = auditor.post("/v1/vault/reveal", json={**body, "placeholder": "<PHONE_1>"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "vault_key_mismatch", r.text
+        assert len(audit_rows(appliance, "action = 'vault.reveal'")) == before + 1
+    finally:
+        with owner(appliance) as conn:
+            conn.execute(f"UPDATE pii_vault SET ciphertext = %s WHERE {where}", (sealed, sid))
 
 
 def test_concurrent_turns_of_a_session_never_share_a_placeholder(appliance: Appliance, keys: dict) -> None:
@@ -687,6 +719,10 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         auditor_key = api_keys.create_key(conn, tenant, "auditor")
     with client(appliance.gateway_url, admin_key) as admin:
         sid = chat(admin, f"My card {PII['card']} is lost.").headers["x-session-id"]
+        answer = [t for t in admin.get(f"/v1/sessions/{sid}").json()["turns"] if t["role"] == "assistant"][0]
+        r = admin.post(f"/v1/sessions/{sid}/turns/{answer['turn_id']}/feedback", json={"rating": "down",
+                                                                                "comment": "wrong branch hours"})
+        assert r.status_code == 200, r.text
         r = admin.put("/v1/admin/retention", json={"turns_days": 30, "vault_days": 30})
         assert r.status_code == 200 and admin.get("/v1/admin/retention").json()["turns_days"] == 30
     with owner(appliance) as conn:   # what a pack's dialogue derives from such a turn (this tenant runs none)
@@ -699,6 +735,7 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         conn.execute("INSERT INTO dialogue_states (session_id, tenant_id, state) VALUES (%s, %s, "
                      "'{\"slots\": {\"card\": \"<CARD_1>\"}}')", (sid, tenant))
         append_sync(conn, AuditEvent("action.executed", "system", str(tenant), sid, content={"card": "<CARD_1>"}))
+        conn.execute("UPDATE feedback SET created_at = now() + interval '40 days' WHERE session_id = %s", (sid,))
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
     dry = enclave_cli(appliance, "retention", "purge", "--as-of", later, "--dry-run")
     assert dry.returncode == 0 and "dry run" in dry.stdout
@@ -711,6 +748,8 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         turns = conn.execute("SELECT content, content_sha256, purged_at FROM turns WHERE session_id = %s",
                              (sid,)).fetchall()
         assert len(turns) == 2 and all(c == "" and h and p for c, h, p in turns)
+        # the comment goes with its turn, though the rating was given (again) after the cutoff; the rating stays
+        assert conn.execute("SELECT rating, comment FROM feedback WHERE session_id = %s", (sid,)).fetchall() == [(-1, "")]
         assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND (ciphertext IS NOT NULL "
                             "OR fingerprint IS NOT NULL)", (sid,)).fetchone()[0] == 0   # the fingerprint goes too
         assert conn.execute("SELECT args, result FROM actions WHERE session_id = %s", (sid,)).fetchone() == ({}, None)
