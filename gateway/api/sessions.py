@@ -94,11 +94,33 @@ async def create_session(body: SessionCreate, request: Request, identity: ChatCa
 @router.get("")
 async def list_sessions(identity: ChatCaller, conn: DbConn,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                        offset: Annotated[int, Query(ge=0)] = 0) -> dict:
+                        offset: Annotated[int, Query(ge=0)] = 0,
+                        channel: Annotated[list[Literal["chat", "api", "voice", "sip"]] | None, Query()] = None,
+                        after: Annotated[str | None, Query(max_length=100)] = None) -> dict:
+    """Most recently active first. Page with ``after=<next_cursor>``: every turn moves its session to the top,
+    so while the tenant is busy ``offset`` pages repeat sessions already shown and can skip others; a cursor
+    page continues below the last session shown (one that moved meanwhile is at the top of the list)."""
+    before = _cursor(after) if after else None
     # One row more than asked says whether there is a next page, without a count over the tenant's sessions.
-    rows = await repo.list_sessions(conn, identity.tenant_id, limit + 1, offset, created_by=_owner_filter(identity))
-    return {"object": "list", "data": [session_out(r) for r in rows[:limit]], "limit": limit, "offset": offset,
-            "has_more": len(rows) > limit}
+    rows = await repo.list_sessions(conn, identity.tenant_id, limit + 1, offset, created_by=_owner_filter(identity),
+                                    channels=channel, before=before)
+    page = rows[:limit]
+    more = len(rows) > limit
+    return {"object": "list", "data": [session_out(r) for r in page], "limit": limit, "offset": offset,
+            "has_more": more,
+            "next_cursor": f"{page[-1]['updated_at'].isoformat()}~{page[-1]['id']}" if more else None}
+
+
+def _cursor(text: str) -> tuple[datetime, uuid.UUID]:
+    """``next_cursor`` of the previous page: the last session's updated_at and id."""
+    try:
+        ts, sid = text.split("~")
+        when = datetime.fromisoformat(ts)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        return when, uuid.UUID(sid)
+    except ValueError:
+        raise InvalidRequest("invalid_parameter", "after must be a next_cursor from a previous page", "after") from None
 
 
 @router.get("/{session_id}")

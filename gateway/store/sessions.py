@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -53,12 +54,18 @@ async def get_session(conn: AsyncConnection, tenant_id: str, session_id: uuid.UU
 
 
 async def list_sessions(conn: AsyncConnection, tenant_id: str, limit: int = 50, offset: int = 0,
-                        created_by: str | None = None) -> list[dict[str, Any]]:
+                        created_by: str | None = None, channels: list[str] | None = None,
+                        before: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Most recently active first. ``before`` (the last row's updated_at and id) pages by key: a session that
+    moves to the top while a client pages is not repeated further down, as it is with ``offset``."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = %(tid)s {_OWNER} "
-            "ORDER BY updated_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
-            {"tid": tenant_id, "owner": created_by, "limit": limit, "offset": offset},
+            "AND (%(channels)s::text[] IS NULL OR channel = ANY(%(channels)s)) "
+            "AND (%(before_ts)s::timestamptz IS NULL OR (updated_at, id) < (%(before_ts)s, %(before_id)s::uuid)) "
+            "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {"tid": tenant_id, "owner": created_by, "limit": limit, "offset": offset, "channels": channels,
+             "before_ts": before[0] if before else None, "before_id": before[1] if before else None},
         )
         return await cur.fetchall()
 

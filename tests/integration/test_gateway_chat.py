@@ -145,6 +145,24 @@ def test_the_session_list_pages(appliance: Appliance) -> None:
         assert c.get("/v1/sessions", params={"limit": 3}).json()["has_more"] is False
         bad = c.get("/v1/sessions", params={"limit": 0}).json()["error"]
         assert (bad["code"], bad["param"]) == ("invalid_parameter", "limit")
+        # Keyset pages: a session that moves to the top between two pages (a turn) is not shown again further
+        # down (with offset, the second page starts with the session the first one ended on).
+        page = c.get("/v1/sessions", params={"limit": 2}).json()
+        assert [s["id"] for s in page["data"]] == ids[:0:-1] and page["next_cursor"]
+        with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+            conn.execute("UPDATE sessions SET updated_at = now() WHERE id = %s", (ids[0],))   # what a turn does
+        assert [s["id"] for s in c.get("/v1/sessions", params={"limit": 2, "offset": 2}).json()["data"]] == [ids[1]]
+        after = c.get("/v1/sessions", params={"limit": 2, "after": page["next_cursor"]}).json()
+        assert after["data"] == [] and after["next_cursor"] is None   # ids[0] is now at the top of the first page
+        # ...filtered by channel, and a cursor that is not one is a 400 that names it
+        c.post("/v1/sessions", json={"title": "by api", "channel": "api"})
+        chats = c.get("/v1/sessions", params=[("channel", "chat"), ("channel", "voice"), ("limit", 10)]).json()["data"]
+        assert {s["channel"] for s in chats} == {"chat"} and len(chats) == 3
+        for cursor in ("yesterday", "2026-01-01T00:00:00~not-a-uuid", f"2026-01-01T00:00:00~{ids[0]}"):
+            bad = c.get("/v1/sessions", params={"after": cursor}).json()["error"]
+            assert (bad["code"], bad["param"]) == ("invalid_parameter", "after"), cursor
+        bad = c.get("/v1/sessions", params={"channel": "fax"}).json()["error"]
+        assert bad["code"] == "invalid_parameter"
 
 
 def test_request_id_is_echoed_and_metrics_are_exposed(gateway: httpx.Client) -> None:

@@ -287,6 +287,30 @@ def test_keyboard_only_main_path(ui_gw: GatewayProcess, browser, keys: dict) -> 
     assert page.errors == []
 
 
+def test_older_conversations_are_a_click_away(appliance: Appliance, ui_gw: GatewayProcess, browser) -> None:
+    """The list showed the 50 most recent sessions of any channel, then kept chat and voice: API and phone
+    sessions took places, and anything older could not be reached from the UI at all."""
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        key = api_keys.create_key(conn, api_keys.ensure_tenant(conn, "demo-bank", "Northbank (example pack)"),
+                                  "user", label="ui paging")
+    with httpx.Client(base_url=ui_gw.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False,
+                      timeout=60) as c:
+        for i in range(53):
+            assert c.post("/v1/sessions", json={"title": f"old conversation {i}"}).status_code in (200, 201)
+        for _ in range(3):
+            assert c.post("/v1/sessions", json={"title": "an api session", "channel": "api"}).status_code in (200, 201)
+    page = new_page(browser, ui_gw)
+    sign_in(page, key)
+    seen(page.get_by_test_id("conversation").first, page)
+    assert page.get_by_test_id("conversation").count() == 50
+    page.get_by_role("button", name="Older conversations").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation]').length === 53")
+    assert page.get_by_text("old conversation 0", exact=True).is_visible()
+    assert page.get_by_text("an api session").count() == 0
+    assert page.get_by_role("button", name="Older conversations").is_hidden()
+    assert page.errors == []
+
+
 def test_an_expired_key_returns_to_sign_in_and_a_down_server_keeps_the_message(
         appliance: Appliance, ui_gw: GatewayProcess, browser, keys: dict) -> None:
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:

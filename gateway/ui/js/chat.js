@@ -6,8 +6,10 @@ import { ApiError, NetworkError, api, describe, el, sse } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 
 export function mount(root, ctx) {
-  const state = { sessionId: null, sending: false, voice: null, sessions: [], rendered: 0 };
+  const state = { sessionId: null, sending: false, voice: null, sessions: [], rendered: 0, nextCursor: null };
   const list = el("ul", { "aria-label": "Conversations" });
+  const more = el("button", { type: "button", class: "more", hidden: true, "data-testid": "more-conversations",
+    onclick: () => loadSessions(state.nextCursor) }, "Older conversations");
   const messages = el("div", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Conversation",
     "data-testid": "messages" });
   const input = el("textarea", { id: "composer-input", "aria-label": "Message", placeholder: "Type a message…",
@@ -29,16 +31,24 @@ export function mount(root, ctx) {
   const sourceDialog = el("dialog", { "aria-labelledby": "source-title", "data-testid": "source-dialog" });
 
   root.append(el("div", { class: "chat" },
-    el("aside", { class: "conversations", "aria-label": "Conversation list" }, newChat, list),
+    el("aside", { class: "conversations", "aria-label": "Conversation list" }, newChat, list, more),
     el("section", { class: "thread", "aria-label": "Chat" }, messages, status, voicebar, composer),
     sourceDialog));
 
   // -- conversations ----------------------------------------------------------------------------------
 
-  async function loadSessions() {
+  /** The first page of chat and voice conversations, or with ``after`` the next one (keyset paging: a
+   * conversation that moves to the top meanwhile is neither repeated nor skipped). */
+  async function loadSessions(after) {
     try {
-      const body = await api("/v1/sessions?limit=50");
-      state.sessions = body.data.filter((s) => s.channel === "chat" || s.channel === "voice");
+      const query = new URLSearchParams({ limit: "50" });
+      query.append("channel", "chat");
+      query.append("channel", "voice");
+      if (after) query.set("after", after);
+      const body = await api(`/v1/sessions?${query}`);
+      state.sessions = after ? state.sessions.concat(body.data) : body.data;
+      state.nextCursor = body.next_cursor;
+      more.hidden = !body.next_cursor;
       renderList();
     } catch (err) {
       ctx.banner(describe(err));
