@@ -24,9 +24,10 @@ from gateway.oidc import OidcConfigError, check_internal_url
 log = logging.getLogger("enclave.gateway.ui")
 
 UI_DIR = Path(__file__).resolve().parents[1] / "ui"
-# Only this origin: scripts, styles, fetches and the voice WebSocket; blob: for recorded audio.
+# Only this origin: scripts, styles, fetches and the voice WebSocket (CSP 3: 'self' covers ws: and wss: to
+# this host; a bare ws: would allow any host); blob: for recorded audio.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; frame-ancestors 'none'; "
+       "media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-cache"}
