@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +205,9 @@ async def pick_gateway_model(client: aiohttp.ClientSession, served_id: str, max_
 def batch_figures(res: list[dict], wall: float, extra_errors: int, wave: int = 1) -> dict[str, Any]:
     """A batch's figures. ``wave`` is its concurrency: the first ``wave`` requests to start left together, a
     burst no later wave sees (the rest start as earlier ones finish), so their TTFT is also given apart."""
-    ok = [r for r in res if r["ok"]]
+    # Only streams that ran to max_tokens count: a canned apology (the gateway's fallback) answers in no time
+    # and a cut-off stream ends early, so either would flatter TTFT or tokens/s. They are errors here.
+    ok = [r for r in res if r["ok"] and r["finish"] == "length"]
     ttft, total = [r["ttft_ms"] for r in ok], [r["total_ms"] for r in ok]
     by_start = sorted(ok, key=lambda r: r.get("started", 0.0))
     first, later = [r["ttft_ms"] for r in by_start[:wave]], [r["ttft_ms"] for r in by_start[wave:]]
@@ -212,25 +216,38 @@ def batch_figures(res: list[dict], wall: float, extra_errors: int, wave: int = 1
     return {"n": len(res) + extra_errors, "ok": len(ok), "errors": len(res) - len(ok) + extra_errors,
             "wall_s": wall, "content_chunks": chunks, "tokens": tokens,
             "tok_per_s": tokens / wall if wall else 0.0, "without_usage": sum(not r["usage"] for r in ok),
-            "cut_short": sum(r["finish"] != "length" for r in ok),
+            "cut_short": sum(r["ok"] and r["finish"] != "length" for r in res),
             "ttft_p50_ms": pct(ttft, 50), "ttft_p95_ms": pct(ttft, 95), "total_p50_ms": pct(total, 50),
             "ttft_first_wave_p50_ms": pct(first, 50), "ttft_later_ms": [round(x, 2) for x in later],
             "ttft_ms": [round(x, 2) for x in ttft], "total_ms": [round(x, 2) for x in total], "error_samples": samples}
 
 
-async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: float = 0.25, max_s: float = 5.0) -> bool:
+async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: float = 0.25,
+                 max_s: float = 5.0) -> tuple[bool, dict[tuple[str, str], float]]:
     """Wait until the measured processes are quiet: what one path leaves running after its batch (LiteLLM's
-    logging and spend workers, the gateway's background summaries, a warm wave's) must not be billed to the
-    next batch. False when they were still busy after ``max_s`` (the batch's row says so)."""
-    meters = [m for t in targets for m in t.cpu_meters.values()]
+    logging and spend workers, the gateway's background summaries) must not be billed to the next batch.
+    Returns whether they got quiet within ``max_s`` (the batch's row says so) and each meter's rate in the
+    last window, in cores: the idle baseline (timers, Postgres' background workers) that a batch's CPU
+    figure leaves out."""
+    meters = {(t.name, name): m for t in targets for name, m in t.cpu_meters.items()}
+    rates: dict[tuple[str, str], float] = {}
     if not meters:
-        return True
+        return True, rates
     for _ in range(int(max_s / window_s)):
-        before = sum(m() for m in meters)
+        before = {k: m() for k, m in meters.items()}
         await asyncio.sleep(window_s)
-        if (sum(m() for m in meters) - before) / window_s < quiet_cores:
-            return True
-    return False
+        rates = {k: max(0.0, (m() - before[k]) / window_s) for k, m in meters.items()}
+        if sum(rates.values()) < quiet_cores:
+            return True, rates
+    return False, rates
+
+
+def batch_orders(targets: list[Target], rounds: int, levels: list[int]) -> list[list[Target]]:
+    """The target order of each (round, level), in that sequence: every ordering in turn (a Latin square over
+    the permutations), so that no target keeps the same predecessor. Rotating one list kept it: with three
+    targets, direct came right after LiteLLM, the heaviest and longest batch, in nearly every pair."""
+    perms = [list(p) for p in itertools.permutations(targets)]
+    return [perms[(rnd * len(levels) + i) % len(perms)] for rnd in range(rounds) for i in range(len(levels))]
 
 
 async def warm_wave(client: aiohttp.ClientSession, model: str, conc: int) -> None:
@@ -243,9 +260,12 @@ async def warm_wave(client: aiohttp.ClientSession, model: str, conc: int) -> Non
 
 async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, max_tokens: int, served_id: str,
                 min_waves: int = 1, batch_warmup: bool = True) -> list[dict]:
-    """Every (round, level) runs every target back to back; round r rotates the order by r so no target
-    always goes first (or right after the heaviest one). A batch holds at least ``min_waves`` × c requests
-    and, with ``batch_warmup``, follows an unmeasured wave at its own concurrency (:func:`warm_wave`)."""
+    """Every (round, level) runs every target back to back, in an order that changes from one (round, level)
+    to the next (:func:`batch_orders`). A batch holds at least ``min_waves`` × c requests and, with
+    ``batch_warmup``, follows an unmeasured wave at its own concurrency (:func:`warm_wave`) at once: the
+    processes are let settle before that wave, not between it and the batch (an idle gap there is what the
+    wave exists to remove). A batch's CPU is read after its leftovers settle too, less each meter's idle
+    baseline over that time."""
     clients = {t.name: make_session(t.url, t.headers, max(levels)) for t in targets}
     raw: list[dict] = []
     try:
@@ -254,24 +274,30 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 t.model = await pick_gateway_model(clients[t.name], served_id, max_tokens)
             for _ in range(WARMUP_REQUESTS):  # first requests open connections, warm caches
                 await stream_chat(clients[t.name], request_body(t.model, max_tokens))
+        orders = iter(batch_orders(targets, rounds, levels))
+        previous = None
         for rnd in range(rounds):
-            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
             for conc in levels:
                 count = min(n, C1_MAX_REQUESTS) if conc == 1 else max(n, min_waves * conc)
-                for pos, t in enumerate(order):
+                for pos, t in enumerate(next(orders)):
                     body = request_body(t.model, max_tokens)
-                    if batch_warmup:
-                        await warm_wave(clients[t.name], t.model, conc)
-                    settled = await settle(targets)   # the CPU meters start from here: after the wave's leftovers too
+                    settled, idle = await settle(targets)
                     if not settled:
                         console.print(f"[yellow]round {rnd + 1} c={conc} {t.name}: the processes were still busy; "
                                       "this batch's CPU figures may include earlier work[/]")
+                    if batch_warmup:
+                        await warm_wave(clients[t.name], t.model, conc)
                     cpu0 = {name: meter() for name, meter in t.cpu_meters.items()}
+                    started = time.monotonic()
                     with console.status(f"round {rnd + 1}/{rounds}  c={conc}  {t.name} ({count} requests)…"):
                         res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))
-                    cpu = {name: (meter() - cpu0[name]) * 1000 / count for name, meter in t.cpu_meters.items()}
-                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, "settled": settled,
-                                **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu})
+                    await settle([t])                 # what the batch leaves running is its own work
+                    spent_s = time.monotonic() - started
+                    cpu = {name: max(0.0, meter() - cpu0[name] - idle.get((t.name, name), 0.0) * spent_s) * 1000 / count
+                           for name, meter in t.cpu_meters.items()}
+                    raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, "after": previous,
+                                "settled": settled, **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu})
+                    previous = t.name
     finally:
         for c in clients.values():
             await c.close()

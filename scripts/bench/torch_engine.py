@@ -220,7 +220,8 @@ def bucket(n: int, sizes: tuple[int, ...]) -> int:
 class BucketedDecode:
     """The decode step at a fixed set of shapes: the batch padded up to a batch bucket (its extra rows on the
     model's scratch slot, position 0) and the attention span up to a span bucket. Fixed shapes are what a
-    CUDA graph needs; on a GPU each (batch, span) pair is captured once and replayed, so a step costs the
+    CUDA graph needs; on a GPU the (batch, span) pairs captured before serving are replayed (others run
+    eagerly, padded alike), so a step costs the
     GPU's time rather than Python launching some 700 kernels one by one (eager, a Qwen2-7B-shaped step took
     32 ms on an H200 whatever the batch; vLLM replays graphs the same way). Without CUDA it runs the same
     padded shapes eagerly, which is how the unit tests check that padding changes no token."""
@@ -230,7 +231,6 @@ class BucketedDecode:
         self.model = model
         self.batch_sizes = tuple(sorted({min(b, model.slots) for b in batch_sizes} | {model.slots}))
         self.span_sizes = tuple(sorted({min(sp, model.max_len) for sp in span_sizes} | {model.max_len}))
-        self.graphs_on = graphs
         dev = model.device
         # Per batch bucket: one (3, batch) buffer of slots, positions and tokens, which the graphs read.
         self.inputs = {b: torch.zeros(3, b, dtype=torch.long, device=dev) for b in self.batch_sizes}
@@ -251,7 +251,8 @@ class BucketedDecode:
 
     def capture(self, batch: int, span: int) -> None:
         """Record the step at (batch, span) once, on scratch inputs (the warm-up runs and the capture write only
-        the scratch row), after two warm-up runs on a side stream as CUDA graphs want."""
+        the scratch row), after two warm-up runs on a side stream as CUDA graphs want. Before serving only: it
+        overwrites the batch's input buffer."""
         buf = self._fill(batch, [], [], [])
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -266,14 +267,19 @@ class BucketedDecode:
 
     @torch.inference_mode()
     def decode(self, slots: list[int], positions: list[int], tokens: list[int]) -> list[int]:
+        """One step; a (batch, span) not captured before serving runs eagerly (padded alike): capturing it here
+        would stall every running request for its warm-up runs."""
         batch, span = bucket(len(slots), self.batch_sizes), bucket(max(positions) + 1, self.span_sizes)
         buf = self._fill(batch, slots, positions, tokens)
-        if not self.graphs_on:
-            return self._eager(buf, span)[:len(slots)].tolist()
         if (batch, span) not in self.graphs:
-            self.capture(batch, span)
+            return self._eager(buf, span)[:len(slots)].tolist()
+        return self._replay(batch, span)[:len(slots)].tolist()
+
+    def _replay(self, batch: int, span: int) -> torch.Tensor:
+        """Replay a captured step on the inputs already in its batch's buffer. The graphs share one memory pool,
+        so an output is only good until another graph replays: read it at once."""
         self.graphs[(batch, span)].replay()
-        return self.outputs[(batch, span)][:len(slots)].tolist()
+        return self.outputs[(batch, span)]
 
     @torch.inference_mode()
     def matches_eager(self, shapes: list[tuple[int, int]], seed: int = 0) -> float:
@@ -284,12 +290,14 @@ class BucketedDecode:
         gen = torch.Generator().manual_seed(seed)
         same = total = 0
         for batch, span in shapes:
-            n = max(1, batch - 1)          # leave a padded row in
+            n = max(1, batch - 1)          # leave a padded row in (batch 1: none)
             slots = list(range(n))
             positions = torch.randint(0, span, (n,), generator=gen).tolist()
+            positions[0] = span - 1        # the span's last position is used
             tokens = torch.randint(0, self.model.shape.vocab, (n,), generator=gen).tolist()
-            eager = self._eager(self._fill(batch, slots, positions, tokens), span)[:n].tolist()
-            replayed = self.decode(slots, positions, tokens)
+            buf = self._fill(batch, slots, positions, tokens)
+            eager = self._eager(buf, span)[:n].tolist()
+            replayed = self._replay(batch, span)[:n].tolist()   # this very graph, whatever bucket n would pick
             same += sum(a == b for a, b in zip(eager, replayed, strict=True))
             total += n
         return same / total if total else 1.0

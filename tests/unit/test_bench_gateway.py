@@ -82,9 +82,11 @@ def test_throughput_is_tokens_not_chunks_and_short_streams_are_flagged() -> None
     full = {"ok": True, "ttft_ms": 10.0, "total_ms": 100.0, "chunks": 30, "tokens": 64, "usage": True, "finish": "length"}
     short = {**full, "tokens": 20, "finish": "stop"}
     figures = batch_figures([full, full, short], wall=2.0, extra_errors=0)
-    assert figures["tokens"] == 148 and figures["content_chunks"] == 90
-    assert figures["tok_per_s"] == 74.0
+    assert figures["tokens"] == 128 and figures["content_chunks"] == 60
+    assert figures["tok_per_s"] == 64.0
     assert figures["cut_short"] == 1 and figures["without_usage"] == 0
+    # a stream that did not run to max_tokens (a canned fallback answers at once) is an error, in no pool
+    assert figures["ok"] == 2 and figures["errors"] == 1 and len(figures["ttft_ms"]) == 2
 
 
 def test_the_first_wave_is_reported_apart() -> None:
@@ -194,5 +196,22 @@ def test_settle_says_whether_the_processes_went_quiet() -> None:
     busy = iter(range(0, 10_000, 1))                    # a second of CPU per reading: never quiet
     quiet = Target("direct", "http://127.0.0.1:9", "m", cpu_meters={"p": lambda: 1.0})
     loud = Target("direct", "http://127.0.0.1:9", "m", cpu_meters={"p": lambda: float(next(busy))})
-    assert asyncio.run(settle([quiet], window_s=0.01, max_s=0.05)) is True
-    assert asyncio.run(settle([loud], window_s=0.01, max_s=0.05)) is False
+    settled, idle = asyncio.run(settle([quiet], window_s=0.01, max_s=0.05))
+    assert settled is True and idle == {("direct", "p"): 0.0}
+    settled, idle = asyncio.run(settle([loud], window_s=0.01, max_s=0.05))
+    assert settled is False and idle[("direct", "p")] > 50       # its rate in cores, the baseline a batch leaves out
+
+
+def test_every_target_gets_each_predecessor_in_turn() -> None:
+    """Rotating one list kept each target's predecessor: direct came right after LiteLLM, the heaviest batch,
+    in 5 of 6 pairs of a default run."""
+    from scripts.bench.gateway import batch_orders
+
+    targets = [Target(name, "http://127.0.0.1:9", "m") for name in ("direct", "gateway", "litellm")]
+    orders = batch_orders(targets, rounds=2, levels=[1, 16, 64])
+    assert len(orders) == 6 and len({tuple(t.name for t in o) for o in orders}) == 6   # each ordering once
+    sequence = [t.name for o in orders for t in o]
+    after = {(a, b) for a, b in zip(sequence, sequence[1:], strict=False) if a != b}
+    assert {("litellm", "direct"), ("gateway", "direct")} <= after
+    firsts = [o[0].name for o in orders]
+    assert {firsts.count(n) for n in ("direct", "gateway", "litellm")} == {2}
