@@ -379,11 +379,17 @@ class ExampleBank:
         await asyncio.sleep(self.callback_delay_s)
         try:
             status, result = "executed", self._move(reference, a)
+            answer = (200, {"status": "executed", **result})
         except BankError as e:     # funds changed since acceptance: the transfer fails, and the caller is told
             status, result = "failed", e.body()
+            answer = (e.status, result)
         with self.lock:
             if reference in self.transfers:
                 self.transfers[reference]["status"] = status
+            # The same key asked again (the gateway's recheck when the webhook never came) gets the outcome,
+            # not the "accepted" of the first answer forever.
+            if key is not None and (stored := self.responses.get(key)) is not None:
+                self.responses[key] = Stored(*answer, stored.fingerprint)
         log.info("transfer %s %s", reference, status)
         # The gateway's webhook shape: a failure's {"code", "message"} under "error", as the tools' own errors.
         payload = {"idempotency_key": key, "reference": reference, "status": status,
@@ -398,7 +404,8 @@ class ExampleBank:
         Each attempt is signed afresh so a late retry is not rejected as expired."""
         assert self.webhook_url and self.webhook_secret is not None
         body = json.dumps(payload, separators=(",", ":")).encode()
-        async with httpx.AsyncClient(transport=self.callback_transport, timeout=10.0) as client:
+        # trust_env=False: an HTTP_PROXY in the environment must not route the callback off the premises
+        async with httpx.AsyncClient(transport=self.callback_transport, timeout=10.0, trust_env=False) as client:
             for attempt in range(CALLBACK_RETRIES + 1):
                 headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.webhook_secret, body)}
                 try:

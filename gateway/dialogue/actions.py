@@ -29,12 +29,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from jsonschema import Draft202012Validator
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.dialogue.notices import record_message
 from gateway.dialogue.packs import Pack, Tool
 from gateway.dialogue.render import render
+from gateway.dialogue.schemas import validator as schema_validator
 from gateway.safety.redact import Redactor, SessionVault
 from gateway.store import audit
 from gateway.store import dialogue as repo
@@ -72,7 +72,7 @@ def schema_errors(tool: Tool, args: dict[str, Any], *, with_values: bool = True)
     """What in ``args`` breaks the tool's schema; ``with_values=False`` names only where and which rule (the
     messages quote the values, which are the owner's real ones: not for logs)."""
     return [f"{'.'.join(map(str, e.path)) or '(args)'}: {e.message if with_values else e.validator}"
-            for e in Draft202012Validator(tool.parameters).iter_errors(args)]
+            for e in schema_validator(tool.parameters).iter_errors(args)]
 
 
 def schema_problem_paths(tool: Tool, args: dict[str, Any]) -> list[str]:
@@ -129,9 +129,11 @@ class ToolExecutor:
                 r = await self.client.get(tool.http.url, params=args, headers=headers, timeout=tool.http.timeout_s)
             else:
                 r = await self.client.post(tool.http.url, json=args, headers=headers, timeout=tool.http.timeout_s)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            # Nothing left the box when the connection or the URL itself failed: not an outcome to recheck.
+            never_sent = (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
             raise ToolUnavailable(f"{type(e).__name__} calling {urlsplit(tool.http.url).path}",
-                                  sent=not isinstance(e, httpx.ConnectError)) from e
+                                  sent=not isinstance(e, never_sent)) from e
         if r.status_code >= 500 or r.status_code in (408, 429):
             raise ToolUnavailable(f"HTTP {r.status_code}")
         try:

@@ -14,6 +14,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -21,6 +22,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.dialogue.entities import ENTITY_TYPES
+from gateway.dialogue.schemas import outside_refs
 
 Channel = Literal["chat", "voice"]
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
@@ -114,6 +116,16 @@ class HttpEndpoint(_Model):
     method: Literal["POST", "GET"] = "POST"
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
+    @model_validator(mode="after")
+    def _absolute(self) -> HttpEndpoint:
+        # After ${VAR} substitution: an unset variable without a default left "/tools/transfer", which loaded
+        # and failed on every call (and a call that never left was taken for one whose outcome is unknown).
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be an absolute http(s) URL with a host, got {self.url[:120]!r} (is an "
+                             "environment variable it names unset?)")
+        return self
+
 
 class ApprovalRule(_Model):
     """When a call waits for a supervisor: always, or when an amount argument is over a limit."""
@@ -153,6 +165,9 @@ class Tool(_Model):
             Draft202012Validator.check_schema(self.parameters)
         except SchemaError as e:
             raise ValueError(f"parameters is not a valid JSON schema: {e.message}") from e
+        if refs := outside_refs(self.parameters):
+            raise ValueError(f"parameters refers outside itself ({refs[0][:80]}): only local references (#/…) are "
+                             "allowed; nothing is fetched")
         return self
 
 
@@ -294,13 +309,20 @@ def _read_yaml(path: Path, rel: str, located: _Located, base: tuple = ()) -> dic
     except yaml.MarkedYAMLError as e:
         line = (e.problem_mark.line + 1) if e.problem_mark else 0
         raise PackError(rel, [f"{rel}:{line}: YAML syntax: {e.problem}"]) from e
+    except UnicodeDecodeError as e:
+        raise PackError(rel, [f"{rel}: not UTF-8 text (byte {e.start})"]) from e
+    except yaml.YAMLError as e:   # a control character and the like (ReaderError: no line, a position)
+        raise PackError(rel, [f"{rel}: unreadable YAML: {str(e).splitlines()[0][:160]}"]) from e
     except OSError as e:
         raise PackError(rel, [f"{rel}: cannot read: {e.strerror}"]) from e
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
         raise PackError(rel, [f"{rel}:{node.start_mark.line + 1}: the file must be a mapping of keys"])
-    return _construct(node, rel, base, located)
+    try:
+        return _construct(node, rel, base, located)
+    except (TypeError, yaml.YAMLError) as e:   # a mapping or a list as a key: unhashable
+        raise PackError(rel, [f"{rel}: a key must be a plain value ({str(e).splitlines()[0][:120]})"]) from e
 
 
 def _substitute_env(value: Any) -> Any:

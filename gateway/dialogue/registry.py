@@ -133,6 +133,11 @@ class PackRegistry:
                 lp.mtime = mtime   # don't re-log every check; the last good pack keeps serving
                 log.error("changed domain pack is invalid; keeping the previous one", extra={"problems": e.problems})
                 continue
+            except Exception:  # a loader bug must not fail every turn of every tenant, check after check
+                lp.mtime = mtime
+                log.exception("changed domain pack could not be loaded; keeping the previous one",
+                              extra={"pack": lp.pack.id})
+                continue
             if pack.tenant != slug:
                 log.error("a pack may not change its tenant at run time; restart the gateway",
                           extra={"pack": pack.id, "tenant": pack.tenant})

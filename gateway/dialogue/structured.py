@@ -14,9 +14,8 @@ import json
 import logging
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from gateway.clients.llm import LLMChain, merge_tool_calls
+from gateway.dialogue.schemas import validator as schema_validator
 from gateway.errors import EnclaveError, InvalidRequest
 
 log = logging.getLogger("enclave.gateway.structured")
@@ -52,7 +51,7 @@ async def _collect(chain: LLMChain, payload: dict[str, Any], timeout_s: float) -
 
 
 def _valid(value: Any, schema: dict[str, Any]) -> bool:
-    return not any(True for _ in Draft202012Validator(schema).iter_errors(value))
+    return not any(True for _ in schema_validator(schema).iter_errors(value))
 
 
 async def complete_json(chain: LLMChain, messages: list[dict], schema: dict[str, Any], *, name: str = "answer",

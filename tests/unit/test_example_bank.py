@@ -401,6 +401,9 @@ def test_large_transfer_is_accepted_and_called_back(receiver: Receiver) -> None:
             verify(b"another secret", headers[SIGNATURE_HEADER.lower()], raw)
         assert await balance(client, "savings") == "9200.00" and await balance(client, "checking") == "3450.17"
         assert (await executions(client))["by_key"] == {"idem-42": 1}
+        later = await tool(client, "transfer", args, key="idem-42")   # the outcome now, not "accepted" forever
+        assert later.status_code == 200 and later.json() == {"status": "executed", **payload["result"]}
+        assert (await executions(client))["by_key"] == {"idem-42": 1}   # answered, not executed again
         await asyncio.sleep(0.1)
         assert len(receiver.received) == 1
 
@@ -424,6 +427,10 @@ async def test_deferred_transfer_can_fail(client: httpx.AsyncClient, app: FastAP
     assert payload["status"] == "failed" and payload["idempotency_key"] == "big"
     assert payload["error"]["code"] == "insufficient_funds" and "result" not in payload   # the gateway's shape
     assert await balance(client, "checking") == "1451.17"
+    # the same key asked again (the gateway's recheck, when a webhook never arrives) gets the outcome
+    again = await tool(client, "transfer", {"from_account": "checking", "to_account": "savings", "amount": "2000.00"},
+                       key="big")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "insufficient_funds"
 
 
 @bank_test(webhook_url="http://appliance/hook", webhook_secret=SECRET, callback_delay_s=0, callback_backoff_s=0.01)

@@ -129,3 +129,37 @@ def test_a_flow_run_goes_on_only_under_the_flow_it_started_with() -> None:
     assert DialogueState(flow="block_card", step=2, awaiting="slot:card").runs_on(pack)
     assert not DialogueState(flow="block_card", step=9).runs_on(pack)
     assert not DialogueState(flow="block_card", step=0, awaiting="slot:pin").runs_on(pack)
+
+
+def test_a_tool_schema_may_not_refer_outside_itself_and_validation_never_fetches(pack_copy: Path) -> None:
+    """jsonschema fetched an unknown $ref with urllib on the first validation: a pack could make the appliance
+    connect out. A reference outside the schema is refused at load; validators resolve nothing else."""
+    from jsonschema.exceptions import _WrappedReferencingError
+
+    from gateway.dialogue.schemas import outside_refs, validator
+
+    edit(pack_copy / "tools.yaml", "limit: {type: integer, minimum: 1, maximum: 20}",
+         'limit: {$ref: "http://127.0.0.1:9/limit.json"}')
+    assert any(p.startswith("tools.yaml:") and "refers outside itself" in p and "127.0.0.1:9" in p
+               for p in problems(pack_copy))
+    local = {"$defs": {"n": {"type": "integer"}}, "properties": {"x": {"$ref": "#/$defs/n"}}}
+    assert outside_refs(local) == [] and [e.message for e in validator(local).iter_errors({"x": "a"})]
+    with pytest.raises(_WrappedReferencingError):    # what a schema built in code would get: an error, not a fetch
+        list(validator({"properties": {"x": {"$ref": "http://127.0.0.1:9/x.json"}}}).iter_errors({"x": 1}))
+
+
+def test_a_tool_url_must_be_absolute_once_its_variables_are_filled(pack_copy: Path) -> None:
+    """${UNSET}/tools/transfer became /tools/transfer, loaded, and failed on every call."""
+    text = (pack_copy / "tools.yaml").read_text().replace("${ENCLAVE_BANK_URL:-http://127.0.0.1:8090}", "${NO_SUCH_VAR}")
+    (pack_copy / "tools.yaml").write_text(text)
+    assert any(p.startswith("tools.yaml:") and "absolute http(s) URL" in p and "unset" in p for p in problems(pack_copy))
+
+
+@pytest.mark.parametrize("junk,says", [(b"\xe9t\xe9\n", "not UTF-8"), (b"x: \x07\n", "unreadable YAML"),
+                                       (b"? [a, b]\n: 1\n", "a key must be a plain value")])
+def test_unreadable_yaml_is_a_pack_error_naming_the_file(pack_copy: Path, junk: bytes, says: str) -> None:
+    """A non-UTF-8 byte, a control character or a list as a key raised a bare exception: a traceback at start,
+    and at run time every reload check failed the turn, while the last good pack was meant to keep serving."""
+    with (pack_copy / "entities.yaml").open("ab") as f:
+        f.write(junk)
+    assert any(p.startswith("entities.yaml") and says in p for p in problems(pack_copy)), problems(pack_copy)
