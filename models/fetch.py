@@ -15,6 +15,10 @@ from models.provision import provision_local, replace_dir
 from models.store import ModelStore, sha256_file
 
 
+class PinMismatchError(ValueError):
+    """A fetched file is not the one the catalog pins (a moved revision, a replaced release asset)."""
+
+
 class OfflineError(RuntimeError):
     pass
 
@@ -74,7 +78,7 @@ def fetch_entry(store: ModelStore, entry: ModelEntry) -> Path:
             if not (tmp / fname).is_file():
                 raise FileNotFoundError(f"{entry.describe_source()} has no file '{fname}'")
             if pinned and sha256_file(tmp / fname) != pinned:
-                raise ValueError(f"model '{entry.id}' file '{fname}': sha256 does not match the catalog pin")
+                raise PinMismatchError(f"model '{entry.id}' file '{fname}': sha256 does not match the catalog pin")
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
         replace_dir(tmp, store.root / entry.id)
     finally:

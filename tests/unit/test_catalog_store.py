@@ -96,6 +96,13 @@ def test_unknown_names_are_clear(store: ModelStore) -> None:
     (lambda s: s.replace("8a1eed", "zz"), "sha256 must be 64 hex digits"),
     (lambda s: s.replace('[profiles.p.roles.tts]\nmodel = "t"\n', ''), "profile 'p' has no model for tts"),
     (lambda s: s + "\n[[[", "catalog.toml"),
+    # these were tracebacks (TypeError, KeyError) or accepted until something used them
+    (lambda s: s.replace('revision = "abc"', 'rev = "abc"'), "model 's': a hub source needs revision"),
+    (lambda s: s.replace('kind = "url", ', ''), "model 't' has unknown source kind None"),
+    (lambda s: s.replace('[profiles.p.roles.llm]\nmodel = "l"\n', '[profiles.p.roles.llm]\nmodel = "l"\nmax_ongoing_request = 9\n'),
+     "profile 'p' role 'llm': unknown field 'max_ongoing_request'"),
+    (lambda s: s.replace('[profiles.p.roles.llm]\nmodel = "l"\n', '[profiles.p.roles.llm]\nmodel = "l"\nreplicas = "two"\n'),
+     "replicas must be a non-negative int, got 'two'"),
 ])
 def test_broken_catalog_names_the_problem(tmp_path: Path, mutate, message: str) -> None:
     path = tmp_path / "catalog.toml"
