@@ -27,6 +27,7 @@ from gateway.dialogue.schemas import outside_refs
 Channel = Literal["chat", "voice"]
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
 _TEMPLATE_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\.[a-z0-9_]+)*\}")
+_BRACES = re.compile(r"\{[^{}\s]*\}")   # what looks like a field: {word}, {Word}, {a.b}
 _ENV = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -165,6 +166,12 @@ class Tool(_Model):
             Draft202012Validator.check_schema(self.parameters)
         except SchemaError as e:
             raise ValueError(f"parameters is not a valid JSON schema: {e.message}") from e
+        rule = self.approval
+        if (rule.amount_arg is None) != (rule.amount_over is None):
+            raise ValueError("approval needs amount_arg and amount_over together (one alone never asks for approval)")
+        props = self.parameters.get("properties")
+        if rule.amount_arg is not None and isinstance(props, dict) and rule.amount_arg not in props:
+            raise ValueError(f"approval.amount_arg '{rule.amount_arg}' is not one of the tool's parameters")
         if refs := outside_refs(self.parameters):
             raise ValueError(f"parameters refers outside itself ({refs[0][:80]}): only local references (#/…) are "
                              "allowed; nothing is fetched")
@@ -343,7 +350,10 @@ def load_pack(folder: Path | str) -> Pack:
     main = folder / "pack.yaml"
     data = _read_yaml(main, "pack.yaml", located)
     digest = hashlib.sha256(main.read_bytes())
-    for inc in data.get("includes") or []:
+    includes = data.get("includes") or []
+    if not isinstance(includes, list):   # "includes: intents.yaml" was read a character at a time
+        raise PackError(str(folder), [f"pack.yaml: includes: a list of files, e.g. [{includes!s:.60}]"])
+    for inc in includes:
         if not isinstance(inc, str) or ".." in Path(inc).parts or Path(inc).is_absolute():
             raise PackError(str(folder), [f"pack.yaml: includes: '{inc}' must be a file inside the pack"])
         part = _read_yaml(folder / inc, inc, located)
@@ -427,10 +437,21 @@ def cross_check(pack: Pack) -> list[tuple[tuple, str]]:
                     # [confirm, ask amount, call transfer] would run on the turn that gave the amount: unconfirmed.
                     out.append((where + ("call",), f"tool '{step.call}' has side effects: a slot asked after the last "
                                                   "confirm would be used without being confirmed; ask it before"))
+            if step.call is not None and (tool := pack.tools.get(step.call)) is not None:
+                params = tool.parameters.get("properties")
+                if isinstance(params, dict) and tool.parameters.get("additionalProperties") is False:
+                    for arg in step.args:
+                        if arg not in params:   # a typo: the schema refuses the call, every time, at run time
+                            out.append((where + ("args", arg), f"'{arg}' is not a parameter of tool '{step.call}' "
+                                                               f"(its parameters: {', '.join(params)})"))
             for text in (step.confirm, step.say, *step.errors.values(), *[v for v in step.args.values() if isinstance(v, str)]):
                 for m in _TEMPLATE_FIELD.finditer(text or ""):
                     if m.group(1) not in flow.slots and m.group(1) != "result":
                         out.append((where, f"template field '{m.group(0)}' names no slot of this flow"))
+                for braces in _BRACES.findall(text or ""):
+                    if not _TEMPLATE_FIELD.fullmatch(braces):   # {Merchant}: rendered as it is, to the customer
+                        out.append((where, f"'{braces}' is not a template field (lower-case slot names: {{amount}}, "
+                                           "{result.reference})"))
     return out
 
 

@@ -35,7 +35,8 @@ class LoadedPack:
 
 
 def _mtime(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.glob("*.y*ml")), default=0.0)
+    """The newest YAML file of the pack, in subfolders too (an include may live in one)."""
+    return max((p.stat().st_mtime for p in folder.rglob("*.y*ml") if p.is_file()), default=0.0)
 
 
 class PackRegistry:

@@ -163,3 +163,25 @@ def test_unreadable_yaml_is_a_pack_error_naming_the_file(pack_copy: Path, junk: 
     with (pack_copy / "entities.yaml").open("ab") as f:
         f.write(junk)
     assert any(p.startswith("entities.yaml") and says in p for p in problems(pack_copy)), problems(pack_copy)
+
+
+def test_call_arguments_approval_rules_and_template_fields_are_checked_at_load(pack_copy: Path) -> None:
+    """Each of these loaded and failed only at run time: a misspelt argument (the schema refused every call),
+    an approval limit without its amount argument (no call ever went to approval), {Amount} (sent as it is)."""
+    flows, tools = pack_copy / "flows.yaml", pack_copy / "tools.yaml"
+    edit(flows, 'args: {from_account: "{from_account}"', 'args: {from_acount: "{from_account}"')
+    edit(flows, 'say: "Done: {amount} moved', 'say: "Done: {Amount} moved')
+    found = problems(pack_copy)
+    assert any("'from_acount' is not a parameter of tool 'transfer'" in p for p in found), found
+    assert any("'{Amount}' is not a template field" in p for p in found), found
+    edit(tools, 'approval: {amount_arg: amount, amount_over: "5000"}', 'approval: {amount_over: "5000"}')
+    assert any(p.startswith("tools.yaml:") and "amount_arg and amount_over together" in p for p in problems(pack_copy))
+    edit(tools, 'approval: {amount_over: "5000"}', 'approval: {amount_arg: sum, amount_over: "5000"}')
+    assert any("amount_arg 'sum' is not one of the tool's parameters" in p for p in problems(pack_copy))
+
+
+def test_includes_must_be_a_list(pack_copy: Path) -> None:
+    """'includes: intents.yaml' was read a character at a time ("i: cannot read")."""
+    edit(pack_copy / "pack.yaml", "includes: [intents.yaml, entities.yaml, flows.yaml, tools.yaml]",
+         "includes: intents.yaml")
+    assert any("includes: a list of files" in p for p in problems(pack_copy)), problems(pack_copy)
