@@ -114,8 +114,15 @@ class RecordingProxy:
                 for piece in _split_events(data) if self.delay_down_s else [data]:
                     if self.delay_down_s and b"data:" in piece:
                         await asyncio.sleep(self.delay_down_s)
-                    writer.write(piece)
-                    await writer.drain()
+                    try:
+                        writer.write(piece)
+                        await writer.drain()
+                    except (ConnectionError, OSError):
+                        # The gateway hung up while this side was writing: the same hang-up as its EOF, which
+                        # the other direction may never get to read (a flaky "ran on" in the cancel tests).
+                        if conn.closed_by is None:
+                            conn.closed_by, conn.closed_at = "gateway", time.monotonic()
+                        raise
             if conn.closed_by is None:
                 conn.closed_by, conn.closed_at = "upstream", time.monotonic()
             writer.close()
