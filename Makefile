@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-gateway-paced bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-gateway-paced bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip bench-primitives lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -28,6 +28,7 @@ bench: install
 	$(PY) scripts/bench/gateway.py
 	$(PY) scripts/bench/trust.py
 	$(PY) scripts/bench/intents.py
+	$(PY) scripts/bench/primitives.py
 
 bench-gateway: install
 	$(PY) scripts/bench/gateway.py
@@ -49,6 +50,9 @@ bench-sip: install
 
 bench-voice: install
 	$(PY) scripts/bench/voice.py $(if $(GATEWAY_URL),--gateway-url $(GATEWAY_URL))
+
+bench-primitives: install
+	$(PY) scripts/bench/primitives.py
 
 bench-intents: install
 	$(PY) scripts/bench/intents.py $(if $(SERVING_URL),--serving-url $(SERVING_URL))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 
 import pytest
 
@@ -63,16 +62,6 @@ def test_benign_is_rarely_blocked(rates: dict[str, float], scorer: InjectionScor
 
 def test_benign_mostly_passes_untouched(rates: dict[str, float], scorer: InjectionScorer) -> None:
     assert rates["benign_passed"] >= 0.95, _misses(scorer, BENIGN, {"fence", "block"})
-
-
-def test_throughput(scorer: InjectionScorer) -> None:
-    texts = [*ATTACKS, *BENIGN]
-    start = time.perf_counter()
-    for _ in range(3):
-        for t in texts:
-            scorer.score(t)
-    elapsed = time.perf_counter() - start
-    print(f"\ninjection scorer: {3 * len(texts) / elapsed:,.0f} utterances/s over the corpus")
 
 
 # -- verdicts --------------------------------------------------------------------------------------------

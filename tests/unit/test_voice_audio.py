@@ -4,7 +4,6 @@ must not depend on how the stream was chunked, and framing must neither lose nor
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from types import ModuleType
 
@@ -282,49 +281,3 @@ def test_frames_one_push_many_frames_and_empty_push() -> None:
     frames = fb.push(data)
     assert frames == [data[j : j + 320] for j in range(0, 1280, 320)]
     assert fb.pending() == 0
-
-
-# --- throughput (printed with -s, never asserted) ------------------------------------------------------
-
-
-def _mb_per_s(fn, payload: bytes, repeats: int = 5) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(payload)
-        best = min(best, time.perf_counter() - start)
-    return len(payload) / best / 1e6
-
-
-def test_codec_throughput_report() -> None:
-    rng = np.random.default_rng(0)
-    pcm = rng.integers(-32768, 32768, size=2_000_000, dtype=np.int16).astype("<i2").tobytes()  # 4 MB
-    codes = ulaw_encode(pcm)  # 2 MB
-    rows = {
-        "ulaw_encode": _mb_per_s(ulaw_encode, pcm),
-        "alaw_encode": _mb_per_s(alaw_encode, pcm),
-        "ulaw_decode": _mb_per_s(ulaw_decode, codes),
-        "alaw_decode": _mb_per_s(alaw_decode, codes),
-        "pcm16_to_float": _mb_per_s(pcm16_to_float, pcm),
-        "rms_dbfs": _mb_per_s(rms_dbfs, pcm),
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import audioop as ref
-        except ImportError:
-            ref = None
-    if ref is not None:
-        rows["audioop.lin2ulaw"] = _mb_per_s(lambda b: ref.lin2ulaw(b, 2), pcm)
-        rows["audioop.ulaw2lin"] = _mb_per_s(lambda b: ref.ulaw2lin(b, 2), codes)
-    print("\nthroughput (MB/s of input, best of 5):")
-    for name, rate in rows.items():
-        print(f"  {name:<18} {rate:10.1f}")
-    print("resampling, 20 ms chunks (x real time):")
-    for in_rate, out_rate in RATE_PAIRS:
-        chunk = _sine(1000, in_rate, in_rate // 50)
-        r = StreamResampler(in_rate, out_rate)
-        start = time.perf_counter()
-        for _ in range(500):  # 10 s of audio
-            r.process(chunk)
-        print(f"  {in_rate:>5} -> {out_rate:<5}      {10.0 / (time.perf_counter() - start):10.0f}")
