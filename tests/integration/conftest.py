@@ -109,6 +109,7 @@ def start_gateway(appliance: Appliance, name: str, **settings: object) -> Gatewa
                                for k, v in settings.items()}}
     log_path = appliance.var_dir / "log" / f"gateway-{name}.log"
     log_path.parent.mkdir(exist_ok=True)
+    log_path.unlink(missing_ok=True)   # tests read this gateway's log: not an earlier run's on a reused var dir
     where = Settings(gateway_host="127.0.0.1", gateway_port=port, serving_url=appliance.serving_url,
                      var_dir=appliance.var_dir)
     gw = GatewayProcess(f"http://127.0.0.1:{port}",

@@ -134,7 +134,9 @@ def test_the_session_list_pages(appliance: Appliance) -> None:
     """Newest first, limit/offset, and has_more says whether another page follows (a tenant of its own, so
     the count is known)."""
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:
-        key = api_keys.create_key(conn, api_keys.ensure_tenant(conn, "pages", "Paging tenant"), "user", label="pages")
+        # a tenant of this run's own: the counts below hold on a reused database too
+        slug = f"pages-{uuid.uuid4().hex[:8]}"
+        key = api_keys.create_key(conn, api_keys.ensure_tenant(conn, slug, "Paging tenant"), "user", label="pages")
     with httpx.Client(base_url=appliance.gateway_url, headers={"Authorization": f"Bearer {key}"}, trust_env=False,
                       timeout=60) as c:
         ids = [c.post("/v1/sessions", json={"title": f"s{i}"}).json()["id"] for i in range(3)]

@@ -626,18 +626,23 @@ def test_the_gateway_role_cannot_change_the_audit_log(appliance: Appliance) -> N
     with owner(appliance) as conn:
         users = {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity WHERE usename IS NOT NULL").fetchall()}
     assert "enclave_gateway" in users, "the appliance's gateway should connect as its restricted role"
+    with owner(appliance) as conn:   # an entry of its own: the test must not lean on what others wrote
+        tenant = str(api_keys.ensure_tenant(conn, "trust-a", "tenant a"))
+        seq = append_sync(conn, AuditEvent("chat.turn", "append-only test", tenant))
+        row = conn.execute("SELECT action, hash FROM audit_log WHERE seq = %s", (seq,)).fetchone()
     with owner(appliance) as conn:
         conn.execute("SET ROLE enclave_gateway")
-        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] > 0     # it may read …
-        for statement in ("UPDATE audit_log SET action = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1",
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE seq = %s", (seq,)).fetchone()[0] == 1  # it may read …
+        for statement in (f"UPDATE audit_log SET action = 'x' WHERE seq = {seq}", f"DELETE FROM audit_log WHERE seq = {seq}",
                           "TRUNCATE audit_log"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     with owner(appliance) as conn:   # … and even the owner meets the append-only trigger
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-            conn.execute("UPDATE audit_log SET action = 'x' WHERE seq = 1")
+            conn.execute("UPDATE audit_log SET action = 'x' WHERE seq = %s", (seq,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-            conn.execute("DELETE FROM audit_log WHERE seq = 1")
+            conn.execute("DELETE FROM audit_log WHERE seq = %s", (seq,))
+        assert conn.execute("SELECT action, hash FROM audit_log WHERE seq = %s", (seq,)).fetchone() == row
 
 
 @pytest.mark.parametrize("column,change", [

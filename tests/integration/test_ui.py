@@ -154,8 +154,8 @@ def test_sign_in_ask_see_the_streamed_answer_and_its_source_and_leave_feedback(
     answer.get_by_role("button", name="Good answer").click()
     page.get_by_text("Thank you for the feedback.").wait_for()
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:
-        rating, comment = conn.execute("SELECT rating, comment FROM feedback WHERE comment LIKE 'Clear answer%' "
-                                       "ORDER BY created_at DESC LIMIT 1").fetchone()
+        rating, comment = conn.execute("SELECT rating, comment FROM feedback WHERE created_by = %s "   # this key's
+                                       "ORDER BY created_at DESC LIMIT 1", (keys["user"][:len("enc_") + 8],)).fetchone()
     assert rating == 1 and "7946" not in comment and "Clear answer" in comment      # redacted like any text
     with httpx.Client(base_url=ui_gw.url, headers={"Authorization": f"Bearer {keys['supervisor']}"},
                       trust_env=False, timeout=60) as sup:
