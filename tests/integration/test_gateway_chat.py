@@ -167,10 +167,23 @@ def test_the_session_list_pages(appliance: Appliance) -> None:
         assert bad["code"] == "invalid_parameter"
 
 
+def _metric(text: str, series: str) -> float:
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " ")), 0.0)
+
+
 def test_request_id_is_echoed_and_metrics_are_exposed(gateway: httpx.Client) -> None:
+    counted = ('enclave_turns_total{channel="api",model="tiny-qwen2",status="complete"}',
+               'enclave_time_to_first_token_seconds_count{channel="api",model="tiny-qwen2"}',
+               'enclave_requests_total{method="POST",route="/v1/chat/completions",status="200"}')
+    tokens_out = 'enclave_tokens_total{channel="api",direction="out",model="tiny-qwen2"}'
+    before = gateway.get("/metrics").text
     r = gateway.post("/v1/chat/completions", headers={"X-Request-Id": "req-test-0001"},
                      json={"model": "enclave", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert r.status_code == 200 and r.headers["x-request-id"] == "req-test-0001"
+    after = gateway.get("/metrics").text
+    for series in counted:   # this request counted, not only the series present from earlier ones
+        assert _metric(after, series) == _metric(before, series) + 1, series
+    assert _metric(after, tokens_out) == _metric(before, tokens_out) + r.json()["usage"]["completion_tokens"]
     assert len(gateway.get("/healthz").headers["x-request-id"]) == 32  # made up when none is sent
     metrics = gateway.get("/metrics").text
     for line in ('enclave_time_to_first_token_seconds_count{channel="api",model="tiny-qwen2"}',
