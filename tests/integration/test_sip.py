@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -149,10 +150,16 @@ def test_sipp_places_an_answered_call_with_audio_and_hangs_up(appliance: Applian
     assert "1" in users, (rows, gw.log()[-3000:])
 
 
-def test_a_call_cancelled_while_ringing_gets_487_and_leaves_nothing(sip_gw, tmp_path: Path) -> None:
+def test_a_call_cancelled_while_ringing_gets_487_and_leaves_nothing(appliance: Appliance, sip_gw, tmp_path: Path) -> None:
     gw, port = sip_gw
+    since, lines_before = time.time(), len(gw.log().splitlines())
     sipp(SCENARIOS / "cancel.xml", port, tmp_path, gw=gw)   # 200 to CANCEL, 487 to INVITE, then 481 to a BYE
-    assert "cancelled" in gw.log()
+    ended = [json.loads(line) for line in gw.log().splitlines()[lines_before:]
+             if line.startswith("{") and '"call ended"' in line]
+    assert [e["reason"] for e in ended] == ["cancelled"], ended             # this call, ended as cancelled
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:   # and nothing was set up for it
+        assert conn.execute("SELECT count(*) FROM sessions WHERE channel = 'sip' AND created_at >= to_timestamp(%s)",
+                            (since,)).fetchone()[0] == 0
 
 
 def transfer_scenario(tmp_path: Path, accept: bool) -> Path:
