@@ -117,17 +117,23 @@ def test_malformed_and_fuzzed_messages_do_not_take_it_down(sip_gw, tmp_path: Pat
     assert bad is not None and bad.startswith(b"SIP/2.0 400")
     # A real call goes on while the listener is fuzzed: it must not notice.
     os.symlink("/usr/share/sip-tester", tmp_path / "pcap")
+    answered_before = gw.log().count('"call answered"')
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         call = pool.submit(sipp, "uac_pcap", port, tmp_path, gw=gw, timeout_s=90)
-        time.sleep(1)
+        deadline = time.monotonic() + 60      # fuzz the answered call, not the time before it (a slow box)
+        while gw.log().count('"call answered"') == answered_before and not call.done():
+            assert time.monotonic() < deadline, "the call was not answered"
+            time.sleep(0.1)
         rng = random.Random(7)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for n in range(600):
+            n = 0
+            while n < 600 or not call.done():   # at least 600 datagrams, and for as long as the call lasts
                 data = bytearray(valid if n % 3 else invite(port, f"fuzz-{n}", 1))
                 for _ in range(rng.randint(1, 8)):
                     data[rng.randrange(len(data))] = rng.randrange(256)
                 s.sendto(bytes(data[:rng.randint(1, len(data))]), ("127.0.0.1", port))
                 time.sleep(0.002)
+                n += 1
         call.result()
     ok = udp_request(port, options(port, call_id="after-fuzz"))
     assert ok is not None and ok.startswith(b"SIP/2.0 200")
