@@ -1,0 +1,91 @@
+"""OIDC keys fetched from an internal JWKS URL (a real loopback server): a rotated key is picked up by one
+refetch, a flood of tokens naming unknown keys costs the IdP one fetch, and keys the IdP withdrew stop
+working once the keys are older than an hour. (The gateway tests use a JWKS file.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway import oidc
+from gateway.oidc import OidcVerifier, TokenRejected
+from tests.loopback import serving
+
+ISSUER, AUDIENCE = "https://idp.bank.internal", "enclave"
+
+
+def new_key(kid: str) -> tuple[rsa.RSAPrivateKey, dict]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key, {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "RS256"}
+
+
+def token(key: rsa.RSAPrivateKey, kid: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300}, key,
+                      algorithm="RS256", headers={"kid": kid})
+
+
+class Idp:
+    """A JWKS endpoint that counts its fetches; ``keys`` is what it publishes now."""
+
+    def __init__(self, keys: list[dict]) -> None:
+        self.keys, self.fetches = keys, 0
+
+    def app(self) -> web.Application:
+        async def jwks(_request: web.Request) -> web.Response:
+            self.fetches += 1
+            return web.json_response({"keys": self.keys})
+
+        app = web.Application()
+        app.router.add_get("/jwks", jwks)
+        return app
+
+
+def test_keys_come_from_the_url_rotate_and_a_flood_of_unknown_kids_costs_one_fetch(monkeypatch) -> None:
+    k1, jwk1 = new_key("k1")
+    k2, jwk2 = new_key("k2")
+    idp = Idp([jwk1])
+
+    async def scenario() -> None:
+        async with serving(idp.app()) as port:
+            verifier = OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER,
+                                    audience=AUDIENCE)
+            assert (await verifier.verify(token(k1, "k1")))["sub"] == "alice" and idp.fetches == 1
+            # Fifty tokens naming keys nobody published: refused, and the IdP asked at most once more.
+            for i in range(50):
+                with pytest.raises(TokenRejected, match="not in the configured JWKS"):
+                    await verifier.verify(token(k2, f"bogus-{i}"))
+            assert idp.fetches == 1            # loaded under a minute ago: no refetch at all
+            # The IdP rotates to k2; a minute on, a token signed with it is accepted after one refetch.
+            idp.keys = [jwk2]
+            monkeypatch.setattr(oidc, "REFRESH_MIN_INTERVAL_S", 0.0)
+            assert (await verifier.verify(token(k2, "k2")))["sub"] == "alice" and idp.fetches == 2
+            # k1 is gone from the IdP: once the keys in hand are older than an hour, k1 is no longer trusted.
+            monkeypatch.setattr(oidc, "MAX_AGE_S", 0.0)
+            with pytest.raises(TokenRejected):
+                await verifier.verify(token(k1, "k1"))
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_refetch_keeps_the_keys_in_hand(monkeypatch) -> None:
+    k1, jwk1 = new_key("k1")
+    idp = Idp([jwk1])
+
+    async def scenario() -> None:
+        async with serving(idp.app()) as port:
+            verifier = OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER,
+                                    audience=AUDIENCE)
+            await verifier.verify(token(k1, "k1"))
+        # the IdP is down now; the hourly reload fails, and the key in hand still verifies
+        monkeypatch.setattr(oidc, "MAX_AGE_S", 0.0)
+        monkeypatch.setattr(oidc, "REFRESH_MIN_INTERVAL_S", 0.0)
+        assert (await verifier.verify(token(k1, "k1")))["sub"] == "alice"
+
+    asyncio.run(scenario())
