@@ -31,9 +31,6 @@ from gateway.store.audit import verify_sync
 from models.store import sha256_file
 
 FORMAT = "enclave-backup/1"
-# What a round trip must bring back, table by table (counted at backup time, compared after restore).
-COUNTED = ("tenants", "api_keys", "sessions", "turns", "pii_vault", "audit_log", "kb_collections", "kb_documents",
-           "kb_chunks", "dialogue_states", "actions", "review_items", "handoffs", "feedback", "schema_migrations")
 
 
 class BackupError(RuntimeError):
@@ -91,10 +88,12 @@ def _private_file(path: Path):
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
-    present = {r[0] for r in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+    """What a round trip must bring back: every table of the schema, counted at backup time and compared after
+    restore (a list kept by hand had missed kb_lexicon and audit_head, and would miss a new migration's)."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename").fetchall()]
     return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
-            for t in COUNTED if t in present}
+            for t in tables}
 
 
 
@@ -196,7 +195,8 @@ def restore(archive: Path, url: str, gateway_role: str = "enclave_gateway") -> R
         if run.returncode != 0:
             raise BackupError(f"pg_restore failed: {run.stderr.strip()[-2000:]}")
     with psycopg.connect(url, autocommit=True) as conn:
-        counts = row_counts(conn)
+        # The tables the archive counted (one made by an older version counted fewer).
+        counts = {t: n for t, n in row_counts(conn).items() if t in manifest["counts"]}
         conn.row_factory = dict_row
         verification = verify_sync(conn)
     return RestoreResult(counts, manifest["counts"], verification.ok, verification.describe())

@@ -38,17 +38,29 @@ def other_database(url: str, name: str) -> str:
 
 def test_backup_then_restore_into_a_new_database_loses_nothing(appliance: Appliance, tmp_path: Path) -> None:
     archive, key_copy = tmp_path / "enclave.tar", tmp_path / "keys" / "vault.key"
-    # Something to back up, whatever ran before: a conversation (turns, a session, audit entries).
-    r = httpx.post(f"{appliance.gateway_url}/v1/chat/completions", headers={"Authorization": f"Bearer {appliance.api_key}"},
-                   json={"model": "enclave", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello"}]},
-                   timeout=120, trust_env=False)
-    assert r.status_code == 200, r.text
+    # Something in every kind of table, whatever ran before (this test may run on a fresh database): a
+    # conversation with personal data (turns, a session, the vault, audit entries), its feedback, and a
+    # knowledge document (collection, document, chunks, lexicon).
+    with httpx.Client(base_url=appliance.gateway_url, headers={"Authorization": f"Bearer {appliance.api_key}"},
+                      timeout=120, trust_env=False) as c:
+        r = c.post("/v1/chat/completions", json={"model": "enclave", "max_tokens": 4, "messages": [
+            {"role": "user", "content": "Hello, I am at ada.backup@example.org"}]})
+        assert r.status_code == 200, r.text
+        sid = r.headers["x-session-id"]
+        answer = next(t for t in c.get(f"/v1/sessions/{sid}").json()["turns"] if t["role"] == "assistant")
+        assert c.post(f"/v1/sessions/{sid}/turns/{answer['turn_id']}/feedback",
+                      json={"rating": "up", "comment": "fine"}).status_code == 200
+        up = c.post("/v1/knowledge/documents", data={"collection": "backup-test"},
+                    files={"file": ("opening-hours.md", b"# Opening hours\n\nThe branch opens at nine.\n", "text/markdown")})
+        assert up.status_code in (200, 201), up.text
     made = enclave(appliance, appliance.database_url, "backup", "-o", str(archive), "--vault-key-out", str(key_copy))
     assert made.returncode == 0, made.stdout + made.stderr
     with tarfile.open(archive) as tar:
         assert sorted(tar.getnames()) == ["database.dump", "manifest.json"]     # the vault key is never inside
         manifest = json.loads(tar.extractfile("manifest.json").read())
-    assert manifest["counts"]["turns"] > 0 and manifest["counts"]["audit_log"] > 0
+    seeded = ("tenants", "api_keys", "sessions", "turns", "pii_vault", "audit_log", "audit_head", "feedback",
+              "kb_collections", "kb_documents", "kb_chunks", "kb_lexicon", "schema_migrations")
+    assert all(manifest["counts"].get(t, 0) > 0 for t in seeded), manifest["counts"]
     assert key_copy.exists() and oct(key_copy.stat().st_mode & 0o777) == "0o600"
     assert oct(archive.stat().st_mode & 0o777) == "0o600"      # the whole database: its owner's alone
 
@@ -63,6 +75,10 @@ def test_backup_then_restore_into_a_new_database_loses_nothing(appliance: Applia
         assert "every row counted and the audit chain verified" in restored.stdout
         with psycopg.connect(target, autocommit=True) as conn:
             assert row_counts(conn) == manifest["counts"]
+            assert conn.execute("SELECT count(*) FROM kb_chunks WHERE text LIKE %s", ("%opens at nine%",)).fetchone()[0]
+            # the chain head came back with the log it heads (restore verified the chain up to it)
+            assert conn.execute("SELECT seq FROM audit_head").fetchone()[0] == \
+                conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
         # The restored database serves the gateway's role like the original (its grants came back).
         with psycopg.connect(target, autocommit=True) as conn:
             conn.execute("SET ROLE enclave_gateway")
