@@ -47,6 +47,10 @@ class Idp:
         return app
 
 
+def verifier_at(port: int) -> OidcVerifier:
+    return OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER, audience=AUDIENCE)
+
+
 def test_keys_come_from_the_url_rotate_and_a_flood_of_unknown_kids_costs_one_fetch(monkeypatch) -> None:
     k1, jwk1 = new_key("k1")
     k2, jwk2 = new_key("k2")
@@ -54,8 +58,7 @@ def test_keys_come_from_the_url_rotate_and_a_flood_of_unknown_kids_costs_one_fet
 
     async def scenario() -> None:
         async with serving(idp.app()) as port:
-            verifier = OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER,
-                                    audience=AUDIENCE)
+            verifier = verifier_at(port)
             assert (await verifier.verify(token(k1, "k1")))["sub"] == "alice" and idp.fetches == 1
             # Fifty tokens naming keys nobody published: refused, and the IdP asked at most once more.
             for i in range(50):
@@ -80,8 +83,7 @@ def test_a_failed_refetch_keeps_the_keys_in_hand(monkeypatch) -> None:
 
     async def scenario() -> None:
         async with serving(idp.app()) as port:
-            verifier = OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER,
-                                    audience=AUDIENCE)
+            verifier = verifier_at(port)
             await verifier.verify(token(k1, "k1"))
         # the IdP is down now; the hourly reload fails, and the key in hand still verifies
         monkeypatch.setattr(oidc, "MAX_AGE_S", 0.0)
