@@ -356,6 +356,7 @@ def load_pack(folder: Path | str) -> Pack:
     for inc in includes:
         if not isinstance(inc, str) or ".." in Path(inc).parts or Path(inc).is_absolute():
             raise PackError(str(folder), [f"pack.yaml: includes: '{inc}' must be a file inside the pack"])
+        seen_at = dict(located.where)   # where each key was first defined (reading the include overwrites it)
         part = _read_yaml(folder / inc, inc, located)
         digest.update(inc.encode() + b"\0" + (folder / inc).read_bytes())
         for key, value in part.items():
@@ -363,8 +364,9 @@ def load_pack(folder: Path | str) -> Pack:
                 if isinstance(data[key], dict) and isinstance(value, dict):
                     clash = set(data[key]) & set(value)
                     if clash:
-                        file, line = located.where[(key, sorted(clash)[0])]
-                        raise PackError(str(folder), [f"{inc}: {key}.{sorted(clash)[0]}: already defined in {file}"])
+                        first = sorted(clash)[0]
+                        file, line = seen_at.get((key, first), ("pack.yaml", 0))
+                        raise PackError(str(folder), [f"{inc}: {key}.{first}: already defined in {file}:{line}"])
                     data[key] = {**data[key], **value}
                     continue
                 raise PackError(str(folder), [f"{inc}: {key}: already defined in pack.yaml"])

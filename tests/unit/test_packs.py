@@ -185,3 +185,12 @@ def test_includes_must_be_a_list(pack_copy: Path) -> None:
     edit(pack_copy / "pack.yaml", "includes: [intents.yaml, entities.yaml, flows.yaml, tools.yaml]",
          "includes: intents.yaml")
     assert any("includes: a list of files" in p for p in problems(pack_copy)), problems(pack_copy)
+
+
+def test_a_key_defined_in_two_files_names_where_it_was_first(pack_copy: Path) -> None:
+    """The message named the include itself as the first place (its positions had overwritten the record)."""
+    first = (pack_copy / "intents.yaml").read_text().split("intents:\n", 1)[1].splitlines()[0].strip().rstrip(":")
+    with (pack_copy / "tools.yaml").open("a") as f:
+        f.write(f"intents:\n  {first}:\n    examples: [a, b, c]\n")
+    found = problems(pack_copy)
+    assert any(p.startswith(f"tools.yaml: intents.{first}: already defined in intents.yaml:") for p in found), found
