@@ -227,8 +227,7 @@ async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: flo
     """Wait until the measured processes are quiet: what one path leaves running after its batch (LiteLLM's
     logging and spend workers, the gateway's background summaries) must not be billed to the next batch.
     Returns whether they got quiet within ``max_s`` (the batch's row says so) and each meter's rate in the
-    last window, in cores: the idle baseline (timers, Postgres' background workers) that a batch's CPU
-    figure leaves out."""
+    last window, in cores (coarse: see :func:`idle_rates` for the baseline a batch's CPU leaves out)."""
     meters = {(t.name, name): m for t in targets for name, m in t.cpu_meters.items()}
     rates: dict[tuple[str, str], float] = {}
     if not meters:
@@ -240,6 +239,15 @@ async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: flo
         if sum(rates.values()) < quiet_cores:
             return True, rates
     return False, rates
+
+
+async def idle_rates(targets: list[Target], seconds: float = 2.0) -> dict[tuple[str, str], float]:
+    """Each meter's rate, in cores, while nothing is sent: the housekeeping a batch's CPU figure leaves out.
+    Measured once over ``seconds`` (CPU time comes in 10 ms ticks: a quarter-second window is too coarse)."""
+    meters = {(t.name, name): m for t in targets for name, m in t.cpu_meters.items()}
+    before = {k: m() for k, m in meters.items()}
+    await asyncio.sleep(seconds)
+    return {k: max(0.0, (m() - before[k]) / seconds) for k, m in meters.items()}
 
 
 def batch_orders(targets: list[Target], rounds: int, levels: list[int]) -> list[list[Target]]:
@@ -265,7 +273,7 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
     ``batch_warmup``, follows an unmeasured wave at its own concurrency (:func:`warm_wave`) at once: the
     processes are let settle before that wave, not between it and the batch (an idle gap there is what the
     wave exists to remove). A batch's CPU is read after its leftovers settle too, less each meter's idle
-    baseline over that time."""
+    rate (:func:`idle_rates`, measured once before the first batch) over that time."""
     clients = {t.name: make_session(t.url, t.headers, max(levels)) for t in targets}
     raw: list[dict] = []
     try:
@@ -274,6 +282,8 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 t.model = await pick_gateway_model(clients[t.name], served_id, max_tokens)
             for _ in range(WARMUP_REQUESTS):  # first requests open connections, warm caches
                 await stream_chat(clients[t.name], request_body(t.model, max_tokens))
+        await settle(targets)
+        idle = await idle_rates(targets)
         orders = iter(batch_orders(targets, rounds, levels))
         previous = None
         for rnd in range(rounds):
@@ -281,7 +291,7 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                 count = min(n, C1_MAX_REQUESTS) if conc == 1 else max(n, min_waves * conc)
                 for pos, t in enumerate(next(orders)):
                     body = request_body(t.model, max_tokens)
-                    settled, idle = await settle(targets)
+                    settled, _ = await settle(targets)
                     if not settled:
                         console.print(f"[yellow]round {rnd + 1} c={conc} {t.name}: the processes were still busy; "
                                       "this batch's CPU figures may include earlier work[/]")
@@ -296,7 +306,8 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                     cpu = {name: max(0.0, meter() - cpu0[name] - idle.get((t.name, name), 0.0) * spent_s) * 1000 / count
                            for name, meter in t.cpu_meters.items()}
                     raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, "after": previous,
-                                "settled": settled, **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu})
+                                "settled": settled, **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu,
+                                "idle_cores": {name: idle.get((t.name, name), 0.0) for name in t.cpu_meters}})
                     previous = t.name
     finally:
         for c in clients.values():
