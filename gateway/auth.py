@@ -161,7 +161,8 @@ class RateLimiter:
         tokens, last = self._buckets.get(subject, (float(rate), self.clock()))
         return min(float(rate), tokens + (self.clock() - last) * rate / 60.0)
 
-    def spend(self, subject: str, rate: int, tokens: float) -> None:
+    def spend(self, subject: str, tokens: float) -> None:
+        """Take one token from a bucket that held ``tokens`` (from :meth:`level`)."""
         self._buckets[subject] = (tokens - 1.0, self.clock())
         if len(self._buckets) > 100_000:
             self._buckets.clear()
@@ -172,7 +173,7 @@ class RateLimiter:
         if tokens < 1.0:
             self._buckets[subject] = (tokens, self.clock())
             raise over_limit(rate, (1.0 - tokens) * 60.0 / rate)
-        self.spend(subject, rate, tokens)
+        self.spend(subject, tokens)
 
     async def acquire(self, subject: str, per_min: int | None) -> None:
         self.check(subject, per_min)
@@ -195,7 +196,7 @@ class FailedAuthLimiter:
                               f"{math.ceil(wait_s)} s", wait_s)
 
     def count(self, address: str) -> None:
-        self._buckets.spend(address, self.per_min, self._buckets.level(address, self.per_min))
+        self._buckets.spend(address, self._buckets.level(address, self.per_min))
 
 
 class SharedRateLimiter:

@@ -64,6 +64,11 @@ class ToolOutcome:
     duplicate: bool = False
 
 
+# Errors raised before a request left the box (no connection, or a URL or request that could not be sent):
+# nothing reached the service, so there is no outcome to recheck.
+NEVER_SENT = (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
+
+
 def idempotency_key(tenant_id: str, session_id: Any, instance: str, step: int, tool: str) -> str:
     return hashlib.sha256(f"{tenant_id}|{session_id}|{instance}|{step}|{tool}".encode()).hexdigest()[:40]
 
@@ -130,10 +135,8 @@ class ToolExecutor:
             else:
                 r = await self.client.post(tool.http.url, json=args, headers=headers, timeout=tool.http.timeout_s)
         except (httpx.HTTPError, httpx.InvalidURL) as e:
-            # Nothing left the box when the connection or the URL itself failed: not an outcome to recheck.
-            never_sent = (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
             raise ToolUnavailable(f"{type(e).__name__} calling {urlsplit(tool.http.url).path}",
-                                  sent=not isinstance(e, never_sent)) from e
+                                  sent=not isinstance(e, NEVER_SENT)) from e
         if r.status_code >= 500 or r.status_code in (408, 429):
             raise ToolUnavailable(f"HTTP {r.status_code}")
         try:
