@@ -177,6 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ssl-certfile")
     ap.add_argument("--ssl-keyfile")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--timeout-keep-alive", type=float, help="idle client connections, s (default: ENCLAVE_GATEWAY_KEEPALIVE_S)")
     ap.add_argument("--no-access-log", action="store_true", help="(always off; accepted for uvicorn's command line)")
     return ap.parse_args(argv)
 
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     settings = Settings()
-    options: dict[str, Any] = {"log_level": args.log_level}
+    options: dict[str, Any] = {"log_level": args.log_level,
+                               "timeout_keep_alive": args.timeout_keep_alive or settings.gateway_keepalive_s}
     if args.ssl_certfile:
         options |= {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
     return serve(args.host, args.port, args.workers or settings.gateway_workers, settings.var_dir, options)

@@ -241,8 +241,10 @@ def start_gateway(settings: Settings, db_url: str, profile: str, log_path: Path,
 
 
 def uvicorn_options(settings: Settings) -> dict:
-    """How uvicorn serves the gateway: address, no access log, and HTTPS when certificate files are set."""
-    options: dict = {"host": settings.gateway_host, "port": settings.gateway_port, "access_log": False}
+    """How uvicorn serves the gateway: address, no access log, idle connections kept, and HTTPS when
+    certificate files are set."""
+    options: dict = {"host": settings.gateway_host, "port": settings.gateway_port, "access_log": False,
+                     "timeout_keep_alive": settings.gateway_keepalive_s}
     if settings.gateway_tls:
         options |= {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
     return options

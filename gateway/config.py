@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     model_profile: str = Field(default="cpu-small", description="Model profile from models/catalog.toml: tiny, cpu-small or gpu.")
     # Upstream (serving) base URL; defaults to the local Serve HTTP port.
     serving_url: str | None = Field(default=None, description="Base URL of the serving plane; default http://SERVE_HOST:SERVE_PORT.")
+    gateway_keepalive_s: float = Field(default=75.0, gt=0, description=(
+        "How long the gateway keeps an idle client connection open. Longer than the clients' own idle pools "
+        "(the openai SDK and httpx 5 s, aiohttp 15 s, nginx and most load balancers 60 s) so the client always "
+        "closes first: a server that closes first races a request sent on the closing connection, and that "
+        "request fails before it reaches the gateway (uvicorn's own default is 5 s)."))
     gateway_workers: int = Field(default=0, ge=0, le=64, description=(
         "Gateway processes sharing the port; 0 (the default): one per 4 cores the gateway may use, at most 4 "
         "(so 1 on a 2-core box, 4 on a 16-core GPU host). One event loop relays every stream; under bursts of "

@@ -269,14 +269,27 @@ class LLMChain:
         body = {**payload, "model": up.model, "stream": True, "stream_options": {"include_usage": True}}
         t = self.timeouts
         started = time.perf_counter()
-        try:
-            response = await up.client.post(
-                up.url, json=body, headers={"X-Request-Id": request_id_var.get()},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.first_token_s))
-        except (aiohttp.ConnectionTimeoutError, TimeoutError) as e:
-            raise UpstreamError("connect_timeout", repr(e)) from e
-        except aiohttp.ClientError as e:
-            raise UpstreamError("connect", repr(e)) from e
+        for resent in (False, True):
+            try:
+                response = await up.client.post(
+                    up.url, json=body, headers={"X-Request-Id": request_id_var.get()},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.first_token_s))
+                break
+            except (aiohttp.ConnectionTimeoutError, TimeoutError) as e:
+                raise UpstreamError("connect_timeout", repr(e)) from e
+            except aiohttp.ClientConnectorError as e:   # could not connect at all: a real failure
+                raise UpstreamError("connect", repr(e)) from e
+            except CLOSED_UNDER_US as e:
+                # A pooled connection that the upstream closed as it went idle (vLLM's uvicorn keeps them
+                # 5 s, we keep ours 60 s), just as this request went out on it: nothing was generated, so
+                # sending it again on a fresh connection is safe, and it is no failure of the upstream.
+                # aiohttp resends only idempotent methods by itself. A second such close is a failure.
+                if resent:
+                    raise UpstreamError("connect", repr(e)) from e
+                log.info("upstream closed a pooled connection under the request; sent again",
+                         extra={"upstream": up.config.name, "detail": repr(e)[:200]})
+            except aiohttp.ClientError as e:
+                raise UpstreamError("connect", repr(e)) from e
         try:
             if response.status != 200:
                 try:
@@ -361,6 +374,11 @@ class LLMChain:
                 task.add_done_callback(self._draining.discard)
             else:
                 response.close()
+
+
+# How a request fails when the connection it went out on was closed by the other side meanwhile (after
+# ClientConnectorError, which also is an OSError, has been caught).
+CLOSED_UNDER_US = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionResetError)
 
 
 def _closer(response: aiohttp.ClientResponse):

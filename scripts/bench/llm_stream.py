@@ -67,9 +67,12 @@ async def stream_chat(session: aiohttp.ClientSession, body: dict[str, Any]) -> d
 
 def make_session(url: str, headers: dict[str, str] | None = None, max_conc: int = 64) -> aiohttp.ClientSession:
     """A client for one target: its own connection pool, big enough that no request waits for a connection.
-    Call inside the running loop."""
+    Idle connections are dropped after 4 s, before any target's server drops them (uvicorn's default, so
+    vLLM's and LiteLLM's, is 5 s): a request sent on a connection the server is closing fails unsent, and
+    one run lost a request that way to a pause between batches. Call inside the running loop."""
     return aiohttp.ClientSession(base_url=url, headers=headers, timeout=aiohttp.ClientTimeout(total=300),
-                                 connector=aiohttp.TCPConnector(limit=max_conc + 8), trust_env=False)
+                                 connector=aiohttp.TCPConnector(limit=max_conc + 8, keepalive_timeout=4),
+                                 trust_env=False)
 
 
 def run_async(coro: Any) -> Any:

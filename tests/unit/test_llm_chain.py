@@ -171,3 +171,62 @@ def test_an_error_status_whose_body_breaks_off_still_falls_back() -> None:
     text, opened, metrics = asyncio.run(_run_chain(broken, Timeouts(retries=1, backoff_s=0.05)))
     assert opened.upstream == "apology" and opened.fallback and text
     assert _errors(metrics, "http_status") == 2
+
+
+def test_a_pooled_connection_closed_under_the_request_is_sent_again_at_no_cost() -> None:
+    """vLLM's server closes a connection after 5 s idle; the gateway's pool keeps them 60 s. A request sent
+    on one just as the upstream closes it fails unsent. The chain sends it again on a fresh connection at
+    once: no backoff, no upstream error, no breaker failure (a burst after a quiet spell used to count one
+    per pooled connection, enough to open the breaker). A connection closed twice in a row is a failure."""
+    async def scenario(closes_every_time: bool) -> tuple[OpenedStream | str, list[int], Metrics, int]:
+        served: list[int] = []   # requests read on each connection
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served.append(0)
+            mine = len(served) - 1
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                      if line.lower().startswith(b"content-length")))
+                    await reader.readexactly(length)
+                    served[mine] += 1
+                    if served[mine] > 1 or closes_every_time:   # an idle timeout that fires as the request lands
+                        return
+                    body = _chunk(role=True) + _chunk("Hello") + _chunk(finish="stop") + b"data: [DONE]\n\n"
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        metrics = Metrics()
+        chain, sessions = build_chain([UpstreamConfig(name="primary"), UpstreamConfig(name="apology", kind="canned")],
+                                      f"http://127.0.0.1:{port}", "m", Timeouts(retries=0), CircuitBreaker, metrics)
+        request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        try:
+            first = await chain.open(request)
+            _ = [ev async for ev in first]
+            await first.aclose()
+            while chain._draining:                  # the reply's last bytes read: its connection is pooled
+                await asyncio.sleep(0.01)
+            second = await chain.open(request)
+            text = "".join([ev.content async for ev in second])
+            await second.aclose()
+        finally:
+            for s in sessions:
+                await s.close()
+            server.close()
+        return (second if text == "Hello" else text), served, metrics, chain.upstreams[0].breaker._failures
+
+    opened, served, metrics, failures = asyncio.run(scenario(closes_every_time=False))
+    assert isinstance(opened, OpenedStream) and opened.upstream == "primary" and not opened.fallback
+    assert served == [2, 1]            # the second request went out on the pooled connection, then on a new one
+    assert _errors(metrics, "connect") == 0 and failures == 0
+
+    opened, served, metrics, failures = asyncio.run(scenario(closes_every_time=True))
+    assert _errors(metrics, "connect") >= 1 and failures >= 1
