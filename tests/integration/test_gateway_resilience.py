@@ -195,26 +195,33 @@ def test_a_non_streamed_client_that_gives_up_cancels_the_upstream(
 
 def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
         appliance: Appliance, proxied: GatewayProcess, proxy: RecordingProxy) -> None:
+    """The forwarder paces the reply (10 ms an event, so 1000 tokens take 10 s or more): the tiny model
+    writes 1000 tokens in under 3 s, and on a loaded CI box this test's client once read its first words
+    only after the gateway had relayed nearly all of them, so nothing was left to cut off."""
     with client(appliance, proxied) as c:
         assert chat(c, "warm").headers["x-enclave-upstream"] == "primary"  # breaker closed, primary in use
         body = {"model": "enclave", "stream": True, "max_tokens": 1000, "ignore_eos": True,
                 "messages": [{"role": "user", "content": "Tell me a very long story."}]}
         received = ""
-        with c.stream("POST", "/v1/chat/completions", json=body) as s:
-            sid, rid = s.headers["x-session-id"], s.headers["x-request-id"]
-            for line in s.iter_lines():
-                if line.startswith("data: {"):
-                    received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                if len(received) > 20:
+        proxy.delay_down_s = 0.01
+        try:
+            with c.stream("POST", "/v1/chat/completions", json=body) as s:
+                sid, rid = s.headers["x-session-id"], s.headers["x-request-id"]
+                for line in s.iter_lines():
+                    if line.startswith("data: {"):
+                        received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    if len(received) > 20:
+                        break
+            # The client hung up after a few chunks. The gateway must close its upstream request early.
+            deadline = time.monotonic() + 30
+            while True:
+                turns = c.get(f"/v1/sessions/{sid}").json().get("turns", [])
+                if turns:
                     break
-        # The client hung up after a few chunks. The gateway must close its upstream request early.
-        deadline = time.monotonic() + 30
-        while True:
-            turns = c.get(f"/v1/sessions/{sid}").json().get("turns", [])
-            if turns:
-                break
-            assert time.monotonic() < deadline, "the interrupted turn was not recorded"
-            time.sleep(0.2)
+                assert time.monotonic() < deadline, "the interrupted turn was not recorded"
+                time.sleep(0.2)
+        finally:
+            proxy.delay_down_s = 0.0
         user, assistant = turns
         assert assistant["status"] == "interrupted"
         assert assistant["content"].startswith(received) and 0 < assistant["tokens"] < 1000
