@@ -7,7 +7,7 @@ PROFILE ?= cpu
 # Tests build the tiny models once here and every test reuses them.
 TEST_MODELS := var/test-models
 
-.PHONY: install run test test-unit bench bench-gateway bench-gateway-paced bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip bench-primitives lint clean
+.PHONY: install run test test-unit bench bench-gateway bench-gateway-paced bench-turn-cost bench-trust bench-retrieval bench-retrieval-calibration bench-intents bench-voice bench-sip bench-primitives lint clean
 
 install:
 	bash scripts/install.sh $(PROFILE)
@@ -35,6 +35,9 @@ bench-gateway: install
 
 bench-gateway-paced: install
 	$(PY) scripts/bench/gateway.py --upstream paced
+
+bench-turn-cost: install
+	$(PY) scripts/bench/turn_cost.py
 
 bench-trust: install
 	$(PY) scripts/bench/trust.py

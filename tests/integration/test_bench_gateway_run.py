@@ -60,3 +60,32 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
     assert not _still_serving("deploy.gateway_workers", targets["gateway"]["url"])   # the two-worker gateway's parent
     gateway_port = urlsplit(targets["gateway"]["url"]).port
     assert not listening_pids(gateway_port)                                               # nor any of its workers
+
+
+def test_turn_cost_meters_each_kind_and_cleans_up() -> None:
+    """scripts/bench/turn_cost.py at a toy size: every kind answered as it should (the refused one with its
+    404), CPU metered on the gateway and its Postgres, the JSON written, nothing it started left running."""
+    models = os.environ.get("ENCLAVE_MODELS_DIR", str(REPO / "var" / "test-models"))
+    run = subprocess.run(
+        [sys.executable, "scripts/bench/turn_cost.py", "--models-dir", models, "--requests", "10", "--warmup", "2",
+         "--max-tokens", "4", "--token-ms", "1", "--idle-s", "0.5"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    line = next(x for x in run.stdout.splitlines() if x.startswith("results: "))
+    path = Path(line.removeprefix("results: ").strip())
+    try:
+        result = json.loads(path.read_text())
+    finally:
+        path.unlink()
+    kinds = result["kinds"]
+    assert [(k, v["status"], v["errors"], v["n"]) for k, v in kinds.items()] == [
+        ("GET /healthz", 200, 0, 10), ("refused (unknown model)", 404, 0, 10), ("turn, 1 token", 200, 0, 10),
+        ("turn, 4 tokens", 200, 0, 10)]
+    assert all(set(v["cpu_ms_per_request"]) == {"gateway", "postgres"} for v in kinds.values())
+    assert set(result["per_token_us"]) == {"gateway"}
+    assert "What one request costs the gateway" in run.stdout
+    started = [p for p in psutil.process_iter(["cmdline"])
+               if any("enclave-turn-cost-" in part for part in (p.info["cmdline"] or []))]
+    assert not started, started    # its Postgres (named by its var dir) is gone
+    kept = run.stdout.split("kept the gateway's var dir:")
+    assert len(kept) == 1, kept[-1][:200]   # and its var dir removed (kept only when a run fails)
