@@ -40,6 +40,20 @@ def cpu_seconds(proc: Any) -> float:
     return t.user + t.system
 
 
+async def idle_rates(meters: dict[Any, Callable[[], float]], seconds: float = 2.0) -> dict[Any, float]:
+    """Each CPU meter's rate, in cores, while nothing is sent: the housekeeping a measurement leaves out. Taken
+    over ``seconds`` (CPU time comes in 10 ms ticks: a quarter-second window is too coarse)."""
+    before = {k: m() for k, m in meters.items()}
+    await asyncio.sleep(seconds)
+    return {k: max(0.0, (m() - before[k]) / seconds) for k, m in meters.items()}
+
+
+def cpu_ms_per_request(meters: dict[Any, Callable[[], float]], before: dict[Any, float], idle: dict[Any, float],
+                       spent_s: float, count: int) -> dict[Any, float]:
+    """CPU milliseconds per request on each meter since ``before``, less its idle rate over ``spent_s``."""
+    return {k: max(0.0, m() - before[k] - idle.get(k, 0.0) * spent_s) * 1000 / count for k, m in meters.items()}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

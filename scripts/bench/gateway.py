@@ -57,7 +57,15 @@ from deploy.background import (  # noqa: E402
     wait_up,
 )
 from gateway.config import auto_gateway_workers  # noqa: E402
-from scripts.bench.common import cpu_seconds, listening_process, pct, run_concurrent, write_results  # noqa: E402
+from scripts.bench.common import (  # noqa: E402
+    cpu_ms_per_request,
+    cpu_seconds,
+    idle_rates,
+    listening_process,
+    pct,
+    run_concurrent,
+    write_results,
+)
 from scripts.bench.llm_stream import make_session, run_async, stream_chat  # noqa: E402
 
 console = Console(width=max(200, Console().width))  # the table has 16 columns
@@ -241,13 +249,9 @@ async def settle(targets: list[Target], quiet_cores: float = 0.05, window_s: flo
     return False, rates
 
 
-async def idle_rates(targets: list[Target], seconds: float = 2.0) -> dict[tuple[str, str], float]:
-    """Each meter's rate, in cores, while nothing is sent: the housekeeping a batch's CPU figure leaves out.
-    Measured once over ``seconds`` (CPU time comes in 10 ms ticks: a quarter-second window is too coarse)."""
-    meters = {(t.name, name): m for t in targets for name, m in t.cpu_meters.items()}
-    before = {k: m() for k, m in meters.items()}
-    await asyncio.sleep(seconds)
-    return {k: max(0.0, (m() - before[k]) / seconds) for k, m in meters.items()}
+async def target_idle_rates(targets: list[Target], seconds: float = 2.0) -> dict[tuple[str, str], float]:
+    """Each target's meters' idle rates (common.idle_rates), keyed by (target, meter); measured once per run."""
+    return await idle_rates({(t.name, name): m for t in targets for name, m in t.cpu_meters.items()}, seconds)
 
 
 def batch_orders(targets: list[Target], rounds: int, levels: list[int]) -> list[list[Target]]:
@@ -283,7 +287,7 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
             for _ in range(WARMUP_REQUESTS):  # first requests open connections, warm caches
                 await stream_chat(clients[t.name], request_body(t.model, max_tokens))
         await settle(targets)
-        idle = await idle_rates(targets)
+        idle = await target_idle_rates(targets)
         orders = iter(batch_orders(targets, rounds, levels))
         previous = None
         for rnd in range(rounds):
@@ -303,11 +307,11 @@ async def bench(targets: list[Target], levels: list[int], rounds: int, n: int, m
                         res, wall, err = await run_concurrent(count, conc, lambda _i, cl=clients[t.name], b=body: stream_chat(cl, b))
                     await settle([t])                 # what the batch leaves running is its own work
                     spent_s = time.monotonic() - started
-                    cpu = {name: max(0.0, meter() - cpu0[name] - idle.get((t.name, name), 0.0) * spent_s) * 1000 / count
-                           for name, meter in t.cpu_meters.items()}
+                    own_idle = {name: idle.get((t.name, name), 0.0) for name in t.cpu_meters}
+                    cpu = cpu_ms_per_request(t.cpu_meters, cpu0, own_idle, spent_s, count)
                     raw.append({"round": rnd, "level": conc, "target": t.name, "position": pos, "after": previous,
                                 "settled": settled, **batch_figures(res, wall, err, conc), "cpu_ms_per_request": cpu,
-                                "idle_cores": {name: idle.get((t.name, name), 0.0) for name in t.cpu_meters}})
+                                "idle_cores": own_idle})
                     previous = t.name
     finally:
         for c in clients.values():
@@ -522,6 +526,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def chain_on(upstream_url: str) -> str:
+    """ENCLAVE_LLM_CHAIN for a gateway whose primary link is ``upstream_url``, then the canned apology."""
+    return json.dumps([{"name": "primary", "url": upstream_url}, {"name": "apology", "kind": "canned"}])
+
+
 def start_paced(port: int, ttft_ms: float, token_ms: float, log: Path, steps: bool = False) -> subprocess.Popen:
     args = [sys.executable, str(_HERE / "paced_upstream.py"), "--port", str(port), "--ttft-ms", str(ttft_ms),
             "--token-ms", str(token_ms), *(["--steps"] if steps else [])]
@@ -558,8 +567,7 @@ def main() -> int:
         if upstream_url:
             # The gateway's default chain, with its primary link on that upstream (the model name is still
             # the profile's, so the context budget uses the store's tokenizer as it always does).
-            extra_env["ENCLAVE_LLM_CHAIN"] = json.dumps([{"name": "primary", "url": upstream_url},
-                                                         {"name": "apology", "kind": "canned"}])
+            extra_env["ENCLAVE_LLM_CHAIN"] = chain_on(upstream_url)
         if args.serving_url:
             gateway_url, serving_url = args.gateway_url.rstrip("/"), args.serving_url.rstrip("/")
             api_key = args.api_key_file.read_text().strip()

@@ -22,13 +22,14 @@ rate, measured for 5 s before each kind (the kernel counts CPU in 10 ms ticks). 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,12 @@ _HERE, _REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents
 sys.path[:] = [str(_REPO)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from deploy.background import ApplianceStartError, BackgroundGateway, free_port, stop_process, wait_up  # noqa: E402
-from scripts.bench.common import write_results  # noqa: E402
-from scripts.bench.gateway import LOG_DIR, gateway_meters, start_paced  # noqa: E402
+from scripts.bench.common import cpu_ms_per_request, idle_rates, write_results  # noqa: E402
+from scripts.bench.gateway import LOG_DIR, chain_on, gateway_meters, start_paced  # noqa: E402
 
 console = Console()
 PROMPT = "Write a long story about a small bank in a mountain town."
+ONE_TOKEN = "turn, 1 token"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,23 +65,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def metered(meters: dict[str, Callable[[], float]], send: Callable[[], int], n: int, idle_s: float) -> dict[str, Any]:
+@dataclass
+class Kind:
+    name: str
+    send: Callable[[], int]       # one request, read to its end; its HTTP status
+    expected: int                 # the status it must get (any other counts as an error)
+
+
+def metered(meters: dict[str, Callable[[], float]], kind: Kind, n: int, idle_s: float) -> dict[str, Any]:
     """Send ``n`` requests one after another; CPU per request on each meter, less its idle rate (measured over
     ``idle_s`` first: the kernel counts CPU in 10 ms ticks, so a short window misjudges it)."""
-    before = {k: m() for k, m in meters.items()}
-    time.sleep(idle_s)
-    idle = {k: max(0.0, (m() - before[k]) / idle_s) for k, m in meters.items()}   # CPU seconds per second
+    idle = asyncio.run(idle_rates(meters, idle_s))
     start_cpu, start = {k: m() for k, m in meters.items()}, time.perf_counter()
-    statuses = [send() for _ in range(n)]
+    statuses = [kind.send() for _ in range(n)]
     wall = time.perf_counter() - start
-    cpu = {k: max(0.0, m() - start_cpu[k] - idle[k] * wall) * 1000.0 / n for k, m in meters.items()}
-    return {"n": n, "errors": sum(s != statuses[0] for s in statuses) + (statuses[0] >= 500),
-            "status": statuses[0], "wall_ms_per_request": wall * 1000.0 / n,
-            "cpu_ms_per_request": {k: round(v, 3) for k, v in cpu.items()},
+    cpu = cpu_ms_per_request(meters, start_cpu, idle, wall, n)
+    return {"n": n, "errors": sum(s != kind.expected for s in statuses), "status": statuses[0],
+            "wall_ms_per_request": wall * 1000.0 / n, "cpu_ms_per_request": {k: round(v, 3) for k, v in cpu.items()},
             "idle_cores": {k: round(v, 4) for k, v in idle.items()}}
 
 
-def kinds(client: httpx.Client, max_tokens: int) -> dict[str, Callable[[], int]]:
+def kinds(client: httpx.Client, max_tokens: int) -> list[Kind]:
     def turn(tokens: int, model: str = "enclave") -> Callable[[], int]:
         body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
                 "max_tokens": tokens, "ignore_eos": True}
@@ -91,10 +97,10 @@ def kinds(client: httpx.Client, max_tokens: int) -> dict[str, Callable[[], int]]
             return r.status_code
         return send
 
-    return {"GET /healthz": lambda: client.get("/healthz").status_code,
-            "refused (unknown model)": turn(1, model="no-such-model"),
-            "turn, 1 token": turn(1),
-            f"turn, {max_tokens} tokens": turn(max_tokens)}
+    return [Kind("GET /healthz", lambda: client.get("/healthz").status_code, 200),
+            Kind("refused (unknown model)", turn(1, model="no-such-model"), 404),
+            Kind(ONE_TOKEN, turn(1), 200),
+            Kind(f"turn, {max_tokens} tokens", turn(max_tokens), 200)]
 
 
 def table(rows: dict[str, dict[str, Any]], per_token_us: dict[str, float]) -> Table:
@@ -127,19 +133,19 @@ def main(argv: list[str] | None = None) -> int:
             Path(tempfile.mkdtemp(prefix="enclave-turn-cost-")), args.models_dir.resolve(), args.profile,
             LOG_DIR / "bench-turn-cost-gateway.log", ENCLAVE_RATE_LIMIT_PER_MIN="1000000",
             ENCLAVE_GATEWAY_WORKERS=str(args.gateway_workers),
-            ENCLAVE_LLM_CHAIN=json.dumps([{"name": "primary", "url": upstream}, {"name": "apology", "kind": "canned"}]))
+            ENCLAVE_LLM_CHAIN=chain_on(upstream))
         with console.status(f"Postgres and the gateway (log {gateway.log_path})…"):
             gateway.start(args.up_timeout)
         meters = gateway_meters(gateway.gateway_url, gateway)
         rows: dict[str, dict[str, Any]] = {}
         with httpx.Client(base_url=gateway.gateway_url, headers={"Authorization": f"Bearer {gateway.api_key}"},
                           timeout=60, trust_env=False) as client:
-            for name, send in kinds(client, args.max_tokens).items():
-                with console.status(f"{name}: {args.requests} requests…"):
+            for kind in kinds(client, args.max_tokens):
+                with console.status(f"{kind.name}: {args.requests} requests…"):
                     for _ in range(args.warmup):
-                        send()
-                    rows[name] = metered(meters, send, args.requests, args.idle_s)
-        one, many = rows["turn, 1 token"], rows[f"turn, {args.max_tokens} tokens"]
+                        kind.send()
+                    rows[kind.name] = metered(meters, kind, args.requests, args.idle_s)
+        one, many = rows[ONE_TOKEN], list(rows.values())[-1]
         # The gateway's only: Postgres does the same work for either turn (one statement), and what it shows
         # more for the longer one is its background (the WAL writer, autovacuum) over a longer wall time.
         per_token_us = {"gateway": max(0.0, many["cpu_ms_per_request"]["gateway"] - one["cpu_ms_per_request"]["gateway"])

@@ -30,20 +30,24 @@ def _still_serving(program: str, url: str) -> list[psutil.Process]:
     return found
 
 
-def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
+def run_bench(script: str, *args: str, timeout_s: float) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run scripts/bench/<script> on the test models; its output and the JSON it wrote (then removed)."""
     models = os.environ.get("ENCLAVE_MODELS_DIR", str(REPO / "var" / "test-models"))
-    run = subprocess.run(
-        [sys.executable, "scripts/bench/gateway.py", "--upstream", "paced", "--models-dir", models, "--skip-litellm",
-         "--concurrency", "1,2", "--requests", "2", "--rounds", "1", "--min-waves", "1", "--max-tokens", "8",
-         "--gateway-workers", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    run = subprocess.run([sys.executable, f"scripts/bench/{script}", "--models-dir", models, *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "COLUMNS": "200"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     line = next(x for x in run.stdout.splitlines() if x.startswith("results: "))
     path = Path(line.removeprefix("results: ").strip())
     try:
-        result = json.loads(path.read_text())
+        return run, json.loads(path.read_text())
     finally:
         path.unlink()
+
+
+def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
+    _, result = run_bench("gateway.py", "--upstream", "paced", "--skip-litellm", "--concurrency", "1,2",
+                          "--requests", "2", "--rounds", "1", "--min-waves", "1", "--max-tokens", "8",
+                          "--gateway-workers", "2", timeout_s=600)
     assert result["config"]["upstream"] == "paced" and result["config"]["profile"] == "tiny"
     for level in ("1", "2"):
         for target in ("direct", "gateway"):
@@ -65,18 +69,8 @@ def test_paced_run_measures_both_paths_and_cleans_up(tmp_path: Path) -> None:
 def test_turn_cost_meters_each_kind_and_cleans_up() -> None:
     """scripts/bench/turn_cost.py at a toy size: every kind answered as it should (the refused one with its
     404), CPU metered on the gateway and its Postgres, the JSON written, nothing it started left running."""
-    models = os.environ.get("ENCLAVE_MODELS_DIR", str(REPO / "var" / "test-models"))
-    run = subprocess.run(
-        [sys.executable, "scripts/bench/turn_cost.py", "--models-dir", models, "--requests", "10", "--warmup", "2",
-         "--max-tokens", "4", "--token-ms", "1", "--idle-s", "0.5"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    line = next(x for x in run.stdout.splitlines() if x.startswith("results: "))
-    path = Path(line.removeprefix("results: ").strip())
-    try:
-        result = json.loads(path.read_text())
-    finally:
-        path.unlink()
+    run, result = run_bench("turn_cost.py", "--requests", "10", "--warmup", "2", "--max-tokens", "4",
+                            "--token-ms", "1", "--idle-s", "0.5", timeout_s=300)
     kinds = result["kinds"]
     assert [(k, v["status"], v["errors"], v["n"]) for k, v in kinds.items()] == [
         ("GET /healthz", 200, 0, 10), ("refused (unknown model)", 404, 0, 10), ("turn, 1 token", 200, 0, 10),
