@@ -38,7 +38,7 @@ from gateway.dialogue.tokens import TokenCounter, tokenizer_for
 from gateway.errors import install_error_handlers
 from gateway.knowledge.ground import Ground
 from gateway.knowledge.ingest import Ingestor
-from gateway.knowledge.retrieve import Retriever
+from gateway.knowledge.retrieve import Retriever, warn_of_other_model_documents
 from gateway.observability import Metrics, RequestContextMiddleware, configure_logging
 from gateway.oidc import OidcVerifier
 from gateway.safety.guard import Guard, RedactOutput
@@ -310,6 +310,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 state.sip = await start_sip_channel(settings, state)
             if settings.actions_runner and dialogue_parts.registry.loaded:
                 keep(asyncio.create_task(dialogue_parts.actions.runner()))
+            keep(asyncio.create_task(warn_of_other_model_documents(pool, knowledge_parts.embedder.model)))
 
         leader = leader_lock(settings.var_dir) if settings.gateway_workers > 1 else None
         if leader is None:

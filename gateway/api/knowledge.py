@@ -117,7 +117,11 @@ async def search(request: Request, identity: ChatCaller,
                                 if v}, "query")
     result = await state.knowledge.retriever.search(identity.tenant_id, query, top_k, spec.filters, mode)
     threshold = state.knowledge.relevance_threshold
+    async with state.db.connection() as conn:
+        other_model = await repo.other_model_documents(conn, state.knowledge.embedder.model, identity.tenant_id)
     return {"object": "list", "query": query, "mode": mode, "embed_ms": round(result.embed_ms, 2),
             "query_ms": round(result.query_ms, 2), "min_similarity": threshold,
+            # Documents another embedding model made vectors for: found by their words only until re-ingested.
+            "other_model_documents": sum(other_model.values()),
             "data": [{**h.as_dict(), "relevant": h.similarity is not None and h.similarity >= threshold}
                      for h in result.hits]}

@@ -2,7 +2,10 @@
 reciprocal rank fusion (RRF, k=60) in one SQL statement.
 
 * Vector side: the partial HNSW index for the model's dimensions, with pgvector's iterative scan so tenant
-  and collection filters still return enough candidates; ``ef_search`` trades recall for speed.
+  and collection filters still return enough candidates; ``ef_search`` trades recall for speed. Only chunks
+  embedded by the model in use take part: a vector is comparable only with its own model's. After a model
+  change, documents not yet re-ingested are found by their words alone (``other_model_documents`` counts
+  them, and the gateway says so in its log at start).
 * Text side: the question's rarest words in the tenant's corpus (at most ``text_terms`` of them, and only
   while their chunk counts add up to ``text_max_matches`` — ``kb_lexicon`` keeps the counts), OR-ed and
   ranked by ``ts_rank_cd``, so the rows ranked stay bounded however large the corpus. All of a
@@ -15,6 +18,7 @@ reciprocal rank fusion (RRF, k=60) in one SQL statement.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -24,8 +28,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.embed import Embedder
-from gateway.store.knowledge import vector_text
+from gateway.store.knowledge import other_model_documents, vector_text
 
+log = logging.getLogger("enclave.gateway.knowledge")
 RRF_K = 60
 
 
@@ -77,7 +82,8 @@ def _sql(dims: int, mode: str) -> str:
              "AND (%(tags)s::text[] IS NULL OR tags && %(tags)s) "
              "AND (%(from)s::date IS NULL OR effective_date >= %(from)s) AND (%(to)s::date IS NULL OR effective_date <= %(to)s)")
     vector_side = (f"SELECT id, row_number() OVER (ORDER BY dist) AS r, 1 - dist AS sim FROM ("
-                   f"SELECT id, {vec} <=> %(q)s::halfvec({dims}) AS dist FROM kb_chunks WHERE dims = {dims} AND {where} "
+                   f"SELECT id, {vec} <=> %(q)s::halfvec({dims}) AS dist FROM kb_chunks WHERE dims = {dims} "
+                   f"AND embed_model = %(model)s AND {where} "
                    f"ORDER BY {vec} <=> %(q)s::halfvec({dims}) LIMIT %(n)s) v")
     # The question's rarest words in this tenant's corpus (document frequency from kb_lexicon), OR-ed, while
     # their frequencies add up to at most max_matches: that bounds how many chunks are ranked.
@@ -130,7 +136,7 @@ class Retriever:
                     return []
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(_sql(len(vector), mode), {
-                    "t": tenant_id, "q": vector_text(vector), "text": query, "n": max(self.candidates, top_k),
+                    "t": tenant_id, "q": vector_text(vector), "model": self.embedder.model, "text": query, "n": max(self.candidates, top_k),
                     "colls": collection_ids, "tags": list(filters.tags) or None, "from": filters.effective_from,
                     "to": filters.effective_to, "k": RRF_K, "k_out": top_k, "max_terms": self.text_terms,
                     "max_matches": self.text_max_matches})
@@ -140,3 +146,15 @@ class Retriever:
                     effective_date=r["effective_date"].isoformat() if r["effective_date"] else None,
                     score=float(r["score"]), similarity=None if r["similarity"] is None else float(r["similarity"]),
                     vector_rank=r["vector_rank"], text_rank=r["text_rank"]) for r in rows]
+
+
+async def warn_of_other_model_documents(pool: AsyncConnectionPool, model: str) -> None:
+    """At start, once: say in the log which documents vector search leaves out because another embedding model
+    made their vectors (the profile changed since they were ingested), and how to bring them back."""
+    await pool.wait()
+    async with pool.connection() as conn:
+        by_model = await other_model_documents(conn, model)
+    if by_model:
+        log.warning("knowledge documents embedded by another model are found by their words only, not by meaning, "
+                    "until re-ingested (`enclave knowledge ingest` re-embeds them)",
+                    extra={"embed_model": model, "documents_by_model": by_model})

@@ -104,10 +104,18 @@ async def write_document(conn: AsyncConnection, tenant_id: str, collection_id: u
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO kb_chunks (tenant_id, document_id, collection_id, ord, section, text, tokens, page, tags, "
-            "effective_date, dims, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::halfvec)",
+            "effective_date, dims, embed_model, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::halfvec)",
             [(tenant_id, document_id, collection_id, c.ord, c.section, c.text, c.tokens, c.page, list(tags), effective_date,
-              dims, vector_text(vectors[i])) for i, c in enumerate(chunks)])
+              dims, embed_model, vector_text(vectors[i])) for i, c in enumerate(chunks)])
     return await get_document(conn, tenant_id, document_id)
+
+
+async def other_model_documents(conn: AsyncConnection, model: str, tenant_id: str | None = None) -> dict[str, int]:
+    """Documents whose vectors another embedding model made, by that model (of one tenant, or of all)."""
+    cur = await conn.execute("SELECT embed_model, count(*) FROM kb_documents WHERE embed_model <> %s "
+                             "AND (%s::uuid IS NULL OR tenant_id = %s) GROUP BY embed_model ORDER BY embed_model",
+                             (model, tenant_id, tenant_id))
+    return {m: n for m, n in await cur.fetchall()}
 
 
 async def delete_document(conn: AsyncConnection, tenant_id: str, document_id: uuid.UUID) -> dict | None:

@@ -36,6 +36,7 @@ from scripts.bench.common import local_minilm, pct, write_results  # noqa: E402
 
 CACHE = REPO / "var" / "bench" / "retrieval"
 DIMS = 384
+BENCH_MODEL = "bench-vectors"   # the model named on the loaded documents and chunks, and by the query side
 rng = np.random.default_rng(7)
 
 
@@ -157,18 +158,18 @@ def load(url: str, vectors: np.ndarray, triples: np.ndarray | None, sentences: l
         with conn.cursor().copy("COPY kb_documents (id, tenant_id, collection_id, source_name, title, format, content_sha256, "
                                 "bytes, chunk_count, embed_model) FROM STDIN") as copy:
             for i, d in enumerate(docs):
-                copy.write_row((d, tenant, collection, f"doc-{i}.md", f"Document {i}", "md", f"{i:064x}", 1000, 1000, "minilm"))
+                copy.write_row((d, tenant, collection, f"doc-{i}.md", f"Document {i}", "md", f"{i:064x}", 1000, 1000, BENCH_MODEL))
         from pgvector import HalfVector
 
         t0 = time.perf_counter()
         with conn.cursor().copy("COPY kb_chunks (tenant_id, document_id, collection_id, ord, section, text, tokens, dims, "
-                                "embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["uuid", "uuid", "uuid", "int4", "text", "text", "int4", "int2", "halfvec"])
+                                "embed_model, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "uuid", "uuid", "int4", "text", "text", "int4", "int2", "text", "halfvec"])
             for i in range(len(vectors)):
                 ids = triples[i] if triples is not None else [(i * 7 + k * 13) % len(sentences) for k in range(3)]
                 text = " ".join(sentences[j] for j in ids)
                 copy.write_row((tenant, docs[i // 1000], collection, i % 1000, f"Section {i % 17}", text, 60, DIMS,
-                                HalfVector(vectors[i])))
+                                BENCH_MODEL, HalfVector(vectors[i])))
         copy_s = time.perf_counter() - t0
         conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute(f"SET max_parallel_maintenance_workers = {int(build_workers)}")
@@ -188,7 +189,7 @@ async def measure(url: str, tenant: str, queries: np.ndarray, query_texts: list[
     from gateway.knowledge.retrieve import Retriever
 
     class NoEmbedder:                     # queries arrive as vectors: only the SQL is measured
-        dimensions, model = DIMS, "bench"
+        dimensions, model = DIMS, BENCH_MODEL
 
     async with AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
         retriever = Retriever(pool, NoEmbedder(), candidates=40, ef_search=ef_search)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,6 +311,49 @@ def test_reingesting_a_changed_document_replaces_it(keys: dict, proxied: Gateway
         assert len(chunks) == second.json()["chunks"] and all("0.45" not in ch["text"] for ch in chunks)
         assert c.delete(f"/v1/knowledge/documents/{doc_id}").status_code == 200
         assert c.get(f"/v1/knowledge/documents/{doc_id}").status_code == 404
+
+
+def test_documents_of_another_embedding_model_are_found_by_their_words_until_reingested(
+        appliance: Appliance, keys: dict, proxied: GatewayProcess) -> None:
+    """A vector is comparable only with its own model's: after a model change, the documents not yet
+    re-ingested leave the vector side (the text side still finds them), the search says how many, and
+    ingesting the same file again re-embeds it."""
+    collection, name = f"model-change-{RUN}", "harbour-vault.md"
+    data = b"# Harbour vault\n\nThe Lindqvist harbour vault opens for safe deposit customers on Saturday mornings.\n"
+
+    def search(c: httpx.Client, mode: str) -> dict:
+        r = c.get("/v1/knowledge/search", params={"q": "When does the Lindqvist harbour vault open?",
+                                                   "collection": collection, "mode": mode})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    with client(proxied.url, keys[A, "supervisor"]) as c:
+        doc_id = upload(c, name, data, collection=collection).json()["document"]["id"]
+        fresh = search(c, "vector")
+        assert {h["document_id"] for h in fresh["data"]} == {doc_id} and fresh["other_model_documents"] == 0
+        with psycopg.connect(appliance.database_url, autocommit=True) as conn:   # as if ingested before a model change
+            conn.execute("UPDATE kb_documents SET embed_model = 'retired-embedder' WHERE id = %s", (doc_id,))
+            conn.execute("UPDATE kb_chunks SET embed_model = 'retired-embedder' WHERE document_id = %s", (doc_id,))
+        stale = search(c, "vector")
+        assert stale["data"] == [] and stale["other_model_documents"] == 1
+        hybrid = search(c, "hybrid")["data"]
+        assert hybrid and all(h["document_id"] == doc_id and h["vector_rank"] is None and h["similarity"] is None
+                              and h["text_rank"] is not None for h in hybrid)
+        starting = start_gateway(appliance, "model-change")   # a gateway that starts now says so in its log
+        try:
+            deadline = time.monotonic() + 30
+            while "embedded by another model" not in starting.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            warning = next(json.loads(line) for line in starting.log().splitlines()
+                           if "embedded by another model" in line)
+            assert warning["level"] == "WARNING" and warning["documents_by_model"]["retired-embedder"] == 1
+        finally:
+            starting.stop()
+        again = upload(c, name, data, collection=collection)
+        assert again.status_code == 201 and again.json()["status"] == "replaced", again.text
+        after = search(c, "vector")
+        assert {h["document_id"] for h in after["data"]} == {doc_id} and after["other_model_documents"] == 0
+        assert c.delete(f"/v1/knowledge/documents/{doc_id}").status_code == 200
 
 
 def test_a_long_section_is_cut_into_chunks_of_the_configured_size(appliance: Appliance, keys: dict,
