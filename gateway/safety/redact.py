@@ -1,7 +1,7 @@
 """Redaction into typed placeholders and their restoration in replies.
 
 ``<CARD_1>``, ``<EMAIL_2>``…: the same value gets the same placeholder for the whole session (recognised
-by its keyed fingerprint, without decrypting anything), so the model can still say "I sent it to
+by its keyed fingerprint, scoped to the session, without decrypting anything), so the model can still say "I sent it to
 <EMAIL_1>" and the conversation stays coherent. What the user sees back follows the echo policy per type:
 an echoable placeholder becomes the user's own value again, the others a mask (``•••• 4242``). Only the
 session's owner gets values back: a colleague who writes into someone else's session (an agent, an admin
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.safety.pii import PiiDetector, PiiSpan
-from gateway.safety.vault import Sealed, VaultCipher
+from gateway.safety.vault import SESSION_FINGERPRINT, Sealed, VaultCipher
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d{1,4})>")
 _PARTIAL = re.compile(r"<[A-Z0-9_]{0,40}$")
@@ -43,6 +43,7 @@ class SessionVault:
     entries: dict[str, VaultEntry] = field(default_factory=dict)      # by placeholder
     by_fingerprint: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)              # detections this turn, by type
+    tenant_fingerprints: bool = False   # holds rows stored before fingerprints were scoped to the session
 
     @classmethod
     def from_rows(cls, tenant_id: str, session_id: str, rows: Iterable[tuple]) -> SessionVault:
@@ -55,6 +56,8 @@ class SessionVault:
         self.entries[entry.placeholder] = entry
         if entry.fingerprint:      # a purged entry has none: the value, seen again, gets a new number
             self.by_fingerprint[entry.fingerprint] = entry.placeholder
+            if not entry.fingerprint.startswith(SESSION_FINGERPRINT):
+                self.tenant_fingerprints = True
 
     def next_placeholder(self, pii_type: str) -> str:
         used = [int(m.group(2)) for p in self.entries if (m := PLACEHOLDER.fullmatch(p)) and m.group(1) == pii_type]
@@ -115,8 +118,10 @@ class Redactor:
 
     def _placeholder(self, span: PiiSpan, vault: SessionVault) -> str:
         vault.counts[span.type] = vault.counts.get(span.type, 0) + 1
-        fp = self.cipher.fingerprint(vault.tenant_id, span.type, span.canonical)
+        fp = self.cipher.fingerprint(vault.tenant_id, vault.session_id, span.type, span.canonical)
         known = vault.by_fingerprint.get(fp)
+        if known is None and vault.tenant_fingerprints:
+            known = vault.by_fingerprint.get(self.cipher.tenant_fingerprint(vault.tenant_id, span.type, span.canonical))
         if known is not None:
             return known
         placeholder = vault.next_placeholder(span.type)
@@ -148,7 +153,7 @@ class Redactor:
                     vault._add(entry)
             return {}
         held = vault.entries                                 # keep the turn's own copies: they hold values
-        vault.entries, vault.by_fingerprint = {}, {}
+        vault.entries, vault.by_fingerprint, vault.tenant_fingerprints = {}, {}, False
         for placeholder, entry in committed.entries.items():
             own = held.get(placeholder)
             vault._add(own if own is not None and own.fingerprint == entry.fingerprint else entry)

@@ -86,6 +86,9 @@ class Sealed:
     ciphertext: bytes
 
 
+SESSION_FINGERPRINT = "s1:"
+
+
 class VaultCipher:
     def __init__(self, provider: KeyProvider) -> None:
         key = provider.data_key()
@@ -99,7 +102,16 @@ class VaultCipher:
     def _aad(tenant_id: str, session_id: str, placeholder: str) -> bytes:
         return f"{tenant_id}|{session_id}|{placeholder}".encode()
 
-    def fingerprint(self, tenant_id: str, pii_type: str, canonical: str) -> str:
+    def fingerprint(self, tenant_id: str, session_id: str, pii_type: str, canonical: str) -> str:
+        """How a session recognises a value it has seen, without decrypting. Scoped to the session: the same
+        card in two sessions has unrelated fingerprints, so whoever reads the table (a backup, a DBA) cannot
+        link a customer's sessions by it. Prefixed, so the tenant-wide ones stored before can be told apart."""
+        mac = hmac.new(self._mac_key, f"{tenant_id}|{session_id}|{pii_type}|{canonical}".encode(), hashlib.sha256)
+        return SESSION_FINGERPRINT + mac.hexdigest()
+
+    def tenant_fingerprint(self, tenant_id: str, pii_type: str, canonical: str) -> str:
+        """The tenant-wide form that rows stored before session scoping carry (until the retention purge
+        takes it): a value seen again in such a session still gets its placeholder back."""
         return hmac.new(self._mac_key, f"{tenant_id}|{pii_type}|{canonical}".encode(), hashlib.sha256).hexdigest()
 
     def seal(self, value: str, tenant_id: str, session_id: str, placeholder: str) -> Sealed:

@@ -453,6 +453,19 @@ def test_no_table_holds_a_raw_value(appliance: Appliance, pii_session: dict) -> 
     assert session["turns"][0]["content"].startswith("Hello, my name is <PERSON_1>. My card <CARD_1>")
 
 
+def test_the_same_card_in_two_sessions_leaves_nothing_that_links_them(appliance: Appliance, keys: dict,
+                                                                      pii_session: dict) -> None:
+    """Vault fingerprints are scoped to their session: a backup shows no equal values across sessions."""
+    with client(pii_session["gateway"].url, keys["trust-a", "user"]) as c:
+        other = c.post("/v1/sessions", json={}).json()["id"]
+        assert chat(c, f"My card {PII['card']} was stolen.", other).status_code == 200
+    with owner(appliance) as conn:
+        rows = dict(conn.execute("SELECT session_id::text, fingerprint FROM pii_vault WHERE pii_type = 'CARD' "
+                                 "AND session_id = ANY(%s::uuid[])", ([pii_session["sid"], other],)).fetchall())
+    assert set(rows) == {pii_session["sid"], other}
+    assert all(fp.startswith("s1:") for fp in rows.values()) and len(set(rows.values())) == 2
+
+
 def test_no_log_or_metric_holds_a_raw_value(appliance: Appliance, pii_session: dict) -> None:
     logs = [p for p in sorted((appliance.var_dir / "log").glob("*.log")) + [appliance.log_path] if p.is_file()]
     ray_logs = Path("/tmp/ray/session_latest/logs")

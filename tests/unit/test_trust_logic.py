@@ -110,10 +110,25 @@ def test_sealed_values_open_only_with_their_key_and_their_row() -> None:
         cipher(8).open(sealed.nonce, sealed.ciphertext, TENANT, SESSION, "<CARD_1>")
 
 
-def test_fingerprints_are_keyed_and_tenant_scoped() -> None:
-    assert cipher().fingerprint(TENANT, "CARD", "4111") == cipher().fingerprint(TENANT, "CARD", "4111")
-    assert cipher().fingerprint(TENANT, "CARD", "4111") != cipher(8).fingerprint(TENANT, "CARD", "4111")
-    assert cipher().fingerprint(TENANT, "CARD", "4111") != cipher().fingerprint(SESSION, "CARD", "4111")
+def test_fingerprints_are_keyed_and_session_scoped() -> None:
+    other_session = "33333333-3333-3333-3333-333333333333"
+    assert cipher().fingerprint(TENANT, SESSION, "CARD", "4111") == cipher().fingerprint(TENANT, SESSION, "CARD", "4111")
+    assert cipher().fingerprint(TENANT, SESSION, "CARD", "4111") != cipher(8).fingerprint(TENANT, SESSION, "CARD", "4111")
+    assert cipher().fingerprint(TENANT, SESSION, "CARD", "4111") != cipher().fingerprint(SESSION, SESSION, "CARD", "4111")
+    # The same card in two sessions of one tenant: nothing in the table links them.
+    assert cipher().fingerprint(TENANT, SESSION, "CARD", "4111") != cipher().fingerprint(TENANT, other_session, "CARD", "4111")
+
+
+def test_rows_stored_with_a_tenant_wide_fingerprint_still_recognise_their_value(redactor: Redactor) -> None:
+    """Rows written before fingerprints were scoped to the session carry the tenant-wide form: the value, seen
+    again in that session, keeps its placeholder rather than getting a second one."""
+    sealed = redactor.cipher.seal("ada@example.com", TENANT, SESSION, "<EMAIL_1>")
+    legacy = redactor.cipher.tenant_fingerprint(TENANT, "EMAIL", "ada@example.com")
+    vault = SessionVault.from_rows(TENANT, SESSION, [("<EMAIL_1>", "EMAIL", legacy, sealed.nonce, sealed.ciphertext)])
+    assert vault.tenant_fingerprints
+    assert redactor.redact("write to ada@example.com and bob@example.com", vault) == "write to <EMAIL_1> and <EMAIL_2>"
+    assert [e.placeholder for e in vault.new_entries] == ["<EMAIL_2>"]
+    assert vault.new_entries[0].fingerprint == redactor.cipher.fingerprint(TENANT, SESSION, "EMAIL", "bob@example.com")
 
 
 def test_key_loading_refuses_missing_and_malformed_keys(tmp_path) -> None:
