@@ -1,7 +1,8 @@
-"""``enclave keys | audit | retention``: the trust layer's operator commands (run as the database owner).
+"""``enclave keys | audit | retention | vault``: the trust layer's operator commands (run as the database owner).
 
 Keys made here are audited like the admin API's (actor ``cli``); ``audit verify`` exits 1 and names the
-first broken link; ``audit export`` writes JSONL; ``retention purge`` applies every tenant's policy.
+first broken link; ``audit export`` writes JSONL; ``retention purge`` applies every tenant's policy;
+``vault rescope-fingerprints`` scopes the vault's older tenant-wide fingerprints to their session.
 """
 
 from __future__ import annotations
@@ -199,6 +200,29 @@ def cmd_retention_purge(args: argparse.Namespace) -> int:
     return cli._with_database(work)
 
 
+def cmd_vault_rescope(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    def work(conn) -> int:
+        from gateway.config import Settings
+        from gateway.safety.vault import VaultCipher, VaultKeyError, load_key_provider
+        from gateway.store.vault import rescope_fingerprints
+
+        settings = Settings()
+        try:
+            cipher = VaultCipher(load_key_provider(settings.vault_key, settings.vault_key_path, settings.vault_key_provider))
+        except VaultKeyError as e:
+            raise cli.CliError(f"the vault key is needed to rescope fingerprints: {e}") from e
+        with cli.console.status("scoping vault fingerprints to their sessions…") as status:
+            n = rescope_fingerprints(conn, cipher, on_batch=lambda done: status.update(
+                f"scoping vault fingerprints to their sessions… {done:,} rows"))
+        cli.console.print(f"{n:,} vault rows scoped to their session" if n else
+                          "every vault fingerprint is already scoped to its session")
+        return 0
+
+    return cli._with_database(work)
+
+
 def add_commands(sub) -> None:
     keys = sub.add_parser("keys", help="API keys (only a hash is stored)").add_subparsers(dest="keys_cmd", required=True)
     kc = keys.add_parser("create", help="create a key; the secret is printed once, on stdout")
@@ -238,3 +262,8 @@ def add_commands(sub) -> None:
     rp.add_argument("--as-of", help="purge as if it were this ISO date/time (default: now)")
     rp.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
     rp.set_defaults(func=cmd_retention_purge)
+
+    vault = sub.add_parser("vault", help="the PII vault").add_subparsers(dest="vault_cmd", required=True)
+    vault.add_parser("rescope-fingerprints", help="scope fingerprints stored in the tenant-wide form to their session, so "
+                     "equal values no longer link sessions (decrypts nothing; safe to re-run)").set_defaults(
+        func=cmd_vault_rescope)

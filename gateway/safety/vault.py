@@ -105,14 +105,19 @@ class VaultCipher:
     def fingerprint(self, tenant_id: str, session_id: str, pii_type: str, canonical: str) -> str:
         """How a session recognises a value it has seen, without decrypting. Scoped to the session: the same
         card in two sessions has unrelated fingerprints, so whoever reads the table (a backup, a DBA) cannot
-        link a customer's sessions by it. Prefixed, so the tenant-wide ones stored before can be told apart."""
-        mac = hmac.new(self._mac_key, f"{tenant_id}|{session_id}|{pii_type}|{canonical}".encode(), hashlib.sha256)
-        return SESSION_FINGERPRINT + mac.hexdigest()
+        link a customer's sessions by it."""
+        return self.session_fingerprint(session_id, self.tenant_fingerprint(tenant_id, pii_type, canonical))
 
     def tenant_fingerprint(self, tenant_id: str, pii_type: str, canonical: str) -> str:
-        """The tenant-wide form that rows stored before session scoping carry (until the retention purge
-        takes it): a value seen again in such a session still gets its placeholder back."""
+        """The tenant-wide form, which rows stored before session scoping carry."""
         return hmac.new(self._mac_key, f"{tenant_id}|{pii_type}|{canonical}".encode(), hashlib.sha256).hexdigest()
+
+    def session_fingerprint(self, session_id: str, tenant_fingerprint: str) -> str:
+        """Keyed over the session and the tenant-wide form (not the value itself), so a stored row's tenant-wide
+        fingerprint can be scoped to its session without decrypting anything (``enclave vault
+        rescope-fingerprints``). Prefixed, so the two forms can be told apart."""
+        mac = hmac.new(self._mac_key, f"{session_id}|{tenant_fingerprint}".encode(), hashlib.sha256)
+        return SESSION_FINGERPRINT + mac.hexdigest()
 
     def seal(self, value: str, tenant_id: str, session_id: str, placeholder: str) -> Sealed:
         nonce = secrets.token_bytes(12)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection
+from collections.abc import Callable
+
+from psycopg import AsyncConnection, Connection
 
 from gateway.safety.redact import SessionVault, VaultEntry
+from gateway.safety.vault import SESSION_FINGERPRINT, VaultCipher
 
 
 async def load_session_entries(conn: AsyncConnection, tenant_id: str, session_id) -> list[tuple]:
@@ -48,3 +51,26 @@ async def find_entry(conn: AsyncConnection, tenant_id: str, session_id, placehol
         "SELECT pii_type, nonce, ciphertext, purged_at FROM pii_vault "
         "WHERE tenant_id = %s AND session_id = %s AND placeholder = %s", (tenant_id, session_id, placeholder))
     return await cur.fetchone()
+
+
+def rescope_fingerprints(conn: Connection, cipher: VaultCipher, batch: int = 2000,
+                         on_batch: Callable[[int], None] | None = None) -> int:
+    """Scope to its session every fingerprint still in the tenant-wide form (rows stored before session
+    scoping), so equal values no longer link a tenant's sessions. Runs as the database owner (the gateway's
+    role may not change vault rows); nothing is decrypted. Each batch commits by itself, so a stop halfway
+    loses nothing and a re-run carries on. Returns how many rows were changed."""
+    done = 0
+    while True:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT id, session_id, fingerprint FROM pii_vault WHERE fingerprint IS NOT NULL "
+                "AND left(fingerprint, %s) <> %s ORDER BY id LIMIT %s FOR UPDATE",
+                (len(SESSION_FINGERPRINT), SESSION_FINGERPRINT, batch)).fetchall()
+            if not rows:
+                return done
+            with conn.cursor() as cur:
+                cur.executemany("UPDATE pii_vault SET fingerprint = %s WHERE id = %s",
+                                [(cipher.session_fingerprint(str(session_id), fp), row_id) for row_id, session_id, fp in rows])
+        done += len(rows)
+        if on_batch is not None:
+            on_batch(done)

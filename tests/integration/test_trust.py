@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.routing import APIRoute
 
 from gateway.auth import PUBLIC_ROUTES, ROLES, RequireRoles
+from gateway.safety.pii import PiiDetector
+from gateway.safety.vault import VaultCipher, load_key_provider
 from gateway.store import api_keys
 from gateway.store import sessions as sessions_repo
 from gateway.store.audit import AuditEvent, append_sync
@@ -464,6 +466,36 @@ def test_the_same_card_in_two_sessions_leaves_nothing_that_links_them(appliance:
                                  "AND session_id = ANY(%s::uuid[])", ([pii_session["sid"], other],)).fetchall())
     assert set(rows) == {pii_session["sid"], other}
     assert all(fp.startswith("s1:") for fp in rows.values()) and len(set(rows.values())) == 2
+
+
+def test_rescoping_turns_older_tenant_wide_fingerprints_into_session_ones(appliance: Appliance, keys: dict,
+                                                                          pii_session: dict) -> None:
+    """A row stored in the tenant-wide form (before session scoping) still recognises its value; `enclave vault
+    rescope-fingerprints` scopes it to its session without decrypting, and the value keeps its placeholder."""
+    cipher = VaultCipher(load_key_provider(None, appliance.var_dir / "vault.key", None))
+    card = PiiDetector().detect(f"my card {PII['card']}")[0]
+    with client(pii_session["gateway"].url, keys["trust-a", "user"]) as c:
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+        chat(c, f"My card {PII['card']} was stolen.", sid)
+        with owner(appliance) as conn:
+            tenant = str(conn.execute("SELECT tenant_id FROM sessions WHERE id = %s", (sid,)).fetchone()[0])
+            scoped = cipher.fingerprint(tenant, sid, "CARD", card.canonical)
+            legacy = cipher.tenant_fingerprint(tenant, "CARD", card.canonical)
+            assert conn.execute("UPDATE pii_vault SET fingerprint = %s WHERE session_id = %s AND fingerprint = %s",
+                                (legacy, sid, scoped)).rowcount == 1   # as an older gateway stored it
+        chat(c, f"Again: {PII['card']}.", sid)
+        cli = enclave_cli(appliance, "vault", "rescope-fingerprints")
+        assert cli.returncode == 0 and "scoped to their session" in cli.stdout, cli.stderr
+        chat(c, f"And once more {PII['card'].replace(' ', '')}.", sid)
+        turns = c.get(f"/v1/sessions/{sid}").json()["turns"]
+    user_said = [t["content"] for t in turns if t["role"] == "user"]
+    assert user_said == ["My card <CARD_1> was stolen.", "Again: <CARD_1>.", "And once more <CARD_1>."]
+    with owner(appliance) as conn:
+        assert conn.execute("SELECT fingerprint FROM pii_vault WHERE session_id = %s AND pii_type = 'CARD'",
+                            (sid,)).fetchall() == [(scoped,)]
+        assert conn.execute("SELECT count(*) FROM pii_vault WHERE left(fingerprint, 3) <> 's1:'").fetchone()[0] == 0
+    again = enclave_cli(appliance, "vault", "rescope-fingerprints")
+    assert again.returncode == 0 and "already scoped" in again.stdout
 
 
 def test_no_log_or_metric_holds_a_raw_value(appliance: Appliance, pii_session: dict) -> None:
