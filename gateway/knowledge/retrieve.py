@@ -18,6 +18,7 @@ reciprocal rank fusion (RRF, k=60) in one SQL statement.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -151,9 +152,16 @@ class Retriever:
 async def warn_of_other_model_documents(pool: AsyncConnectionPool, model: str) -> None:
     """At start, once: say in the log which documents vector search leaves out because another embedding model
     made their vectors (the profile changed since they were ingested), and how to bring them back."""
-    await pool.wait()
-    async with pool.connection() as conn:
-        by_model = await other_model_documents(conn, model)
+    for attempt in range(10):   # Postgres may still be starting; never pool.wait(): it closes the pool on timeout
+        try:
+            async with pool.connection(timeout=30) as conn:
+                by_model = await other_model_documents(conn, model)
+            break
+        except Exception as e:  # noqa: BLE001  # a start-time notice: never worth failing anything for
+            log.debug("could not count documents by embedding model yet", extra={"attempt": attempt + 1, "error": repr(e)})
+            await asyncio.sleep(30)
+    else:
+        return
     if by_model:
         log.warning("knowledge documents embedded by another model are found by their words only, not by meaning, "
                     "until re-ingested (`enclave knowledge ingest` re-embeds them)",
