@@ -307,7 +307,7 @@ async def collect_unless_gone(request: Request, opened: OpenedStream, turn: Turn
     collecting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await collecting              # its finally closes the upstream request
-    turn.reply = []                   # nothing reached the client
+    turn.reply, turn.tool_calls = [], []    # nothing reached the client: no text, no tool call to answer
     turn.status = "interrupted"
     turn.total_s = time.perf_counter() - turn.started
     return False
@@ -370,7 +370,6 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
             async for batch in opened.batches():
                 out, texts = [], []
                 for ev in batch:
-                    absorb_event(turn, ev)
                     if ev.usage is not None and not include_usage and ev.finish_reason is None and not ev.content \
                             and not ev.tool_calls and not ev.role_only:
                         continue  # the usage-only chunk the gateway asked for for itself
@@ -387,6 +386,8 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
                 if out:  # chunks that arrived together leave together: one write, one syscall
                     await write(b"".join(out))
                     turn.reply.extend(texts)
+                for ev in batch:   # after the write: the turn keeps only what the client was sent (a finish, a tool call)
+                    absorb_event(turn, ev)
             if restorer is not None and (held := restorer.flush()):
                 for ev in canned_chunks(held, turn.model or "enclave", turn.completion_id or turn.id)[:1]:
                     await write(b"data: " + ev.raw + b"\n\n")
@@ -416,8 +417,9 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
     async def on_disconnect() -> None:
         if finished:
             return
-        # The client went away: stop the upstream, keep what was sent.
-        if turn.status == "complete":
+        # The client went away: stop the upstream, keep what was sent. A client that closes as soon as it has
+        # the finish_reason (before the usage chunk and [DONE]) had the whole answer: that turn stays complete.
+        if turn.status == "complete" and turn.finish_reason is None:
             turn.status = "interrupted"
         turn.total_s = time.perf_counter() - turn.started
         task = asyncio.create_task(_finish_interrupted(state, turn, opened))

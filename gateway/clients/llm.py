@@ -31,6 +31,7 @@ from gateway.observability import Metrics, request_id_var
 log = logging.getLogger("enclave.gateway.llm")
 
 APOLOGY = "I'm sorry, I can't answer right now. Please try again in a moment."
+MAX_TOOL_CALLS = 128   # calls in one reply; a fragment's index past it is a broken chunk, not a reason to grow a list
 INTERRUPTED_NOTE = "\n\n[Sorry, this answer was interrupted. Please ask again.]"
 
 
@@ -67,22 +68,49 @@ class ChunkEvent:
 
     @classmethod
     def parse(cls, raw: bytes) -> ChunkEvent:
+        """Raises ValueError for a payload that is not a chunk (not JSON, or JSON of another shape): the
+        chain treats it as a broken upstream, never as the gateway's own error."""
         try:
             obj = orjson.loads(raw)  # every upstream token passes here: orjson is ~5x faster than json (1.4 vs 7 µs)
         except orjson.JSONDecodeError:
             obj = json.loads(raw)    # what json accepts and orjson refuses (a lone surrogate escape), or the error
+        if not isinstance(obj, dict):
+            raise ValueError("the chunk is not a JSON object")
         if "error" in obj:  # vLLM reports a failure inside a 200 stream as an error event
             raise StreamErrorEvent(obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])})
+        usage, chunk_id = obj.get("usage"), obj.get("id")
         choices = obj.get("choices") or ()
+        if not isinstance(choices, list | tuple) or not (usage is None or isinstance(usage, dict)) \
+                or not (chunk_id is None or isinstance(chunk_id, str)):
+            raise ValueError("the chunk's choices, usage or id has the wrong type")
         if not choices:
-            return cls(raw, usage=obj.get("usage"), id=obj.get("id"))
+            return cls(raw, usage=usage, id=chunk_id)
         choice = choices[0]
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            raise ValueError("the chunk's choice or delta is not an object")
         content = delta.get("content") or ""
         tool_calls = delta.get("tool_calls")
         finish = choice.get("finish_reason")
-        return cls(raw, content, finish, obj.get("usage"), tool_calls,
-                   role_only=not content and not tool_calls and finish is None, id=obj.get("id"))
+        if not isinstance(content, str) or not (finish is None or isinstance(finish, str)) \
+                or not (tool_calls is None or _tool_call_deltas(tool_calls)):
+            raise ValueError("the chunk's content, finish_reason or tool_calls has the wrong type")
+        return cls(raw, content, finish, usage, tool_calls,
+                   role_only=not content and not tool_calls and finish is None, id=chunk_id)
+
+
+def _tool_call_deltas(value: Any) -> bool:
+    """Whether ``value`` is a list of tool-call fragments ``merge_tool_calls`` can fold."""
+    if not isinstance(value, list):
+        return False
+    for d in value:
+        if not isinstance(d, dict):
+            return False
+        index, fn = d.get("index", 0), d.get("function") or {}
+        if not isinstance(index, int) or not 0 <= index < MAX_TOOL_CALLS or not isinstance(fn, dict) \
+                or not all(x is None or isinstance(x, str) for x in (fn.get("name"), fn.get("arguments"), d.get("id"))):
+            return False
+    return True
 
 
 class StreamErrorEvent(ValueError):
@@ -343,29 +371,61 @@ class LLMChain:
 
     async def _rest(self, opened: OpenedStream, data: AsyncIterator[list[bytes]], response: aiohttp.ClientResponse,
                     deadline: float, done: bool) -> AsyncIterator[list[ChunkEvent]]:
-        """Event batches after the first token. A failure here cannot fall back; it marks the stream failed."""
+        """Event batches after the first token. A failure here cannot fall back; it marks the stream failed,
+        unless the reply had already finished (its finish_reason came; only the usage chunk or [DONE] was
+        missing). The total timeout is a timer that closes the response: a read waiting on an upstream that
+        sends only comments (sse-starlette's pings) ends too, where a check per batch would wait for ever."""
+        finished = any(ev.finish_reason is not None for ev in opened._buffered)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            response.close()
+
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + max(0.0, deadline - time.perf_counter()), expire)
         try:
             while not done:
                 try:
                     batch = await anext(data)
                 except StopAsyncIteration:
+                    if expired:
+                        raise UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s") from None
+                    if not finished:
+                        raise UpstreamError("truncated", "the stream ended before its finish_reason and [DONE]") from None
                     break
-                events = []
+                events: list[ChunkEvent] = []
+                broken: ValueError | None = None
                 for raw in batch:
                     if raw == b"[DONE]":
                         done = True
                         break
-                    events.append(ChunkEvent.parse(raw))
+                    try:
+                        ev = ChunkEvent.parse(raw)
+                    except ValueError as e:   # the events before it in this read still reach the client
+                        broken = e
+                        break
+                    events.append(ev)
+                    finished = finished or ev.finish_reason is not None
                 if events:
                     yield events
-                if time.perf_counter() > deadline:
-                    raise UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s")
+                if broken is not None:
+                    raise broken
         except (aiohttp.ClientError, TimeoutError, UpstreamError, ValueError) as e:
-            opened.failed_midway = True
+            if expired and not isinstance(e, UpstreamError):
+                e = UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s")
             kind = e.kind if isinstance(e, UpstreamError) else "midstream"
             self.metrics.upstream_errors.labels(self.role, opened.upstream, kind).inc()
-            log.warning("upstream failed after the first token", extra={"upstream": opened.upstream, "detail": repr(e)[:300]})
+            if finished:    # the answer is whole: what is missing is bookkeeping (usage, [DONE])
+                log.info("upstream broke off after the reply finished", extra={"upstream": opened.upstream,
+                                                                               "kind": kind, "detail": repr(e)[:300]})
+            else:
+                opened.failed_midway = True
+                log.warning("upstream failed after the first token", extra={"upstream": opened.upstream, "kind": kind,
+                                                                            "detail": repr(e)[:300]})
         finally:
+            timer.cancel()
             if done:
                 # The reply is complete at [DONE]; the body's last bytes come a few ms later. Read them off
                 # the turn's path: a fully read response returns its connection to the pool.

@@ -243,22 +243,30 @@ def test_client_disconnect_cancels_the_upstream_and_keeps_what_was_sent(
             time.sleep(0.5)
 
 
-def test_a_client_that_closes_on_finish_reason_keeps_the_whole_turn(appliance: Appliance, proxied: GatewayProcess) -> None:
+@pytest.mark.parametrize("pace_s", [0.0, 0.2], ids=["together", "finish-alone"])
+def test_a_client_that_closes_on_finish_reason_keeps_the_whole_turn(appliance: Appliance, proxied: GatewayProcess,
+                                                                    proxy: RecordingProxy, pace_s: float) -> None:
     """Many SDKs stop reading at the chunk carrying finish_reason, before [DONE]. The turn's save ran as part
     of the response and was cancelled with it, and the disconnect handler skipped it as already finished:
-    the reply the user read was never stored (unit-tested with a fake pipeline; this is the real gateway)."""
+    the reply the user read was never stored (unit-tested with a fake pipeline; this is the real gateway).
+    Paced, the finish chunk reaches the client alone, while the gateway still waits for the usage chunk and
+    [DONE]: the hang-up then came before the save, and the whole answer was stored as interrupted."""
     with client(appliance, proxied) as c:
         body = {"model": "enclave", "stream": True, "max_tokens": 12,
                 "messages": [{"role": "user", "content": "Say something short."}]}
         received = ""
-        with c.stream("POST", "/v1/chat/completions", json=body) as s:
-            sid = s.headers["x-session-id"]
-            for line in s.iter_lines():
-                if line.startswith("data: {"):
-                    choice = json.loads(line[6:])["choices"]
-                    received += (choice[0]["delta"].get("content") or "") if choice else ""
-                    if choice and choice[0].get("finish_reason"):
-                        break                                   # hang up before [DONE]
+        proxy.delay_down_s = pace_s
+        try:
+            with c.stream("POST", "/v1/chat/completions", json=body) as s:
+                sid = s.headers["x-session-id"]
+                for line in s.iter_lines():
+                    if line.startswith("data: {"):
+                        choice = json.loads(line[6:])["choices"]
+                        received += (choice[0]["delta"].get("content") or "") if choice else ""
+                        if choice and choice[0].get("finish_reason"):
+                            break                                   # hang up before [DONE]
+        finally:
+            proxy.delay_down_s = 0.0
         deadline = time.monotonic() + 15
         while len(turns := c.get(f"/v1/sessions/{sid}").json().get("turns", [])) < 2:
             assert time.monotonic() < deadline, "the turn was not stored"

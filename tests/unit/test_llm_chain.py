@@ -11,10 +11,11 @@ import asyncio
 import json
 import socket
 
+import pytest
 from aiohttp import web
 
 from gateway.clients.breaker import CircuitBreaker
-from gateway.clients.llm import OpenedStream, Timeouts, UpstreamConfig, build_chain
+from gateway.clients.llm import ChunkEvent, OpenedStream, Timeouts, UpstreamConfig, build_chain
 from gateway.observability import Metrics
 from tests.loopback import serving
 
@@ -230,3 +231,97 @@ def test_a_pooled_connection_closed_under_the_request_is_sent_again_at_no_cost()
 
     opened, served, metrics, failures = asyncio.run(scenario(closes_every_time=True))
     assert _errors(metrics, "connect") >= 1 and failures >= 1
+
+
+# -- upstreams that break their stream ------------------------------------------------------------------
+
+NOT_CHUNKS = [b"42", b"null", b'"some error"', b"[1]", b'{"choices":[null]}', b'{"choices":{"x":1}}',
+              b'{"choices":[{"delta":{"content":5}}]}', b'{"choices":[{"delta":"hi"}]}', b'{"usage":7}',
+              b'{"choices":[{"delta":{"tool_calls":[{"index":null}]}}]}',
+              b'{"choices":[{"delta":{"tool_calls":[{"index":-1,"function":{"name":"x"}}]}}]}',
+              b'{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":{}}}]}}]}']
+
+
+def test_a_payload_that_is_json_but_no_chunk_is_a_bad_chunk() -> None:
+    """Valid JSON of another shape used to raise TypeError or AttributeError, which no handler expected:
+    before the first token a 500 with no fallback, after it a stream cut without [DONE] and no turn kept."""
+    for raw in NOT_CHUNKS:
+        with pytest.raises(ValueError):
+            ChunkEvent.parse(raw)
+    ev = ChunkEvent.parse(b'{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"t",'
+                          b'"function":{"name":"f","arguments":"{}"}}]},"finish_reason":null}]}')
+    assert ev.tool_calls and ev.tool_calls[0]["index"] == 1
+
+
+def test_a_first_chunk_of_the_wrong_shape_falls_back() -> None:
+    async def odd(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: null\n\n")
+        return resp
+
+    text, opened, metrics = asyncio.run(_run_chain(odd, Timeouts(retries=0)))
+    assert opened.upstream == "apology" and opened.fallback and text
+    assert _errors(metrics, "bad_chunk") == 1
+
+
+def test_text_read_together_with_a_broken_chunk_still_reaches_the_client() -> None:
+    async def breaks(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True) + _chunk("Hello"))
+        await asyncio.sleep(0.05)
+        await resp.write(_chunk(" there") + b"data: null\n\n" + _chunk(" never"))   # one network read
+        return resp
+
+    text, opened, metrics = asyncio.run(_run_chain(breaks, Timeouts()))
+    assert text == "Hello there" and opened.failed_midway and _errors(metrics, "midstream") == 1
+
+
+def test_an_upstream_that_pings_but_stalls_ends_at_the_total_timeout() -> None:
+    """sse-starlette sends a comment every 15 s: each one resets the read timeout, and a deadline checked
+    only when a chunk arrives never came. The total timeout is a timer: the reply ends as failed on time."""
+    ends: list[str] = []
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True) + _chunk("Once"))
+        await _write_all(resp, [(0.05, b": ping\r\n\r\n")] * 100, ends)
+        return resp
+
+    async def timed() -> tuple[tuple[str, OpenedStream, Metrics], float]:
+        started = asyncio.get_running_loop().time()
+        result = await _run_chain(stalls, Timeouts(total_s=0.5))
+        return result, asyncio.get_running_loop().time() - started
+
+    (text, opened, metrics), took = asyncio.run(timed())
+    assert text == "Once" and opened.failed_midway and _errors(metrics, "total_timeout") == 1
+    assert ends == ["cut"] and took < 3.0     # the stub would ping for 5 s
+
+
+def test_a_stream_that_ends_before_its_finish_is_failed_and_one_cut_after_it_is_whole() -> None:
+    async def truncated(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True) + _chunk("Half an"))
+        await asyncio.sleep(0.05)
+        await resp.write(_chunk(" answer"))
+        return resp                                  # a clean end of body: no finish_reason, no [DONE]
+
+    text, opened, metrics = asyncio.run(_run_chain(truncated, Timeouts()))
+    assert text == "Half an answer" and opened.failed_midway and _errors(metrics, "truncated") == 1
+
+    async def cut_after_finish(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_chunk(role=True) + _chunk("Whole"))
+        await asyncio.sleep(0.05)
+        await resp.write(_chunk(finish="stop"))
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.close()                    # reset before the usage chunk and [DONE]
+        return resp
+
+    text, opened, metrics = asyncio.run(_run_chain(cut_after_finish, Timeouts()))
+    assert text == "Whole" and not opened.failed_midway   # the answer had finished: nothing to apologise for

@@ -154,3 +154,33 @@ def test_include_usage_gets_exactly_one_usage_chunk() -> None:
     (usage,) = usage_chunks(out)
     assert usage["choices"] == [] and usage["usage"]["prompt_tokens"] == 7 and out[-1] == DONE
     assert json.loads(out[-2].removeprefix(b"data: ")) == usage      # the last event before [DONE]
+
+
+def test_a_client_leaving_after_the_finish_chunk_keeps_a_complete_turn() -> None:
+    """The gateway asks the upstream for usage, which vLLM sends after the finish chunk, as its own event. A
+    client that hangs up on finish_reason then leaves while the gateway waits for that chunk and [DONE]: it
+    had the whole answer, so the turn is complete, not interrupted."""
+    st, t = state(10), turn()
+    opened = scripted([(0.0, chunk("Hel")), (0.0, chunk("lo", "stop")), (5.0, chunk(usage={"completion_tokens": 2}))])
+    out = asyncio.run(run_response(st, t, opened, include_usage=True, disconnect_after=0.2))
+    assert DONE not in out and st.pipeline.finished == [("complete", "Hello")]
+    assert opened.closed == [True]  # type: ignore[attr-defined]
+
+
+def test_a_non_streamed_reply_whose_client_left_keeps_no_tool_call() -> None:
+    """Nothing reached the client: a tool call it never saw must not be stored, or the session's next turn
+    would show the model an assistant call that no tool result answers."""
+    from gateway.api.chat import collect_unless_gone
+
+    call = {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_balance", "arguments": "{}"}}]},
+        "finish_reason": None}]}
+    opened = scripted([(0.0, ChunkEvent.parse(json.dumps(call).encode())), (5.0, chunk(finish="tool_calls"))])
+
+    async def receive() -> dict:
+        await asyncio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    t = turn()
+    assert asyncio.run(collect_unless_gone(SimpleNamespace(receive=receive), opened, t)) is False
+    assert t.status == "interrupted" and t.reply == [] and t.tool_calls == []
