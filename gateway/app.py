@@ -243,7 +243,7 @@ def build_pipeline(settings: Settings, pool: AsyncConnectionPool, metrics: Metri
     record = Record(pool, counter, metrics, summarizer, background, revisions, redactor)
     llm_timeout = settings.dialogue_llm_timeout_s
     pipeline = TurnPipeline(
-        before=[Preprocess(), CheckInput(counter),
+        before=[Preprocess(), CheckInput(counter, policy.window_tokens),
                 LoadDialogue(dialogue.registry, pool),
                 Guard(pool, redactor, settings.injection_block_at, settings.injection_fence_at),
                 Understand(chain, redactor, llm_timeout),

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.auth import ROLES, AdminCaller
 from gateway.errors import Forbidden, NotFound
 from gateway.store import api_keys
 from gateway.store.audit import AuditEvent, append
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/admin", tags=["admin"])
 
 Role = Literal["user", "agent", "supervisor", "auditor", "admin"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]

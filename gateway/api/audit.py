@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query
 from psycopg.rows import dict_row
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import require_session_id
 from gateway.auth import AuditorCaller
 from gateway.store import audit
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/audit", tags=["audit"])
 
 
 @router.get("")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.api.models import offered_models
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import load_session
 from gateway.api.sse import DONE, SSEResponse, disconnected
 from gateway.auth import ChatCaller, Identity
@@ -33,7 +34,7 @@ from gateway.knowledge.ground import KnowledgeSpec
 from gateway.observability import request_id_var, turn_id_var
 from gateway.safety.redact import StreamingRestorer
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["chat"])
 log = logging.getLogger("enclave.gateway.chat")
 
 
@@ -71,6 +72,21 @@ class ChatMessage(BaseModel):
                     raise PydanticCustomError("unsupported_content", "part {index} is of type '{kind}': only text parts "
                                               "are supported", {"index": i, "kind": kind[:40]})
         return content
+
+    @field_validator("tool_calls")
+    @classmethod
+    def tool_calls_shape(cls, calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        """OpenAI's shape, checked here: a call is stored with the turn and replayed to the model on every later
+        turn of the session, so a malformed one kept (the model never saw it: a canned reply, a human agent)
+        would break them all."""
+        for i, call in enumerate(calls or ()):
+            fn = call.get("function")
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                    or not isinstance(fn.get("arguments", ""), str) or not isinstance(call.get("id", ""), str) \
+                    or call.get("type", "function") != "function":
+                raise PydanticCustomError("invalid_tool_call", "tool call {index} needs type \"function\" and a function "
+                                          "object with a string name and arguments (and a string id)", {"index": i})
+        return calls
 
     def text(self) -> str:
         if isinstance(self.content, list):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import load_session, require_id
 from gateway.auth import AgentCaller, ChatCaller, ReviewerCaller, ReviewReader
 from gateway.dialogue.actions import describe
@@ -24,7 +25,7 @@ from gateway.store import sessions as sessions_repo
 from gateway.store import vault as vault_repo
 from gateway.store.audit import AuditEvent
 
-router = APIRouter(prefix="/v1", tags=["dialogue"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["dialogue"])
 
 
 class Decision(BaseModel):

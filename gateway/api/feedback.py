@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import load_session, require_id
 from gateway.auth import ChatCaller
 from gateway.errors import NotFound
 from gateway.store import kpis as repo
 from gateway.store import vault as vault_repo
 
-router = APIRouter(prefix="/v1/sessions", tags=["feedback"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/sessions", tags=["feedback"])
 
 
 class Feedback(BaseModel):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import require_id
 from gateway.auth import ChatCaller, CuratorCaller
 from gateway.errors import EnclaveError, InvalidRequest, NotFound, PayloadTooLarge
@@ -23,7 +24,7 @@ from gateway.safety.redact import SessionVault
 from gateway.store import knowledge as repo
 from gateway.store.audit import AuditEvent, append
 
-router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/knowledge", tags=["knowledge"])
 
 
 class UnsupportedDocument(EnclaveError):

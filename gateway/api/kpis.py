@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.auth import ReviewReader
 from gateway.store import kpis as repo
 
-router = APIRouter(prefix="/v1", tags=["kpis"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["kpis"])
 
 
 @router.get("/kpis")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.api.routing import StrictJsonRoute
 from gateway.auth import AnyCaller
 
-router = APIRouter(prefix="/v1", tags=["me"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["me"])
 
 
 @router.get("/me")

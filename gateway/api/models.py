@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gateway.api.routing import StrictJsonRoute
 from gateway.auth import AnyCaller
 from gateway.clients.llm import LLMChain
 from gateway.errors import NotFound
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["models"])
 DEFAULT_MODEL = "enclave"
 CREATED = 1_767_225_600  # fixed: these ids do not come and go
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.auth import ChatCaller, Identity
 from gateway.dialogue.actions import redact_json
 from gateway.errors import InvalidRequest, NotFound
@@ -20,7 +21,7 @@ from gateway.store import dialogue as dialogue_repo
 from gateway.store import sessions as repo
 from gateway.store import vault as vault_repo
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/sessions", tags=["sessions"])
 
 
 class SessionCreate(BaseModel):

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Scope
 
+from gateway.api.routing import StrictJsonRoute
 from gateway.errors import InvalidRequest, UpstreamUnavailable
 from gateway.oidc import OidcConfigError, check_internal_url
 
@@ -32,7 +33,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-cache"}
 
-router = APIRouter(tags=["ui"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["ui"])
 
 
 @router.get("/", include_in_schema=False)
@@ -55,7 +56,7 @@ def ui_files() -> UiFiles:
 
 # -- sign-in with the organisation's identity provider (OIDC authorization code + PKCE) ----------------------
 
-api_router = APIRouter(prefix="/v1/ui", tags=["ui"])
+api_router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/ui", tags=["ui"])
 
 
 class CodeExchange(BaseModel):

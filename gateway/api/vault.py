@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import DbConn
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import require_session_id
 from gateway.auth import AuditorCaller
 from gateway.errors import InvalidRequest, NotFound, VaultKeyMismatch
@@ -15,7 +16,7 @@ from gateway.safety.redact import PLACEHOLDER
 from gateway.store import audit
 from gateway.store import vault as vault_repo
 
-router = APIRouter(prefix="/v1/vault", tags=["vault"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1/vault", tags=["vault"])
 
 
 class RevealRequest(BaseModel):

@@ -20,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.api.chat import absorb_event
+from gateway.api.routing import StrictJsonRoute
 from gateway.api.sessions import load_session
 from gateway.auth import CHAT_ROLES, Identity, identify
 from gateway.dialogue.turn import Turn
@@ -30,7 +31,7 @@ from gateway.store import sessions as repo
 from gateway.voice.session import CallSession, VoiceConfig, VoiceTexts
 from gateway.voice.vad import EndpointConfig
 
-router = APIRouter(prefix="/v1", tags=["voice"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["voice"])
 log = logging.getLogger("enclave.gateway.voice")
 RATES = (8000, 16000, 24000, 48000)
 

@@ -42,9 +42,10 @@ def whole_tool_calls(calls: list[dict] | None) -> list[dict]:
     would fail every later turn of the session."""
     whole = []
     for call in calls or []:
+        fn = call.get("function") if isinstance(call, dict) else None
         try:
-            json.loads((call.get("function") or {}).get("arguments") or "{}")
-        except (ValueError, TypeError):
+            json.loads(fn.get("arguments") or "{}")   # type: ignore[union-attr]  # not a dict: AttributeError
+        except (ValueError, TypeError, AttributeError):
             continue
         whole.append(call)
     return whole
@@ -112,10 +113,16 @@ class BuildContext:
         if system:
             head.append({"role": "system", "content": system})
         budget = self.policy.window_tokens - turn.max_output_tokens
-        # The new messages were counted by check_input; only their framing is added here.
-        fixed = (self.counter.count_messages(head + turn.extra_messages) + turn.input_tokens
-                 + PER_MESSAGE_OVERHEAD * len(turn.input_messages) + self.counter.count_tools(turn.params.get("tools")))
-        if fixed > budget:
+        new = turn.input_messages
+        if turn.fence_input and new and new[-1].get("role") == "user":   # the guard found it suspicious
+            from gateway.safety.injection import fence
+            new = [*new[:-1], {**new[-1], "content": fence(str(new[-1].get("content") or ""))}]
+        # check_input counted the new messages as the user wrote them; counted again if the guard changed them
+        # since (a placeholder may take more tokens than the value it stands for; a fence adds some 50).
+        input_tokens = self.counter.count_contents(new) if turn.fence_input or turn.pii_found else turn.input_tokens
+        fixed = (self.counter.count_messages(head + turn.extra_messages) + input_tokens
+                 + PER_MESSAGE_OVERHEAD * len(new) + self.counter.count_tools(turn.params.get("tools")))
+        if fixed > budget and turn.canned_reply is None:   # a stage's own reply needs no room in the window
             raise InvalidRequest(
                 "context_length_exceeded",
                 f"the message needs {fixed} tokens but only {budget} fit this model's window "
@@ -127,9 +134,5 @@ class BuildContext:
             sizes.pop(0)
         turn.history_turns = len(history)
         turn.history_trimmed = session.get("turn_count", 0) - session.get("summary_upto_seq", 0) > len(history)
-        new = turn.input_messages
-        if turn.fence_input and new and new[-1].get("role") == "user":   # the guard found it suspicious
-            from gateway.safety.injection import fence
-            new = [*new[:-1], {**new[-1], "content": fence(str(new[-1].get("content") or ""))}]
         turn.messages = head + [m for t in history for m in t] + turn.extra_messages + new
         turn.prompt_tokens = fixed + sum(sizes)

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.llm import LLMChain, OpenedStream, canned_chunks, chunk_event
 from gateway.dialogue.summary import RollingSummarizer
-from gateway.dialogue.tokens import TokenCounter
+from gateway.dialogue.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
@@ -44,12 +44,14 @@ class Stage(Protocol):
 
 
 class CheckInput:
-    """After preprocess: an empty message or one over the tenant's input cap is refused before any work."""
+    """After preprocess: an empty message, one over the tenant's input cap, or messages that cannot fit the
+    model's window whatever history is dropped, are refused before any work (a domain pack's stages may act
+    on the bank's systems before the context is built: a refusal after them would come too late)."""
 
     name = "check_input"
 
-    def __init__(self, counter: TokenCounter) -> None:
-        self.counter = counter
+    def __init__(self, counter: TokenCounter, window_tokens: int | None = None) -> None:
+        self.counter, self.window_tokens = counter, window_tokens
 
     async def __call__(self, turn: Turn) -> None:
         if not turn.is_tool_result and not turn.text:
@@ -58,6 +60,16 @@ class CheckInput:
         if turn.input_tokens > turn.max_input_tokens:
             raise InvalidRequest("input_too_long", f"the message has {turn.input_tokens} tokens; this tenant allows "
                                  f"{turn.max_input_tokens} per message", "messages")
+        if self.window_tokens is None:
+            return
+        budget = self.window_tokens - turn.max_output_tokens
+        needed = (turn.input_tokens + PER_MESSAGE_OVERHEAD * len(turn.input_messages)
+                  + self.counter.count_messages(turn.extra_messages) + self.counter.count_tools(turn.params.get("tools")))
+        if needed > budget:
+            raise InvalidRequest(
+                "context_length_exceeded", f"the messages need {needed} tokens but only {budget} fit this model's window "
+                f"({self.window_tokens}) after reserving {turn.max_output_tokens} for the reply; send less or lower "
+                "max_tokens", "messages")
 
 
 class Postprocess:

@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.llm import LLMChain
 from gateway.dialogue.context import ContextPolicy
-from gateway.dialogue.tokens import TokenCounter
+from gateway.dialogue.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from gateway.observability import Metrics
 from gateway.safety.redact import Redactor
 from gateway.store import sessions as repo
@@ -72,11 +72,8 @@ class RollingSummarizer:
         keep = self.policy.summary_keep_turns
         # Keep the newest turns verbatim; when all of them are "newest", still condense all but the last.
         n_older = len(seqs) - keep if len(seqs) > keep else max(1, len(seqs) - 1)
-        older = seqs[:n_older]
-        upto = older[-1]
-        transcript = "\n".join(f"{r['role']}: {r['content']}" for r in rows if r["seq"] <= upto)
-        if session.get("summary"):
-            transcript = f"(earlier summary) {session['summary']}\n{transcript}"
+        earlier = f"(earlier summary) {session['summary']}\n" if session.get("summary") else ""
+        transcript, upto = self._transcript(rows, seqs[:n_older], earlier)
         payload = {"messages": [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": transcript}],
                    "max_tokens": self.policy.summary_max_tokens}
         opened = await self.chain.open(payload)
@@ -101,5 +98,29 @@ class RollingSummarizer:
                 await vault_repo.store_entries(conn, tenant_id, session_id, vault.new_entries)
             await repo.save_summary(conn, tenant_id, session_id, summary, upto, self.counter.count(summary))
         self.metrics.summaries.labels("written").inc()
-        log.info("summary written", extra={"session_id": str(session_id), "upto_seq": upto, "turns": len(older)})
+        log.info("summary written", extra={"session_id": str(session_id), "upto_seq": upto,
+                                           "turns": len([q for q in seqs if q <= upto])})
         return True
+
+    def _transcript(self, rows: list[dict], older: list[int], earlier: str) -> tuple[str, int]:
+        """The earlier summary and the oldest of ``older``'s turns that fit the model's window beside the
+        instruction and the summary's own tokens, and the last turn taken. A long backlog is condensed over
+        several passes instead of sent whole, past the window, to fail the same way after every turn; a turn
+        that alone is too long goes in cut to fit."""
+        budget = (self.policy.window_tokens - self.policy.summary_max_tokens - self.counter.count(INSTRUCTION)
+                  - self.counter.count(earlier) - 4 * PER_MESSAGE_OVERHEAD)
+        by_seq: dict[int, list[str]] = {}
+        for r in rows:
+            by_seq.setdefault(r["seq"], []).append(f"{r['role']}: {r['content']}")
+        parts, used, upto = [], 0, older[0]
+        for seq in older:
+            text = "\n".join(by_seq.get(seq, []))
+            n = self.counter.count(text) + 1
+            if used + n > budget:
+                if parts:
+                    break
+                text = text[:max(1, len(text) * max(budget, 1) // n * 9 // 10)]   # chars in proportion, with margin
+            parts.append(text)
+            used += n
+            upto = seq
+        return earlier + "\n".join(parts), upto

@@ -55,7 +55,7 @@ class KnowledgeSpec:
             raise InvalidRequest("unsupported_parameter", f"{param}.{sorted(unknown)[0]} is not supported", param)
         try:
             top_k = value.get("top_k")
-            if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= 20):
+            if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= 20):   # not bool: True is an int
                 raise ValueError("top_k must be an integer from 1 to 20")
             return cls(SearchFilter(
                 collections=tuple(_strings(value.get("collections"), "collections")),

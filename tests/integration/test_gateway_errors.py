@@ -90,6 +90,24 @@ CASES = [
         {"id": "c1", "type": "function", "function": {"name": "f\u0000", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "ok"}])), 400, "invalid_parameter",
      "messages.1.tool_calls.0.function.name"),
+    # What the standard library's JSON reader takes and nothing after it can: a lone surrogate escape (a 500
+    # where it was first encoded: a 404's message, the tokenizer, Postgres) and NaN (Postgres's jsonb, after
+    # the model had run). Both are invalid JSON.
+    ("lone surrogate in a message", dict(content=b'{"model": "enclave", "messages": [{"role": "user", "content": '
+                                                 b'"a\\ud800"}]}', headers={"content-type": "application/json"}),
+     400, "invalid_json", None),
+    ("lone surrogate in the model name", dict(content=b'{"model": "\\udc00", "messages": [{"role": "user", '
+                                                      b'"content": "hi"}]}', headers={"content-type": "application/json"}),
+     400, "invalid_json", None),
+    ("NaN in a tool call", dict(content=b'{"model": "enclave", "messages": [{"role": "user", "content": "hi"}, '
+                                        b'{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": '
+                                        b'{"name": "f", "arguments": "{}"}, "x": NaN}]}, {"role": "tool", "tool_call_id": '
+                                        b'"c1", "content": "ok"}]}', headers={"content-type": "application/json"}),
+     400, "invalid_json", None),
+    ("a tool call whose function is not an object", dict(json=chat_body(messages=[USER, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": "f"}]}, {"role": "tool", "tool_call_id": "c1", "content": "ok"}])),
+     400, "invalid_parameter", "messages.1.tool_calls"),
+    ("knowledge top_k true", dict(json=chat_body(knowledge={"top_k": True})), 400, "invalid_parameter", "knowledge"),
     ("model rejects the request", dict(json=chat_body(tools=[{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")),
      400, "upstream_rejected", None),
@@ -169,8 +187,11 @@ def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None)
               gateway.get("/v1/knowledge/documents", params={"collection": "\u0000"})):
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter", r.text
     # A grounding default that no turn could use is refused when the session is made, not on each turn after.
-    bad = gateway.post("/v1/sessions", json={"metadata": {"knowledge": {"top_k": 0}}}).json()["error"]
-    assert (bad["code"], bad["param"]) == ("invalid_parameter", "metadata.knowledge")
+    for top_k in (0, True):   # True is an int to Python: it reached the SQL LIMIT, a 500 on every later turn
+        bad = gateway.post("/v1/sessions", json={"metadata": {"knowledge": {"top_k": top_k}}}).json()["error"]
+        assert (bad["code"], bad["param"]) == ("invalid_parameter", "metadata.knowledge")
+    r = gateway.post("/v1/sessions", content=b'{"title": "\\ud800"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
     assert gateway.get(f"/v1/sessions/{uuid.uuid4()}").json()["error"]["code"] == "session_not_found"
     assert gateway.get("/v1/sessions/not-a-uuid").json()["error"]["code"] == "invalid_session_id"
     assert gateway.get("/v1/sessions", params={"limit": 0}).status_code == 400

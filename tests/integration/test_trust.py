@@ -182,6 +182,18 @@ def test_every_route_declares_exactly_the_expected_roles() -> None:
     assert declared == EXPECTED_ROLES
 
 
+def test_every_route_reads_its_body_as_strict_json() -> None:
+    """A router made without the strict route class would read bodies with the standard library's JSON, whose
+    lone surrogates and NaN fail later as 500s (tests/integration/test_gateway_errors.py)."""
+    from gateway.api.routing import StrictJsonRoute
+    from gateway.app import build_app
+    from gateway.config import Settings
+
+    app = build_app(Settings(vault_key=base64.b64encode(secrets.token_bytes(32)).decode()))
+    loose = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, StrictJsonRoute)]
+    assert not loose, f"routes that parse JSON leniently: {loose}"
+
+
 def test_the_gateway_enforces_the_role_matrix(appliance: Appliance, keys: dict) -> None:
     refused, allowed = 0, 0
     for (method, path), roles in EXPECTED_ROLES.items():
