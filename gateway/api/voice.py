@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -127,7 +128,8 @@ async def voice(ws: WebSocket) -> None:
         await ws.close(close_code)
 
     try:
-        first = json.loads(await asyncio.wait_for(ws.receive_text(), timeout=state.settings.voice_start_timeout_s))
+        # orjson, as for HTTP bodies (gateway/api/routing.py): a lone surrogate or NaN is invalid JSON here too
+        first = orjson.loads(await asyncio.wait_for(ws.receive_text(), timeout=state.settings.voice_start_timeout_s))
         start = StartMessage.model_validate(first)
     except (TimeoutError, ValueError, ValidationError, KeyError) as e:
         detail = e.errors()[0]["msg"] if isinstance(e, ValidationError) else "send a JSON start message first"
@@ -179,7 +181,7 @@ async def voice(ws: WebSocket) -> None:
                 await call.feed(message["bytes"])
             elif message.get("text") is not None:
                 try:
-                    control = json.loads(message["text"])
+                    control = orjson.loads(message["text"])
                 except ValueError:
                     await send_json({"type": "error", "code": "invalid_json", "message": "a control message must be JSON"})
                     continue
