@@ -390,9 +390,7 @@ class LLMChain:
                 try:
                     batch = await anext(data)
                 except StopAsyncIteration:
-                    if expired:
-                        raise UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s") from None
-                    if not finished:
+                    if expired or not finished:   # the timer's close ends the body too: reported as the timeout below
                         raise UpstreamError("truncated", "the stream ended before its finish_reason and [DONE]") from None
                     break
                 events: list[ChunkEvent] = []
@@ -413,17 +411,16 @@ class LLMChain:
                 if broken is not None:
                     raise broken
         except (aiohttp.ClientError, TimeoutError, UpstreamError, ValueError) as e:
-            if expired and not isinstance(e, UpstreamError):
-                e = UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s")
-            kind = e.kind if isinstance(e, UpstreamError) else "midstream"
+            error = UpstreamError("total_timeout", f"the reply exceeded {self.timeouts.total_s} s") if expired else e
+            kind = error.kind if isinstance(error, UpstreamError) else "midstream"
             self.metrics.upstream_errors.labels(self.role, opened.upstream, kind).inc()
             if finished:    # the answer is whole: what is missing is bookkeeping (usage, [DONE])
                 log.info("upstream broke off after the reply finished", extra={"upstream": opened.upstream,
-                                                                               "kind": kind, "detail": repr(e)[:300]})
+                                                                               "kind": kind, "detail": repr(error)[:300]})
             else:
                 opened.failed_midway = True
                 log.warning("upstream failed after the first token", extra={"upstream": opened.upstream, "kind": kind,
-                                                                            "detail": repr(e)[:300]})
+                                                                            "detail": repr(error)[:300]})
         finally:
             timer.cancel()
             if done:

@@ -8,6 +8,7 @@ window minus the reply's budget, the oldest turns are dropped first; the new mes
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -49,6 +50,20 @@ def whole_tool_calls(calls: list[dict] | None) -> list[dict]:
             continue
         whole.append(call)
     return whole
+
+
+def fixed_tokens(counter: TokenCounter, turn: Turn, new: list[dict], input_tokens: int, head: Sequence[dict] = ()) -> int:
+    """What the prompt needs whatever history is dropped: ``head`` (the system message), the messages a stateless
+    client sent along, the new messages (``input_tokens`` of text, plus their framing) and the offered tools."""
+    return (counter.count_messages([*head, *turn.extra_messages]) + input_tokens + PER_MESSAGE_OVERHEAD * len(new)
+            + counter.count_tools(turn.params.get("tools")))
+
+
+def window_exceeded(needed: int, window_tokens: int, max_output_tokens: int) -> InvalidRequest:
+    return InvalidRequest(
+        "context_length_exceeded",
+        f"the messages need {needed} tokens but only {window_tokens - max_output_tokens} fit this model's window "
+        f"({window_tokens}) after reserving {max_output_tokens} for the reply; send less or lower max_tokens", "messages")
 
 
 def history_messages(rows: list[dict]) -> list[list[dict]]:
@@ -112,7 +127,6 @@ class BuildContext:
             system = f"{system}\n\n{turn.reference}" if system else turn.reference
         if system:
             head.append({"role": "system", "content": system})
-        budget = self.policy.window_tokens - turn.max_output_tokens
         new = turn.input_messages
         if turn.fence_input and new and new[-1].get("role") == "user":   # the guard found it suspicious
             from gateway.safety.injection import fence
@@ -120,14 +134,10 @@ class BuildContext:
         # check_input counted the new messages as the user wrote them; counted again if the guard changed them
         # since (a placeholder may take more tokens than the value it stands for; a fence adds some 50).
         input_tokens = self.counter.count_contents(new) if turn.fence_input or turn.pii_found else turn.input_tokens
-        fixed = (self.counter.count_messages(head + turn.extra_messages) + input_tokens
-                 + PER_MESSAGE_OVERHEAD * len(new) + self.counter.count_tools(turn.params.get("tools")))
+        fixed = fixed_tokens(self.counter, turn, new, input_tokens, head)
+        budget = self.policy.window_tokens - turn.max_output_tokens
         if fixed > budget and turn.canned_reply is None:   # a stage's own reply needs no room in the window
-            raise InvalidRequest(
-                "context_length_exceeded",
-                f"the message needs {fixed} tokens but only {budget} fit this model's window "
-                f"({self.policy.window_tokens}) after reserving {turn.max_output_tokens} for the reply; "
-                "send a shorter message or lower max_tokens", "messages")
+            raise window_exceeded(fixed, self.policy.window_tokens, turn.max_output_tokens)
         sizes = [self.counter.count_messages(t) for t in history]
         while history and fixed + sum(sizes) > budget:
             history.pop(0)

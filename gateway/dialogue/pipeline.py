@@ -22,8 +22,9 @@ from typing import Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.clients.llm import LLMChain, OpenedStream, canned_chunks, chunk_event
+from gateway.dialogue.context import fixed_tokens, window_exceeded
 from gateway.dialogue.summary import RollingSummarizer
-from gateway.dialogue.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
+from gateway.dialogue.tokens import TokenCounter
 from gateway.dialogue.turn import Turn, message_text
 from gateway.errors import InvalidRequest
 from gateway.observability import Metrics
@@ -62,14 +63,9 @@ class CheckInput:
                                  f"{turn.max_input_tokens} per message", "messages")
         if self.window_tokens is None:
             return
-        budget = self.window_tokens - turn.max_output_tokens
-        needed = (turn.input_tokens + PER_MESSAGE_OVERHEAD * len(turn.input_messages)
-                  + self.counter.count_messages(turn.extra_messages) + self.counter.count_tools(turn.params.get("tools")))
-        if needed > budget:
-            raise InvalidRequest(
-                "context_length_exceeded", f"the messages need {needed} tokens but only {budget} fit this model's window "
-                f"({self.window_tokens}) after reserving {turn.max_output_tokens} for the reply; send less or lower "
-                "max_tokens", "messages")
+        needed = fixed_tokens(self.counter, turn, turn.input_messages, turn.input_tokens)   # context adds the system message
+        if needed > self.window_tokens - turn.max_output_tokens:
+            raise window_exceeded(needed, self.window_tokens, turn.max_output_tokens)
 
 
 class Postprocess:

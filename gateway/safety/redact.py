@@ -1,8 +1,8 @@
 """Redaction into typed placeholders and their restoration in replies.
 
 ``<CARD_1>``, ``<EMAIL_2>``…: the same value gets the same placeholder for the whole session (recognised
-by its keyed fingerprint, scoped to the session, without decrypting anything), so the model can still say "I sent it to
-<EMAIL_1>" and the conversation stays coherent. What the user sees back follows the echo policy per type:
+by its keyed fingerprint, scoped to the session, without decrypting anything), so the model can still say
+"I sent it to <EMAIL_1>" and the conversation stays coherent. What the user sees back follows the echo policy per type:
 an echoable placeholder becomes the user's own value again, the others a mask (``•••• 4242``). Only the
 session's owner gets values back: a colleague who writes into someone else's session (an agent, an admin
 whose role lists the whole tenant's sessions) sees ``[email withheld]``; revealing is the auditor's audited
@@ -118,10 +118,11 @@ class Redactor:
 
     def _placeholder(self, span: PiiSpan, vault: SessionVault) -> str:
         vault.counts[span.type] = vault.counts.get(span.type, 0) + 1
-        fp = self.cipher.fingerprint(vault.tenant_id, vault.session_id, span.type, span.canonical)
+        tenant_fp = self.cipher.tenant_fingerprint(vault.tenant_id, span.type, span.canonical)
+        fp = self.cipher.session_fingerprint(vault.session_id, tenant_fp)
         known = vault.by_fingerprint.get(fp)
-        if known is None and vault.tenant_fingerprints:
-            known = vault.by_fingerprint.get(self.cipher.tenant_fingerprint(vault.tenant_id, span.type, span.canonical))
+        if known is None and vault.tenant_fingerprints:   # a row stored before session scoping
+            known = vault.by_fingerprint.get(tenant_fp)
         if known is not None:
             return known
         placeholder = vault.next_placeholder(span.type)

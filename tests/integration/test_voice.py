@@ -287,10 +287,11 @@ def test_voice_refuses_a_caller_without_a_key_or_the_role(appliance: Appliance, 
     ws.send(json.dumps({"type": "hello"}))
     assert json.loads(ws.recv(timeout=10))["code"] == "invalid_start"
     ws.close()
-    ws = connect(voice_gw.url.replace("http://", "ws://") + "/v1/voice", open_timeout=30)
-    ws.send('{"type": "start", "token": "\\ud800"}')     # a lone surrogate: invalid JSON, as over HTTP
-    assert json.loads(ws.recv(timeout=10))["code"] == "invalid_start"
-    ws.close()
+    # A lone surrogate in a field pydantic does not check (knowledge is any object): read leniently, the error
+    # that names the unknown key could not be encoded and the call closed with no word; it is invalid JSON.
+    odd = Call(voice_gw.url, appliance.api_key, start={"knowledge": {"\ud800": 1}})
+    assert odd.read_until("error")["code"] == "invalid_start"
+    odd.ws.close()
     bad = Call(voice_gw.url, appliance.api_key, start={"sample_rate": 11025})
     assert bad.read_until("error")["code"] == "unsupported_sample_rate"
     bad.ws.close()
