@@ -65,16 +65,17 @@ class Guard:
             self._scorers[key] = InjectionScorer(block_at=g.block_at, fence_at=g.fence_at)
         return self._scorers[key]
 
-    def check_injection(self, turn: Turn) -> InjectionVerdict | None:
-        """The heuristic verdict on the raw text; the text is sanitised afterwards."""
+    async def check_injection(self, turn: Turn) -> InjectionVerdict | None:
+        """The heuristic verdict on the raw text; the text is sanitised afterwards. A long text is scored in
+        steps that give the event loop back (``score_async``): the other streams of this process go on."""
         if turn.is_tool_result or not turn.text:
             return None
         scorer = self.scorer(turn)
-        verdict = scorer.score(turn.text)
+        verdict = await scorer.score_async(turn.text)
         # Earlier messages a stateless client sends along reach the model too: the worst of them counts.
         for m in turn.extra_messages:
             if m.get("role") in ("user", "assistant"):
-                other = scorer.score(message_text(m))
+                other = await scorer.score_async(message_text(m))
                 if other.score > verdict.score:
                     verdict = other
         clean = sanitize(turn.text)
@@ -106,7 +107,7 @@ class Guard:
             turn.fence_input = True
 
     async def __call__(self, turn: Turn) -> None:
-        verdict = self.check_injection(turn)
+        verdict = await self.check_injection(turn)
         rows: list[tuple] = []
         if not turn.session_is_new:
             async with self.pool.connection() as conn:

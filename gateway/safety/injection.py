@@ -16,21 +16,28 @@ rates (all attacks blocked, all benign passed) are an upper bound. On a held-out
 (``tests/unit/injection_heldout.py``, 120 attacks / 120 look-alikes) it blocks 0.675 of the attacks and blocks or
 fences 0.767, while 0.983 of the benign messages pass and 0.008 are blocked. Pack tenants add an embedding
 classifier (``with_semantic``), which lifts blocked-or-fenced to 0.933. Treat it as one layer: novel paraphrases
-get through, so tools must still check their own authorisation; a 100 KB document costs about half a second to a
-second on a loaded 2-core box.
+get through, so tools must still check their own authorisation.
+
+Cost: a message that no pattern could match costs one combined scan per view. A long one is read pattern by
+pattern (about 40 ms at 16,000 characters on a 2-core box); patterns whose required strings are absent are
+skipped (``literals.py``), and ``score_async`` gives the event loop back between steps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import codecs
 import hashlib
 import re
+import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from gateway.safety.literals import Clause, present, required_literals
 
 Action = Literal["pass", "fence", "block"]
 
@@ -147,6 +154,10 @@ def _fold(text: str) -> str:
 
 def _views(text: str) -> _Views:
     light = _fold(text)
+    return _Views(light=light, heavy=_heavy(light))
+
+
+def _heavy(light: str) -> str:
     heavy = light
     if "'" in heavy or "\u2019" in heavy:        # every contraction has its apostrophe
         for pattern, expansion in _CONTRACTIONS:     # "you've been told" must read like "you have been told"
@@ -161,7 +172,7 @@ def _views(text: str) -> _Views:
     heavy = _TEXTSPEAK_RE.sub(lambda m: _TEXTSPEAK[m.group()], heavy)
     for pattern, replacement in _SYNONYMS:
         heavy = pattern.sub(replacement, heavy)
-    return _Views(light=light, heavy=heavy.strip())
+    return heavy.strip()
 
 
 # -- signals -----------------------------------------------------------------------------------------------
@@ -176,11 +187,13 @@ class _Signal:
     pattern: re.Pattern[str]
     view: View = "heavy"
     unless: re.Pattern[str] | None = None     # context that makes the phrase benign (searched in the same view)
+    needs: tuple[Clause, ...] = ()            # strings a match must contain (literals.py): none there, no search
 
 
 def _sig(code: str, weight: float, pattern: str, view: View = "heavy", unless: str | None = None,
          flags: int = 0) -> _Signal:
-    return _Signal(code, weight, re.compile(pattern, flags), view, re.compile(unless) if unless else None)
+    compiled = re.compile(pattern, flags)
+    return _Signal(code, weight, compiled, view, re.compile(unless) if unless else None, required_literals(compiled))
 
 
 def _alt(words: str) -> str:
@@ -554,6 +567,10 @@ def _decoded_payloads(text: str) -> list[str]:
 
 # -- the scorer --------------------------------------------------------------------------------------------
 
+COOPERATIVE_FROM_CHARS = 2_000   # score_async yields the loop for texts this long (about 4 ms of work) or longer
+YIELD_EVERY_S = 0.001            # ... about this often
+
+
 @dataclass(frozen=True)
 class InjectionVerdict:
     score: float                  # 0..1
@@ -594,38 +611,80 @@ class InjectionScorer:
         self.block_at, self.fence_at = block_at, fence_at
 
     def score(self, text: str) -> InjectionVerdict:
-        hits = self._hits(text, depth=0)
+        steps = self._hits(text, depth=0)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return self._verdict(done.value)
+
+    async def score_async(self, text: str) -> InjectionVerdict:
+        """``score`` for the event loop: the same verdict, but a long text gives the loop back between steps
+        (about every ``YIELD_EVERY_S``), so the streams this process relays go on while it is read. Why not a
+        thread: ``re`` holds the GIL through each search, so the loop would wait anyway."""
+        if len(text) < COOPERATIVE_FROM_CHARS:
+            return self.score(text)
+        steps = self._hits(text, depth=0)
+        since = time.perf_counter()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return self._verdict(done.value)
+            if time.perf_counter() - since >= YIELD_EVERY_S:
+                await asyncio.sleep(0)   # twice: after the first, the loop would resume us before the I/O and
+                await asyncio.sleep(0)   # timers it collects in the same pass; after the second, they go first
+                since = time.perf_counter()
+
+    def _verdict(self, hits: _Hits) -> InjectionVerdict:
         score = round(min(1.0, hits.score()), 4)
         action: Action = "block" if score >= self.block_at else "fence" if score >= self.fence_at else "pass"
         return InjectionVerdict(score=score, reasons=hits.reasons() if score > 0 else (), action=action)
 
-    def _hits(self, text: str, depth: int) -> _Hits:
+    def _hits(self, text: str, depth: int) -> Generator[None, None, _Hits]:
+        """The signals that fire in ``text``, as steps: it yields between pieces of work (each at most one
+        pass over the text), and returns the hits."""
         hits = _Hits()
         if not text:
             return hits
-        views = _views(text)
-        by_view = {"raw": text, "light": views.light, "heavy": views.heavy}
-        hit_views = {view for view, subject in by_view.items() if _ANY_SIGNAL[view].search(subject)}
+        light = _fold(text)
+        yield
+        heavy = _heavy(light)
+        yield
+        by_view = {"raw": text, "light": light, "heavy": heavy}
+        hit_views: set[str] = set()
+        for view, subject in by_view.items():
+            if _ANY_SIGNAL[view].search(subject):
+                hit_views.add(view)
+            yield
+        seen: dict[str, dict[str, bool]] = {view: {} for view in hit_views}   # substring tests, per view
         for i, sig in enumerate(_SIGNALS):
             if sig.view not in hit_views:
                 continue
             subject = by_view[sig.view]
+            if sig.needs and not present(sig.needs, subject, seen[sig.view]):
+                continue      # a string every match holds is not there: the search cannot find one
             if sig.pattern.search(subject) and not (sig.unless and sig.unless.search(subject)):
                 hits.add((i, sig.code), sig.weight)
+            yield
         if len(_INVISIBLE_RE.findall(text, 1)) >= 3:     # several invisibles past a leading BOM: deliberate obfuscation
             hits.add((-4, "control_tokens"), 0.5)
         if depth >= 2:
             return hits
         # Encoded payloads: decode, score the plain text, and count a hidden attack as at least a block.
         for decoded in _decoded_payloads(text):
-            inner = self._hits(decoded, depth + 1)
+            inner = yield from self._hits(decoded, depth + 1)
             inner_score = inner.score()
             if inner_score >= self.fence_at:
                 hits.add((-1, "encoded_payload"), max(0.85, inner_score))
                 hits.also.update(inner.reasons())
             else:
                 hits.add((-1, "encoded_payload"), 0.15)
-        rot = _rot13_view(views.light)
+        yield
+        rot_light = _fold(codecs.encode(light, "rot13"))
+        yield
+        rot = _heavy(rot_light)
+        yield
         for sig in _CORE if _ANY_CORE.search(rot) else ():
             if sig.pattern.search(rot):
                 hits.add((-3, "encoded_payload"), max(0.85, sig.weight))
