@@ -211,6 +211,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
+        if self.voice_frame_ms not in (10, 20, 30):   # webrtcvad takes nothing else: refused at start, not per call
+            raise ValueError(f"ENCLAVE_VOICE_FRAME_MS must be 10, 20 or 30, not {self.voice_frame_ms}")
         for cert, key, what in ((self.tls_cert_file, self.tls_key_file, "TLS"),
                                 (self.sip_tls_cert_file, self.sip_tls_key_file, "SIP_TLS")):
             if (cert is None) != (key is None):

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api.chat import absorb_event
 from gateway.api.routing import StrictJsonRoute
@@ -37,6 +37,14 @@ log = logging.getLogger("enclave.gateway.voice")
 RATES = (8000, 16000, 24000, 48000)
 
 
+# The languages Whisper transcribes (faster_whisper.tokenizer._LANGUAGE_CODES; a unit test keeps them equal).
+WHISPER_LANGUAGES = frozenset("""
+af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu hy id is
+it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl
+sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue
+""".split())
+
+
 class StartMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["start"]
@@ -45,8 +53,20 @@ class StartMessage(BaseModel):
     sample_rate: int = 16000
     output_sample_rate: int | None = None
     encoding: Literal["pcm16", "mulaw", "alaw"] = "pcm16"
-    language: str | None = Field(default=None, max_length=8)
+    language: str | None = Field(default=None, max_length=16)
     knowledge: bool | dict[str, Any] | None = None
+
+    @field_validator("language")
+    @classmethod
+    def _whisper_code(cls, value: str | None) -> str | None:
+        """A browser's ``navigator.language`` ("en-US") becomes Whisper's "en"; a code Whisper does not know is
+        refused here, not taken and then failed on every utterance as if speech-to-text were down."""
+        if value is None:
+            return None
+        code = value.strip().replace("_", "-").split("-")[0].lower()
+        if code not in WHISPER_LANGUAGES:
+            raise ValueError(f"language {value!r} is not one speech-to-text knows: give an ISO 639-1 code such as 'en'")
+        return code
 
 
 class VoiceDriver:

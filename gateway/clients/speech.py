@@ -5,6 +5,7 @@ role is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import shutil
@@ -95,7 +96,13 @@ class EspeakSpeech:
             raise SpeechUnavailable("tts_unavailable", "no fallback voice (espeak-ng is not installed)")
         proc = await asyncio.create_subprocess_exec(self.binary, "--stdout", "-s", str(self.wpm), "--", text,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        data, _ = await proc.communicate()
+        try:
+            data, _ = await proc.communicate()
+        except BaseException:   # interrupted (a barge-in, a hang-up): nobody reads the pipe any more, and a full
+            with contextlib.suppress(ProcessLookupError):   # pipe would block espeak-ng until the gateway stops
+                proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         if proc.returncode != 0 or not data:
             raise SpeechUnavailable("tts_unavailable", "the fallback voice failed")
         with wave.open(io.BytesIO(data)) as w:

@@ -23,9 +23,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,13 +35,15 @@ from gateway.dialogue.notices import record_message
 from gateway.dialogue.packs import Pack, Tool
 from gateway.dialogue.render import render
 from gateway.dialogue.schemas import validator as schema_validator
-from gateway.safety.redact import Redactor, SessionVault
+from gateway.safety.redact import PLACEHOLDER, Redactor, SessionVault
 from gateway.store import audit
 from gateway.store import dialogue as repo
 from gateway.store import vault as vault_repo
 from gateway.store.audit import AuditEvent
+from gateway.store.sessions import SessionGone
 
 log = logging.getLogger("enclave.gateway.actions")
+_T = TypeVar("_T")
 
 ActionState = Literal["executed", "failed", "running", "awaiting_approval", "rejected", "executing"]
 
@@ -104,6 +106,22 @@ def redact_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
 def originals_json(value: Any, redactor: Redactor, vault: SessionVault) -> Any:
     """Every placeholder in a JSON value back to the owner's value (in memory, for a tool's arguments)."""
     return map_strings(value, lambda text: redactor.originals(text, vault))
+
+
+def unrestorable(value: Any, redactor: Redactor, vault: SessionVault) -> list[str]:
+    """Placeholders in a JSON value whose values the vault no longer holds (purged, or the session's
+    entries gone): a tool must not be called with ``<IBAN_1>`` for an IBAN."""
+    missing: list[str] = []
+
+    def check(text: str) -> str:
+        for m in PLACEHOLDER.finditer(text):
+            entry = vault.entries.get(m.group(0))
+            if entry is None or redactor.value_of(entry, vault) is None:
+                missing.append(m.group(0))
+        return text
+
+    map_strings(value, check)
+    return missing
 
 
 class ToolExecutor:
@@ -235,21 +253,27 @@ class Actions:
         if args is None:   # restore the owner's values from the vault
             async with self.pool.connection() as conn:
                 vault = await vault_repo.session_vault(conn, str(row["tenant_id"]), row["session_id"])
+            if missing := unrestorable(row["args"], self.redactor, vault):
+                log.warning("action arguments no longer in the vault", extra={
+                    "action_id": str(action_id), "placeholders": sorted(set(missing))})
+                return await self._finish(row, "failed", None, "args_unavailable")
             args = originals_json(row["args"], self.redactor, vault)
         unknown = False       # did an attempt perhaps reach the service?
+        # The lease must outlast each attempt: a runner that finds it run out takes the action over and would
+        # call the tool a second time. An HTTP tool may take its timeout_s (120 s at most) per read; a Python
+        # tool has no limit: the lease is renewed while the call is in flight (_holding_lease).
+        lease_s = self.lease_s + (tool.http.timeout_s if tool.http is not None else 0.0)
         for attempt in range(self.retries + 1):
-            # The lease must outlast this attempt (an HTTP tool may take up to its timeout_s, 120 s at most):
-            # a runner that finds it run out takes the action over and would call the tool a second time.
             async with self.pool.connection() as conn:
-                ours = await repo.extend_lease(conn, row["id"], row["attempts"], self.lease_s + (
-                    tool.http.timeout_s if tool.http is not None else 0.0))
+                ours = await repo.extend_lease(conn, row["id"], row["attempts"], lease_s)
             if not ours:
                 log.warning("action taken over by another runner", extra={"action_id": str(action_id)})
                 async with self.pool.connection() as conn:
                     current = await repo.get_action(conn, None, action_id)
                 return await self._settled(current, duplicate=True) if current else ToolOutcome("failed", None, "unknown_action")
             try:
-                state, output, code = await self.executor.execute(tool, args, row["idempotency_key"])
+                state, output, code = await self._holding_lease(
+                    row, lease_s, self.executor.execute(tool, args, row["idempotency_key"]))
                 break
             except ToolUnavailable as e:
                 unknown = unknown or e.sent
@@ -264,6 +288,25 @@ class Actions:
         if state == "running" and row["attempts"] > self.max_rechecks:
             state, code = "failed", "outcome_unknown"     # asked often enough: a colleague must look
         return await self._finish(row, state, output, code)
+
+    async def _holding_lease(self, row: dict, lease_s: float, call: Awaitable[_T]) -> _T:
+        """Await ``call`` while renewing the action's lease every third of it: only an executor that died lets
+        the lease run out, not a slow tool (a second runner would call it again)."""
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease_s / 3)
+                try:
+                    async with self.pool.connection() as conn:
+                        if not await repo.extend_lease(conn, row["id"], row["attempts"], lease_s):
+                            return      # taken over after all: _finish will not settle it either
+                except Exception:       # noqa: BLE001 - the database is away: try again next time
+                    log.warning("could not renew an action's lease", extra={"action_id": str(row["id"])})
+
+        keeper = asyncio.create_task(renew())
+        try:
+            return await call
+        finally:
+            keeper.cancel()
 
     async def _finish(self, row: dict, state: str, output: dict | None, code: str | None) -> ToolOutcome:
         done = await self._settle(row, state, output, code, "system", ("executing",), attempt=row["attempts"])
@@ -369,12 +412,18 @@ class Actions:
         else:
             template = (report.get("errors") or {}).get(row.get("error_code") or "")
             text = render(template, slots, output) if template else pack.canned.tool_failed
-        async with self.pool.connection() as conn, conn.transaction():
-            if not await repo.mark_reported(conn, row["id"]):
-                return False
-            await record_message(conn, self.redactor, str(row["tenant_id"]), row["session_id"], text,
-                                 channel=report.get("channel", "chat"), model="enclave", request_id=f"action-{row['id']}",
-                                 turn_id=str(uuid.UUID(hex=hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()[:32])))
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                if not await repo.mark_reported(conn, row["id"]):
+                    return False
+                await record_message(conn, self.redactor, str(row["tenant_id"]), row["session_id"], text,
+                                     channel=report.get("channel", "chat"), model="enclave", request_id=f"action-{row['id']}",
+                                     turn_id=str(uuid.UUID(hex=hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()[:32])))
+        except SessionGone:    # deleted while the action ran (it goes on, as documented): nobody left to tell
+            async with self.pool.connection() as conn:
+                await repo.mark_reported(conn, row["id"])
+            log.info("action outcome not reported: the session was deleted", extra={"action_id": str(row["id"])})
+            return False
         log.info("action outcome reported", extra={"action_id": str(row["id"]), "state": row["state"]})
         return True
 

@@ -126,10 +126,14 @@ def purge(conn: psycopg.Connection, as_of: datetime | None = None, dry_run: bool
                 done.sessions += s
                 done.records += records
             if vault_days:
+                # A session with an action still to run keeps its values: the runner restores the tool's
+                # arguments from them after approval (days later, maybe), and placeholders are no IBAN.
                 done.vault_entries = conn.execute(
                     "UPDATE pii_vault SET nonce = NULL, ciphertext = NULL, fingerprint = NULL, purged_at = %s "
-                    "WHERE tenant_id = %s AND created_at < %s AND ciphertext IS NOT NULL",
-                    (now, tenant_id, now - timedelta(days=vault_days))).rowcount
+                    "WHERE tenant_id = %s AND created_at < %s AND ciphertext IS NOT NULL AND session_id NOT IN ("
+                    "  SELECT session_id FROM actions WHERE tenant_id = %s AND state IN "
+                    "  ('pending', 'awaiting_approval', 'approved', 'executing', 'running'))",
+                    (now, tenant_id, now - timedelta(days=vault_days), tenant_id)).rowcount
             if done.total and not dry_run:
                 append_sync(conn, AuditEvent("retention.purge", "system", str(tenant_id), content={
                     "as_of": now.isoformat(), "turns": done.turns, "transcripts": done.transcripts,

@@ -13,6 +13,11 @@ from psycopg.types.json import Jsonb
 
 from gateway.store import audit
 
+
+class SessionGone(LookupError):
+    """The session was deleted (or never was): there is nowhere to record a turn."""
+
+
 SESSION_COLUMNS = ("id, channel, title, system_prompt, summary, summary_upto_seq, summary_tokens, turn_count, "
                    "metadata, created_by, created_at, updated_at, mode")
 
@@ -161,7 +166,7 @@ async def record_turn(conn: AsyncConnection, tenant_id: str, session_id: uuid.UU
         cur = await conn.execute(_RECORD_TURN_AUDITED, {**params, **audit.append_params(audit_event)})
     row = await cur.fetchone()
     if row is None or row[0] is None:
-        raise LookupError(f"session {session_id} is gone")
+        raise SessionGone(f"session {session_id} is gone")
     return row[0]
 
 

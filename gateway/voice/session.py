@@ -241,6 +241,14 @@ class CallSession:
         """STT, then the pipeline, then speech. Only the listening and speaking phases can be cancelled: a
         barge-in while the pipeline runs (a tool call, a hand-off) lets it finish and skips the speaking,
         and the recording at the end always completes — a turn is stored whole, once."""
+        try:
+            await self._run_turn(audio, stamps, text)
+        finally:
+            # Every way out, a failed one too: a phase left set would keep the next reprompt muted and the
+            # goodbye from being talked over (barge_in and _say read it).
+            self.phase = None
+
+    async def _run_turn(self, audio: bytes, stamps: Stamps, text: str | None) -> None:
         self.muted = self.closed      # input that arrived just before a hang-up is still a turn, but nothing is said
         self.barge.reset()
         self.phase = "stt"

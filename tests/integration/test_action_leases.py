@@ -41,3 +41,53 @@ def test_a_lapsed_claim_is_taken_over_and_cannot_act_again(appliance: Appliance)
             assert done is not None and done["state"] == "executed"
 
     asyncio.run(scenario())
+
+
+SLOW_TOOL_CALLS: list[float] = []
+
+
+async def slow_tool(args: dict) -> dict:
+    """A Python tool slower than the lease (it has no timeout of its own)."""
+    SLOW_TOOL_CALLS.append(asyncio.get_running_loop().time())
+    await asyncio.sleep(1.0)
+    return {"ref": f"SLOW-{len(SLOW_TOOL_CALLS)}"}
+
+
+def test_a_tool_slower_than_the_lease_is_not_called_twice(appliance: Appliance) -> None:
+    """The executor renews its lease while the call is in flight, so another runner passing by meanwhile
+    (every second, in this gateway or another) finds the action held, not abandoned."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from gateway.dialogue.actions import Actions, ToolExecutor
+    from gateway.dialogue.packs import Tool
+    from gateway.safety.pii import DEFAULT_PATTERNS, PiiDetector
+    from gateway.safety.redact import Redactor
+    from gateway.safety.vault import StaticKey, VaultCipher
+
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        tenant = str(api_keys.ensure_tenant(conn, "leases", "Lease test"))
+    tool = Tool(description="slow", parameters={"type": "object"}, python=f"{__name__}:slow_tool", side_effect="money")
+
+    class Packs:
+        def for_tenant_id(self, tenant_id: str):
+            return type("LoadedPack", (), {"tools": {"slow": tool}})()
+
+    async def scenario() -> None:
+        SLOW_TOOL_CALLS.clear()
+        async with AsyncConnectionPool(appliance.database_url, min_size=1, max_size=4, open=False,
+                                       kwargs={"autocommit": True}) as pool:
+            async with pool.connection() as conn:
+                session = await sessions_repo.create_session(conn, tenant, channel="api", created_by="test")
+                action, _ = await repo.insert_action(conn, tenant, session["id"], f"k-{uuid.uuid4()}", "slow", "money",
+                                                     {}, "approved", risk_reason=None, flow=None, step=None)
+            redactor = Redactor(PiiDetector(DEFAULT_PATTERNS), VaultCipher(StaticKey(b"k" * 32)))
+            actions = Actions(pool, ToolExecutor(client=None), redactor, Packs(), lease_s=0.3)
+            first = asyncio.create_task(actions.run(action["id"], {}))
+            await asyncio.sleep(0.6)                      # past the lease the call started with
+            second = await actions.run(action["id"], None)   # a runner passing by: must not take it over
+            done = await first
+            assert len(SLOW_TOOL_CALLS) == 1, SLOW_TOOL_CALLS
+            assert done.state == "executed" and not done.duplicate and done.output == {"ref": "SLOW-1"}
+            assert second.duplicate
+
+    asyncio.run(scenario())

@@ -399,6 +399,33 @@ def test_transfers_small_now_large_via_webhook_and_over_the_limit_after_approval
     assert wait_for(lambda: [t for t in session_turns(appliance, huge.session_id) if "6000.00 EUR moved" in t[2]])
 
 
+def test_an_approved_action_whose_values_were_purged_fails_without_calling_the_tool(
+        appliance: Appliance, keys: dict, dlg: GatewayProcess, bank) -> None:
+    """The runner restores a tool's arguments from the vault after approval. A value no longer there (purged
+    by an older retention run, say) must not reach the bank as its placeholder: the action fails as
+    args_unavailable, the tool is not called, and the customer is told it did not go through."""
+    with client(dlg, keys["user"]) as c:
+        conv = Conversation(c)
+        transfer(conv, "6200")
+        assert conv.reply == PACK.canned.awaiting_approval
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        (tenant,) = conn.execute("SELECT tenant_id FROM sessions WHERE id = %s", (conv.session_id,)).fetchone()
+        conn.execute("INSERT INTO pii_vault (tenant_id, session_id, placeholder, pii_type, fingerprint, key_id, purged_at) "
+                     "VALUES (%s, %s, '<IBAN_1>', 'IBAN', NULL, 'gone', now())", (tenant, conv.session_id))
+        conn.execute("""UPDATE actions SET args = args || '{"memo": "to <IBAN_1>"}' WHERE session_id = %s""",
+                     (conv.session_id,))
+    with client(dlg, keys["supervisor"]) as sup:
+        (item,) = [i for i in sup.get("/v1/review", params={"kind": "approval"}).json()["data"]
+                   if i["session_id"] == conv.session_id]
+        assert sup.post(f"/v1/review/{item['id']}/approve").status_code == 200
+    assert wait_for(lambda: [r for r in actions_of(appliance, conv.session_id) if r["state"] == "failed"], 40)
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT error_code FROM actions WHERE session_id = %s",
+                            (conv.session_id,)).fetchone()[0] == "args_unavailable"
+    assert executions(bank)["by_tool"].get("transfer", 0) == 0
+    assert wait_for(lambda: [t for t in session_turns(appliance, conv.session_id) if t[2] == PACK.canned.tool_failed])
+
+
 def test_deleting_a_session_withdraws_what_waits_on_staff(appliance: Appliance, keys: dict, dlg: GatewayProcess,
                                                          bank) -> None:
     """A customer deletes the conversation while a large transfer awaits approval and a colleague is being
@@ -458,6 +485,33 @@ def test_a_transfer_whose_outcome_is_unknown_is_rechecked_not_failed(appliance: 
         assert ex["by_tool"]["transfer"] == 1 and list(ex["by_key"].values()) == [1]   # moved once
     finally:
         gw.stop()
+
+
+def test_a_webhook_for_an_action_whose_session_was_deleted_is_settled(appliance: Appliance, keys: dict,
+                                                                       dlg: GatewayProcess) -> None:
+    """A running action goes on when its session is deleted; its outcome arrives by webhook afterwards. It is
+    settled and audited, nobody is left to tell, and the service gets a 200 (it was a 500, and a retry)."""
+    from gateway.dialogue.webhooks import SIGNATURE_HEADER, sign
+
+    with client(dlg, keys["user"]) as c:
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+    key = f"k-gone-{uuid.uuid4()}"
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        (tenant,) = conn.execute("SELECT tenant_id FROM sessions WHERE id = %s", (sid,)).fetchone()
+        conn.execute("INSERT INTO actions (tenant_id, session_id, idempotency_key, tool, side_effect, args, state, "
+                     "result) VALUES (%s, %s, %s, 'transfer', 'money', '{}', 'running', '{}')", (tenant, sid, key))
+    with client(dlg, keys["user"]) as c:
+        assert c.delete(f"/v1/sessions/{sid}").status_code == 200
+    secret = (appliance.var_dir / "webhook.key").read_bytes().strip()
+    body = json.dumps({"idempotency_key": key, "status": "executed", "result": {"reference": "TRF-9"}}).encode()
+    r = httpx.post(f"{dlg.url}/v1/actions/webhook", content=body, headers={SIGNATURE_HEADER: sign(secret, body)},
+                   trust_env=False)
+    assert r.status_code == 200, r.text
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT state, reported FROM actions WHERE idempotency_key = %s", (key,)).fetchone() == (
+            "executed", True)
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'action.executed' AND session_id = %s",
+                            (sid,)).fetchone()[0] == 1
 
 
 def test_a_forged_or_replayed_webhook_is_refused(appliance: Appliance, dlg: GatewayProcess) -> None:

@@ -799,6 +799,12 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
                      "'{\"slots\": {\"card\": \"<CARD_1>\"}}')", (sid, tenant))
         append_sync(conn, AuditEvent("action.executed", "system", str(tenant), sid, content={"card": "<CARD_1>"}))
         conn.execute("UPDATE feedback SET created_at = now() + interval '40 days' WHERE session_id = %s", (sid,))
+    with client(appliance.gateway_url, admin_key) as admin:   # a session whose action still waits for approval
+        waiting = chat(admin, f"Please send the refund to {PII['iban']}.").headers["x-session-id"]
+    with owner(appliance) as conn:
+        conn.execute("INSERT INTO actions (tenant_id, session_id, idempotency_key, tool, side_effect, args, state) "
+                     "VALUES (%s, %s, %s, 'refund', 'money', '{\"iban\": \"<IBAN_1>\"}', 'awaiting_approval')",
+                     (tenant, waiting, f"k-{waiting}"))
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
     dry = enclave_cli(appliance, "retention", "purge", "--as-of", later, "--dry-run")
     assert dry.returncode == 0 and "dry run" in dry.stdout
@@ -816,6 +822,9 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         conn.execute("UPDATE feedback SET created_at = now() WHERE session_id = %s", (sid,))   # no rating from the future
         assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND (ciphertext IS NOT NULL "
                             "OR fingerprint IS NOT NULL)", (sid,)).fetchone()[0] == 0   # the fingerprint goes too
+        # ... but a waiting action's session keeps its values: the runner needs them after approval
+        assert conn.execute("SELECT count(*) FROM pii_vault WHERE session_id = %s AND ciphertext IS NOT NULL",
+                            (waiting,)).fetchone()[0] >= 1
         assert conn.execute("SELECT args, result FROM actions WHERE session_id = %s", (sid,)).fetchone() == ({}, None)
         assert conn.execute("SELECT summary, entities FROM handoffs WHERE session_id = %s", (sid,)).fetchone() == ("", {})
         assert conn.execute("SELECT count(*) FROM dialogue_states WHERE session_id = %s", (sid,)).fetchone()[0] == 0

@@ -281,3 +281,43 @@ def test_frames_one_push_many_frames_and_empty_push() -> None:
     frames = fb.push(data)
     assert frames == [data[j : j + 320] for j in range(0, 1280, 320)]
     assert fb.pending() == 0
+
+
+def test_the_fallback_voice_cancelled_mid_synthesis_leaves_no_process(tmp_path) -> None:
+    """A barge-in while espeak-ng still writes: nobody reads its pipe any more, so it must be killed (it
+    blocked on a full pipe until the gateway stopped, one process per interruption)."""
+    import asyncio
+    import os
+    import sys
+
+    from gateway.clients.speech import EspeakSpeech
+
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f"#!{sys.executable}\nimport sys, time\nfor _ in range(64):\n"
+                    "    sys.stdout.buffer.write(b'x' * 65536); sys.stdout.flush()\ntime.sleep(30)\n")
+    fake.chmod(0o755)
+    started: list[asyncio.subprocess.Process] = []
+    real_exec = asyncio.create_subprocess_exec
+
+    async def spy(*args, **kwargs):
+        proc = await real_exec(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    async def scenario() -> int:
+        asyncio.create_subprocess_exec = spy
+        try:
+            speaking = asyncio.create_task(anext(EspeakSpeech(str(fake)).stream("hello")))
+            while not started:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)          # it has filled the pipe by now
+            speaking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await speaking
+            return started[0].pid
+        finally:
+            asyncio.create_subprocess_exec = real_exec
+
+    pid = asyncio.run(scenario())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)                       # killed and reaped

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from gateway.voice.session import CallSession, VoiceConfig
 
 
@@ -222,6 +224,48 @@ def test_answering_over_the_goodbye_keeps_the_call() -> None:
     assert not hung_up and not any(e["type"] == "hangup" for e in events)
 
 
+@pytest.mark.parametrize("first_turn_fails", [False, True])
+def test_answering_over_the_goodbye_keeps_the_call_after_a_failed_turn(first_turn_fails: bool) -> None:
+    """A turn that failed before generation (a message over the cap, the database away) used to leave its
+    phase set, and with it the goodbye could no longer be talked over: the caller was hung up on."""
+    from gateway.errors import InvalidRequest
+
+    class FailsFirst(SlowDriver):
+        calls = 0
+
+        async def begin(self, text: str, language: str):
+            FailsFirst.calls += 1
+            if first_turn_fails and FailsFirst.calls == 1:
+                raise InvalidRequest("input_too_long", "too long")
+            return await super().begin(text, language)
+
+    async def scenario() -> tuple[list[dict], list[str], SlowDriver, str | None]:
+        events: list[dict] = []
+        hung_up: list[str] = []
+        driver = FailsFirst(["Yes, I am here."], delay_s=0.0)
+        session = new_session(driver, SlowVoice(frames=50), events, [], silence_reprompt_s=0.3, max_reprompts=0)
+
+        async def on_hangup() -> None:
+            hung_up.append("hangup")
+
+        session.on_hangup = on_hangup
+        await session.text_input("a first question")
+        await asyncio.wait({session.turn_task})
+        phase = session.phase
+        while not (session.speaking and session.turn_task is not None and not session.turn_task.done()):
+            await asyncio.sleep(0.01)                # the goodbye is being said
+        await session.text_input("sorry, I'm here")
+        await asyncio.wait({session.turn_task})
+        await asyncio.sleep(0.3)
+        await session.close()
+        return events, hung_up, driver, phase
+
+    events, hung_up, driver, phase = asyncio.run(scenario())
+    assert phase is None
+    assert not hung_up and not any(e["type"] == "hangup" for e in events)
+    assert "sorry, I'm here" in [t.id for t in driver.ended]
+
+
 def test_captions_show_values_not_placeholders() -> None:
     async def scenario() -> tuple[list[dict], Voice]:
         events: list[dict] = []
@@ -236,3 +280,30 @@ def test_captions_show_values_not_placeholders() -> None:
     captions = [e["delta"] for e in events if e["type"] == "assistant_text" and not e.get("system")]
     assert "".join(captions) == "I'll write to ada@example.org today." and not any("<" in c for c in captions)
     assert voice.said == ["I'll write to ada@example.org today."]
+
+
+def test_the_start_language_is_a_whisper_code() -> None:
+    """A browser's navigator.language ("en-US") is what clients send: it becomes "en". A code speech-to-text
+    does not know is refused at start (it used to fail every utterance as stt_unavailable)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from pydantic import ValidationError
+
+    from gateway.api.voice import WHISPER_LANGUAGES, StartMessage
+
+    assert set(_LANGUAGE_CODES) == WHISPER_LANGUAGES
+    assert StartMessage(type="start", language="en-US").language == "en"
+    assert StartMessage(type="start", language="pt_BR").language == "pt"
+    assert StartMessage(type="start", language="haw").language == "haw"
+    assert StartMessage(type="start").language is None
+    with pytest.raises(ValidationError, match="ISO 639-1"):
+        StartMessage(type="start", language="xx-YY")
+
+
+def test_a_voice_frame_webrtcvad_cannot_take_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+
+    assert Settings(voice_frame_ms=30).voice_frame_ms == 30
+    with pytest.raises(ValidationError, match="ENCLAVE_VOICE_FRAME_MS"):
+        Settings(voice_frame_ms=40)
