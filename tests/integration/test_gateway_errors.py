@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -108,6 +109,8 @@ CASES = [
         {"id": "c1", "type": "function", "function": "f"}]}, {"role": "tool", "tool_call_id": "c1", "content": "ok"}])),
      400, "invalid_parameter", "messages.1.tool_calls"),
     ("knowledge top_k true", dict(json=chat_body(knowledge={"top_k": True})), 400, "invalid_parameter", "knowledge"),
+    ("a response format nested 300 deep", dict(json=chat_body(response_format={"type": "json_schema", "json_schema": {
+        "name": "x", "schema": json.loads("[" * 300 + "]" * 300)}})), 400, "invalid_json", None),
     ("model rejects the request", dict(json=chat_body(tools=[{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")),
      400, "upstream_rejected", None),
@@ -192,6 +195,11 @@ def test_sessions_api_rejects_bad_input(gateway: httpx.Client, row_counts: None)
         assert (bad["code"], bad["param"]) == ("invalid_parameter", "metadata.knowledge")
     r = gateway.post("/v1/sessions", content=b'{"title": "\\ud800"}', headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    # Nested past what the gateway walks (session metadata is redacted recursively): a 400, not a 500.
+    deep = b'{"metadata": {"a": ' + b'[' * 600 + b']' * 600 + b'}}'
+    r = gateway.post("/v1/sessions", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert "nested deeper" in r.json()["error"]["message"]
     assert gateway.get(f"/v1/sessions/{uuid.uuid4()}").json()["error"]["code"] == "session_not_found"
     assert gateway.get("/v1/sessions/not-a-uuid").json()["error"]["code"] == "invalid_session_id"
     assert gateway.get("/v1/sessions", params={"limit": 0}).status_code == 400

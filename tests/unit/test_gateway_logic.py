@@ -436,3 +436,13 @@ def test_the_summary_of_a_long_backlog_fits_the_window_and_moves_on() -> None:
     huge = [{"seq": 1, "role": "user", "content": "z" * 5000}, {"seq": 2, "role": "user", "content": "short"}]
     transcript, upto = summarizer._transcript(huge, [1], "(earlier summary) Ada asked about fees.\n")
     assert upto == 1 and counter.count(transcript) <= 400 - 50 and transcript.startswith("(earlier summary)")
+
+
+def test_json_depth_counts_nesting_without_recursing() -> None:
+    from gateway.api.routing import MAX_DEPTH, json_depth
+
+    assert (json_depth(1), json_depth([]), json_depth({"a": [1, {"b": []}]})) == (0, 1, 4)
+    deep: list = []
+    for _ in range(5000):      # far past Python's recursion limit
+        deep = [deep]
+    assert json_depth(deep) == MAX_DEPTH + 1     # stops counting once it is too deep
