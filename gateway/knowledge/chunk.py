@@ -121,11 +121,28 @@ def _split_table(text: str, count: TokenCounter, max_tokens: int) -> list[str]:
             current = []
         if count(f"{header}\n{row}") <= max_tokens:
             current = [row]
-        else:
-            pieces.extend(_split_text(row, _WORD, count, max_tokens, 0))
+        else:   # too big with its header: each value named by its column instead, split as text
+            labelled = _labelled_row(header, row)
+            pieces.extend(_split_text(labelled, _WORD, count, max_tokens, 0))
     if current:
         pieces.append("\n".join([header, *current]))
     return pieces
+
+
+def _labelled_row(header: str, row: str) -> str:
+    """"Annual fee: 50 EUR; Card: Gold" for a row too big to repeat the header row over: every piece of it
+    still says what its values are (the header was in no chunk at all when no row fit beside it)."""
+    names, values = _cells(header), _cells(row)
+    if names is None or values is None:
+        return f"{header}\n{row}"
+    return "; ".join(f"{name}: {value}" if name else value for name, value in zip(names, values, strict=False) if value)
+
+
+def _cells(line: str) -> list[str] | None:
+    line = line.strip()
+    if len(line) < 2 or not (line.startswith("|") and line.endswith("|")):
+        return None
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line[1:-1])]
 
 
 def _split_text(text: str, breaker: re.Pattern[str], count: TokenCounter, max_tokens: int, overlap: int) -> list[str]:

@@ -52,6 +52,7 @@ import re
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal
@@ -59,6 +60,7 @@ from typing import Any, Literal
 import docx
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString, Tag
+from docx.enum.style import WD_STYLE_TYPE
 from docx.table import Table
 from markdown_it import MarkdownIt
 from pypdf import PasswordType, PdfReader
@@ -102,7 +104,9 @@ _FOREIGN_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"
                   b"{\\rtf": "an RTF document; save it as .docx"}
 _LIST_ITEM = re.compile(r"^(?:[-*•‣◦▪–]|\d{1,3}[.)])\s+")
 _PAGE_NUMBER = re.compile(r"^(?:page\s*)?\d+(?:\s*(?:of|/)\s*\d+)?$", re.IGNORECASE)
-_FRONT_MATTER = re.compile(r"\A---\r?\n.*?\r?\n---\r?\n", re.DOTALL)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+_YAML_LINE = re.compile(r"[\w.-]+[ \t]*:(?:\s|$)|[ \t]+\S|-[ \t]|#|$")   # key:, an indented or list line, a comment
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HTML_DROP = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "nav", "footer"]
 _HTML_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 _HTML_INLINE = {"a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "del", "dfn", "em", "font", "i", "img", "ins",
@@ -155,9 +159,12 @@ def parse_document(data: bytes, filename: str, content_type: str | None = None, 
         raise DocumentError("document_too_large", "The PDF expands to more data than we accept.") from exc
     except Exception as exc:  # any parser failure on a hostile or damaged file is the file's fault
         raise DocumentError("malformed_document", f"The {fmt.upper()} file could not be read; it may be damaged or truncated.") from exc
+    # Control characters (a PDF font without a Unicode map gives NULs) are no text, and Postgres refuses a NUL:
+    # the upload failed after every chunk was embedded, blamed on "a value in the request".
+    blocks = [Block(b.kind, text, b.level, b.page) for b in blocks if (text := _CONTROL.sub("", b.text)).strip()]
     if not blocks:
         raise DocumentError("empty_document", "The document contains no text.")
-    return ParsedDocument(title=_title(meta_title, blocks, filename), format=fmt, blocks=blocks)
+    return ParsedDocument(title=_title(_CONTROL.sub("", meta_title), blocks, filename), format=fmt, blocks=blocks)
 
 
 def _size(n: int) -> str:
@@ -249,8 +256,19 @@ def _is_text_heading(line: str) -> bool:
 
 # -- Markdown --------------------------------------------------------------------------------------------
 
+def _without_front_matter(text: str) -> str:
+    """``text`` without a leading YAML block (``---`` / ``key: value`` lines / ``---``). Only YAML: a document
+    that opens with a horizontal rule keeps what follows it (it lost its title and introduction)."""
+    m = _FRONT_MATTER.match(text)
+    if m is None or not m.group(1).strip() or not m.group(1)[:1].strip():
+        return text
+    if not all(_YAML_LINE.match(line) for line in m.group(1).split("\n")):
+        return text
+    return text[m.end():]
+
+
 def _parse_md(data: bytes) -> tuple[str, list[Block]]:
-    tokens = MarkdownIt("commonmark").enable("table").parse(_FRONT_MATTER.sub("", _text(data), count=1))
+    tokens = MarkdownIt("commonmark").enable("table").parse(_without_front_matter(_text(data)))
     blocks: list[Block] = []
     items: list[str] = []
     rows: list[list[str]] | None = None
@@ -332,7 +350,7 @@ def _html_walk(node: Tag, blocks: list[Block]) -> None:
             blocks.append(Block("heading", _squash(child.get_text()), level=int(child.name[1])))
         elif child.name == "table":
             rows = [tr for tr in child.find_all("tr") if tr.find_parent("table") is child]
-            blocks.extend(_table_block([[_squash(c.get_text()) for c in tr.find_all(["td", "th"], recursive=False)] for tr in rows]))
+            blocks.extend(_table_block([[_squash(_html_text(c)) for c in tr.find_all(["td", "th"], recursive=False)] for tr in rows]))
         elif child.name in ("ul", "ol"):
             lines = _html_list_lines(child, 0)
             blocks.extend([Block("list", "\n".join(lines))] if lines else [])
@@ -341,6 +359,28 @@ def _html_walk(node: Tag, blocks: list[Block]) -> None:
             blocks.extend([Block("paragraph", text)] if text.strip() else [])
         else:
             _html_walk(child, blocks)
+
+
+def _html_text(tag: Tag) -> str:
+    """``tag.get_text()`` with a space where a block element (``<p>``, ``<div>``, ``<br>``) starts or ends:
+    a loose list item or a cell of two paragraphs read "lost card.Call the hotline" and "Blockoverdraft",
+    words that no search finds. Inline elements (``<b>``, ``<a>``) join their text as before."""
+    parts: list[str] = []
+    stack: list[Any] = [tag]
+    while stack:
+        node = stack.pop()
+        if node is None:                    # the end of a block element
+            parts.append(" ")
+        elif isinstance(node, NavigableString):
+            if not isinstance(node, PreformattedString):     # comments, CDATA, doctype: not text
+                parts.append(str(node))
+        elif isinstance(node, Tag):
+            block = node is not tag and node.name not in _HTML_INLINE
+            if block:
+                parts.append(" ")
+                stack.append(None)
+            stack.extend(reversed(node.contents))
+    return "".join(parts)
 
 
 MAX_LIST_DEPTH = 8   # deeper lists are flattened: 900 nested <ul> in 67 KB took 9 s and made 10 MB of indentation
@@ -353,7 +393,7 @@ def _html_list_lines(lst: Tag, depth: int) -> list[str]:
         # Only this item's own sub-lists (its children, or inside its inline wrappers), found without walking
         # every descendant at every level, which made deep nesting quadratic.
         nested = [n.extract() for n in _own_lists(li)] if depth < MAX_LIST_DEPTH else []
-        text = _squash(li.get_text())
+        text = _squash(_html_text(li))
         lines += [f"{'  ' * depth}- {text}"] if text else []
         for sub in nested:
             lines += _html_list_lines(sub, depth + 1)
@@ -381,13 +421,25 @@ def _parse_docx(data: bytes) -> tuple[str, list[Block]]:
         if sum(info.file_size for info in archive.infolist()) > MAX_UNPACKED_BYTES:
             raise DocumentError("document_too_large", "The Word document unpacks to more data than we accept.")
     document = docx.Document(io.BytesIO(data))
+    # Style names by id, read once: python-docx looks a paragraph's style up in the styles part on every
+    # access (most of the parse time: a 2 MiB document took 51 s).
+    style_names = {s.style_id: s.name or "" for s in document.styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
+    default_style = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    default_name = default_style.name or "" if default_style is not None else ""
     blocks: list[Block] = []
     items: list[str] = []
-    for part in document.iter_inner_content():
-        text = "" if isinstance(part, Table) else _squash(part.text)
-        style = "" if isinstance(part, Table) or part.style is None else part.style.name or ""
+    for element in _docx_body(document.element.body):
+        if element.tag == _W_TBL:
+            if items:
+                blocks.append(Block("list", "\n".join(items)))
+                items = []
+            blocks.extend(_table_block(_docx_rows(Table(element, document._body))))
+            continue
+        text = _squash(_docx_text(element))
+        ppr = element.pPr
+        style = style_names.get(ppr.pStyle.val, "") if ppr is not None and ppr.pStyle is not None else default_name
         # python-docx has no public numbering API: a paragraph with <w:numPr> is a numbered/bulleted item
-        numbered = not isinstance(part, Table) and part._p.pPr is not None and part._p.pPr.numPr is not None
+        numbered = ppr is not None and ppr.numPr is not None
         heading = re.fullmatch(r"Heading (\d)", style)
         level = 1 if style == "Title" else min(int(heading.group(1)), 6) if heading else 0
         if (style.startswith("List") or numbered) and text and not level:  # numbered headings stay headings
@@ -396,13 +448,52 @@ def _parse_docx(data: bytes) -> tuple[str, list[Block]]:
         if items:
             blocks.append(Block("list", "\n".join(items)))
             items = []
-        if isinstance(part, Table):
-            blocks.extend(_table_block(_docx_rows(part)))
-        elif text:
+        if text:
             blocks.append(Block("heading", text, level=level) if level else Block("paragraph", text))
     if items:
         blocks.append(Block("list", "\n".join(items)))
     return document.core_properties.title or "", blocks
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W_P, _W_TBL, _W_SDT, _W_SDT_CONTENT, _W_T = f"{_W}p", f"{_W}tbl", f"{_W}sdt", f"{_W}sdtContent", f"{_W}t"
+_W_SPACES = {f"{_W}tab", f"{_W}br", f"{_W}cr"}
+# Text that is not the document's current text: tracked deletions and the old place of moved text (their runs
+# hold w:t too), the fallback copy of a drawing, and text boxes (python-docx never read them either).
+_W_SKIP = {f"{_W}del", f"{_W}moveFrom", f"{_W}txbxContent", f"{_W}pPr", f"{_W}rPr",
+           "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"}
+
+
+def _docx_body(container: Any) -> Iterator[Any]:
+    """The paragraphs and tables of the body in order, those inside block content controls (``w:sdt``: cover
+    pages, tables of contents, form templates) included: python-docx's own walk skips them."""
+    for child in container.iterchildren():
+        if child.tag in (_W_P, _W_TBL):
+            yield child
+        elif child.tag == _W_SDT:
+            content = child.find(_W_SDT_CONTENT)
+            if content is not None:
+                yield from _docx_body(content)
+
+
+def _docx_text(element: Any) -> str:
+    """The visible text under ``element``, in order: runs in tracked insertions, content controls, fields,
+    hyperlinks and smart tags too (python-docx's ``.text`` reads plain runs and hyperlinks only), tables
+    nested in a cell as well; a tab or a line break is a space."""
+    parts: list[str] = []
+    stack = [element]
+    while stack:
+        node = stack.pop()
+        tag = node.tag
+        if tag == _W_T:
+            parts.append(node.text or "")
+        elif tag in _W_SPACES:
+            parts.append(" ")
+        elif tag == _W_P and node is not element:
+            parts.append(" ")           # paragraphs of a cell, or of a nested table
+        if tag not in _W_SKIP and isinstance(tag, str):
+            stack.extend(reversed(node))
+    return "".join(parts)
 
 
 def _docx_rows(table: Table) -> list[list[str]]:
@@ -413,7 +504,7 @@ def _docx_rows(table: Table) -> list[list[str]]:
         for cell in row.cells:
             if not cells or cell._tc is not cells[-1]._tc:
                 cells.append(cell)
-        rows.append([_squash(cell.text) for cell in cells])
+        rows.append([_squash(_docx_text(cell._tc)) for cell in cells])
     return rows
 
 

@@ -435,3 +435,84 @@ def test_pdf_chunks_carry_their_first_page(tmp_path: Path) -> None:
 def test_bad_limits_are_rejected(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         chunk_document(ParsedDocument("t", "txt", [Block("paragraph", "x")]), words, max_tokens, overlap)
+
+
+# -- what a review found lost or mangled ------------------------------------------------------------------
+
+def test_docx_text_in_content_controls_tracked_insertions_fields_and_nested_tables() -> None:
+    """python-docx's .text reads plain runs and hyperlinks only: content controls (cover pages, templates),
+    tracked insertions Word shows, fields, smart tags and tables inside a cell were silently dropped."""
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    document = Document()
+    document.add_heading("Card policy", 1)
+    body, w = document.element.body, nsdecls("w")
+    body.insert(len(body) - 1, parse_xml(
+        f'<w:sdt {w}><w:sdtPr/><w:sdtContent><w:p><w:r><w:t>The daily ATM limit is 500 EUR.</w:t></w:r></w:p>'
+        f'</w:sdtContent></w:sdt>'))
+    body.insert(len(body) - 1, parse_xml(
+        f'<w:p {w}><w:r><w:t xml:space="preserve">Fee is </w:t></w:r><w:ins w:id="1" w:author="a" '
+        f'w:date="2024-01-01T00:00:00Z"><w:r><w:t>5 EUR</w:t></w:r></w:ins><w:del w:id="2" w:author="a" '
+        f'w:date="2024-01-01T00:00:00Z"><w:r><w:delText>9 EUR</w:delText></w:r></w:del><w:r><w:t xml:space="preserve">'
+        f' per </w:t></w:r><w:sdt><w:sdtContent><w:r><w:t>month</w:t></w:r></w:sdtContent></w:sdt><w:r><w:t xml:space='
+        f'"preserve"> (</w:t></w:r><w:fldSimple w:instr="DOCPROPERTY tariff"><w:r><w:t>tariff B</w:t></w:r></w:fldSimple>'
+        f'<w:r><w:t>).</w:t></w:r></w:p>'))
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "Outer"
+    table.cell(0, 1).add_table(rows=1, cols=1).cell(0, 0).text = "Nested fee"
+    out = io.BytesIO()
+    document.save(out)
+    blocks = [(b.kind, b.text) for b in parse_document(out.getvalue(), "policy.docx").blocks]
+    assert blocks == [("heading", "Card policy"), ("paragraph", "The daily ATM limit is 500 EUR."),
+                      ("paragraph", "Fee is 5 EUR per month (tariff B)."), ("table", "| Outer | Nested fee |")]
+
+
+def test_html_block_elements_inside_list_items_and_cells_separate_words() -> None:
+    html = (b"<ul><li><div>Block</div><div>overdraft</div></li><li><p>Report a lost card.</p><p>Call the hotline."
+            b"</p></li><li>Plain <b>bold</b>er item</li></ul><table><tr><th>Fee</th><th>Note</th></tr><tr><td><p>Annual "
+            b"fee 50 EUR.</p><p>Waived for students.</p></td><td>first<br>second</td></tr></table>")
+    blocks = [(b.kind, b.text) for b in parse_document(html, "fees.html").blocks]
+    assert blocks == [("list", "- Block overdraft\n- Report a lost card. Call the hotline.\n- Plain bolder item"),
+                      ("table", "| Fee | Note |\n| Annual fee 50 EUR. Waived for students. | first second |")]
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("---\n\n# Title\n\nIntro.\n\n---\n\nMore.\n", ["Title", "Intro.", "More."]),          # a horizontal rule first
+    ("---\nWelcome to the guide.\n\n---\n\n## Fees\n", ["Welcome to the guide.", "Fees"]),  # not YAML
+    ("---\ntitle: Fees\ntags:\n  - cards\n# internal\n---\n# Fees\n", ["Fees"]),              # YAML front matter
+])
+def test_markdown_drops_only_yaml_front_matter(text: str, kept: list[str]) -> None:
+    assert [b.text for b in parse_document(text.encode(), "guide.md").blocks] == kept
+
+
+def test_control_characters_are_not_text() -> None:
+    """A PDF font without a Unicode map gives NULs; Postgres refuses them, after every chunk was embedded."""
+    content = b"BT /F1 12 Tf 72 700 Td (Fee is \\000\\001five euros a month.) Tj ET"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> "
+               b"/Contents 4 0 R >>", b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    pdf, offsets = io.BytesIO(), []
+    pdf.write(b"%PDF-1.4\n")
+    for number, body in enumerate(objects, 1):
+        offsets.append(pdf.tell())
+        pdf.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = pdf.tell()
+    pdf.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets))
+    pdf.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    (block,) = parse_document(pdf.getvalue(), "fees.pdf").blocks
+    assert block.text == "Fee is five euros a month."
+
+
+def test_a_table_row_too_big_for_its_header_names_each_value_by_its_column() -> None:
+    """The header row used to be left out of every chunk when no row fit beside it."""
+    header = "| Product | Annual fee | Foreign transaction fee | Cash withdrawal fee | Interest rate |"
+    rows = ["| Gold credit card for frequent travellers | 50 EUR, waived in the first year | none within the EU, "
+            "1.5 % outside | 2 % of the amount, at least 3 EUR | 14.9 % APR |",
+            "| Silver | 20 EUR | 2 % | 3 EUR | 16.9 % APR |"]
+    doc = ParsedDocument("fees", "md", [Block("table", "\n".join([header, *rows]))])
+    chunks = [c.text for c in chunk_document(doc, words, max_tokens=40, overlap_tokens=0)]
+    assert any(c.startswith("Product: Gold credit card for frequent travellers; Annual fee: 50 EUR") for c in chunks)
+    assert f"{header}\n{rows[1]}" in chunks           # a row that fits keeps the header row above it
+    assert all(words(c) <= 40 for c in chunks)
