@@ -85,11 +85,11 @@ class OidcVerifier:
                 if self._keys is None:
                     await self.load()
         assert self._keys is not None
-        keys = list(self._keys)
-        if kid is None and len(keys) == 1:
-            return keys[0]
         if time.monotonic() - self._loaded_at > MAX_AGE_S:
             await self._reload()     # a key the IdP withdrew (compromised, rotated out) stops being trusted
+        keys = list(self._keys)
+        if kid is None and len(keys) == 1:   # an IdP with one key may name none (after the age check, not before)
+            return keys[0]
         try:
             return self._keys[kid or ""]
         except KeyError:
@@ -120,14 +120,31 @@ class OidcVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:
             raise TokenRejected(f"not a JWT ({e})") from None
-        key = await self._key_for(header.get("kid"))
+        kid, alg = header.get("kid"), header.get("alg")
+        key = await self._key_for(kid)
         try:
-            return jwt.decode(token, key.key, algorithms=[a for a in ALGORITHMS if a == header.get("alg")],
-                              audience=self.audience, issuer=self.issuer, leeway=self.leeway_s,
-                              options={"require": ["exp", "sub"] + (["aud"] if self.audience else [])
-                                       + (["iss"] if self.issuer else [])})
+            try:
+                return self._decode(token, key, alg)
+            except jwt.InvalidSignatureError:
+                if kid is not None:
+                    raise
+                # A token that names no key cannot say the IdP rotated it: reload (at most once a minute) and
+                # try the new key once, or every login would be refused until a restart.
+                before = self._keys
+                await self._reload()
+                if self._keys is before:
+                    raise
+                return self._decode(token, await self._key_for(None), alg)
         except jwt.PyJWTError as e:
             raise TokenRejected(f"the token was refused: {e}") from None
+        except (TypeError, ValueError) as e:    # PyJWT's word for an alg that does not suit the key (ES256 on RSA)
+            raise TokenRejected(f"the token's algorithm {alg!r} does not suit its signing key") from e
+
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str | None) -> dict[str, Any]:
+        return jwt.decode(token, key.key, algorithms=[a for a in ALGORITHMS if a == alg],
+                          audience=self.audience, issuer=self.issuer, leeway=self.leeway_s,
+                          options={"require": ["exp", "sub"] + (["aud"] if self.audience else [])
+                                   + (["iss"] if self.issuer else [])})
 
     def roles_of(self, claims: dict[str, Any]) -> list[str]:
         value = claims.get(self.roles_claim)

@@ -91,3 +91,45 @@ def test_a_failed_refetch_keeps_the_keys_in_hand(monkeypatch) -> None:
         assert (await verifier.verify(token(k1, "k1")))["sub"] == "alice"
 
     asyncio.run(scenario())
+
+
+def unnamed_token(key, alg: str = "RS256") -> str:
+    """What an IdP with a single key may issue: no kid in the header."""
+    now = int(time.time())
+    return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300}, key, algorithm=alg)
+
+
+def test_tokens_without_a_kid_follow_a_rotation_and_a_withdrawn_key(monkeypatch) -> None:
+    """The single-key shortcut came before the hourly age check: a key the IdP withdrew kept working until a
+    restart, and after a rotation every login was refused."""
+    k1, jwk1 = new_key("k1")
+    k2, jwk2 = new_key("k2")
+    idp = Idp([jwk1])
+
+    async def scenario() -> None:
+        async with serving(idp.app()) as port:
+            verifier = verifier_at(port)
+            assert (await verifier.verify(unnamed_token(k1)))["sub"] == "alice"
+            idp.keys = [jwk2]                                   # the IdP rotates
+            monkeypatch.setattr(oidc, "REFRESH_MIN_INTERVAL_S", 0.0)
+            assert (await verifier.verify(unnamed_token(k2)))["sub"] == "alice"    # one refetch, then accepted
+            monkeypatch.setattr(oidc, "MAX_AGE_S", 0.0)
+            with pytest.raises(TokenRejected):
+                await verifier.verify(unnamed_token(k1))         # the withdrawn key no longer works
+
+    asyncio.run(scenario())
+
+
+def test_an_algorithm_that_does_not_suit_the_key_is_refused_not_a_crash() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    _, jwk1 = new_key("k1")
+    idp = Idp([jwk1])
+    attacker = ec.generate_private_key(ec.SECP256R1())
+
+    async def scenario() -> None:
+        async with serving(idp.app()) as port:
+            with pytest.raises(TokenRejected, match="does not suit"):
+                await verifier_at(port).verify(unnamed_token(attacker, "ES256"))
+
+    asyncio.run(scenario())
