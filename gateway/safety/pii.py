@@ -276,7 +276,10 @@ def _luhn_ok(digits: str) -> bool:
 
 # A run of digits with single space or dash separators; which part of it is the card is decided in _cards
 # (a card is often followed by its expiry or CVV: "4111 1111 1111 1111 12/26", "… 1111 123").
-_CARD = re.compile(r"\d(?<![\w.,/-].)(?<!\d[ -].)(?:[ -]?\d){12,}")
+# Not glued to a word or a number before it ("x4111…", "1.4111…", "12/4111…"); punctuation after a label is
+# fine ("No.4111…", "card-4111…"), and so is a comma after a number (a list of cards).
+_CARD = re.compile(r"\d(?<![\w.,/-].)(?<!\d[ -].)(?:[ -]?\d){12,}|\d(?<=[^\W\d_][.,/-].)(?:[ -]?\d){12,}"
+                   r"|\d(?<=[\d>],.)(?:[ -]?\d){12,}")
 _GROUP_END = re.compile(r"\d(?=[ -]\d)")
 
 
@@ -305,8 +308,8 @@ def _cards(doc: _Doc) -> Iterator[Candidate]:
         run = m.group()
         ends = [len(run)] + [g.end() for g in reversed(list(_GROUP_END.finditer(run)))]
         for end in ends:
-            if end == len(run) and re.match(r"[\w]|[.,/]\d", doc.text[m.end():m.end() + 2]):
-                continue          # the whole run is glued to more: only a cut at a separator may be a card
+            if end == len(run) and re.match(r"\w|\.\d", doc.text[m.end():m.end() + 2]):
+                continue          # the whole run goes on into a word or a decimal: only a cut at a separator may be a card
             digits = re.sub(r"\D", "", run[:end])
             if 12 < len(digits) <= 19 and _issuer_ok(digits) and _luhn_ok(digits):
                 yield m.start(), m.start() + end, "CARD", digits
@@ -512,7 +515,7 @@ def _dobs(doc: _Doc) -> Iterator[Candidate]:
 
 # ---------------------------------------------------------------- PHONE
 
-_PHONE = re.compile(r"(?<![\w+@./:-])(?:(?:\+|\b00)\s?)?\(?\d(?:(?:[ .\-]|\)\s?|\s?\()?\d|\s?\(0\)\s?\d){6,16}(?![\w@]|[.,\-]?\d)")
+_PHONE = re.compile(r"(?<![\w+@])(?<![\w@+][./-])(?<![\d/][:+])(?:(?:\+|\b00)\s?)?\(?\d(?:(?:[ .\-]|\)\s?|\s?\()?\d|\s?\(0\)\s?\d){6,16}(?![\w@]|[.,\-]?\d)")
 
 
 class _PhoneValidator:

@@ -102,6 +102,13 @@ def test_spans_are_sorted_disjoint_and_exact(detector: PiiDetector) -> None:
     ("write to sean.o'brien@example.ie", ("EMAIL", "sean.o'brien@example.ie")),
     ("born 14-Mar-1985", ("DOB", "14-Mar-1985")),
     ("DOB 14 March 85", ("DOB", "14 March 85")),
+    # Glued to a label or to what follows (a second review): each came through in clear.
+    ("Mobile:07911123456", ("PHONE", "07911123456")),
+    ("WhatsApp:+447911123456", ("PHONE", "+447911123456")),
+    ("My Card No.4111111111111111 was declined", ("CARD", "4111111111111111")),
+    ("card-4111-1111-1111-1111", ("CARD", "4111-1111-1111-1111")),
+    ("card 4111 1111 1111 1111/123 exp soon", ("CARD", "4111 1111 1111 1111")),
+    ("4111111111111111,12/26,123", ("CARD", "4111111111111111")),
 ])
 def test_spans_cover_the_value_and_nothing_more(detector: PiiDetector, text: str, expected: tuple[str, str]) -> None:
     assert _found(detector, text) == [expected]
@@ -203,3 +210,11 @@ def test_non_ascii_text_keeps_offsets(detector: PiiDetector) -> None:
         assert s.value == text[s.start:s.end]
     assert ("EMAIL", "ada@example.com") in _found(detector, text)
     assert ("CARD", "4111 1111 1111 1111") in _found(detector, text)
+
+
+def test_numbers_glued_to_numbers_are_still_not_cards_or_phones(detector: PiiDetector) -> None:
+    """What the glued forms above must not let in: a decimal, a time or a date run into a long number."""
+    for text in ("total 1.4111111111111111", "at 12:07911123456", "ref 2024/4111111111111111", "x4111111111111111"):
+        assert not [s for s in detector.detect(text) if s.type in ("CARD", "PHONE")], text
+    spans = detector.detect("cards 4111111111111111,5555555555554444")
+    assert [(s.type, s.value) for s in spans] == [("CARD", "4111111111111111"), ("CARD", "5555555555554444")]
