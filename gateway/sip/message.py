@@ -551,26 +551,28 @@ def parse_uri(uri: str) -> SipUri:
     for item in header_part.split("&") if header_part else ():
         hname, _, hvalue = item.partition("=")
         headers[hname] = hvalue
-    parts = _split_params(rest)
-    params = _parse_params(parts[1:])
-    main = parts[0]
     if scheme == "tel":
-        if not main:
+        parts = _split_params(rest)
+        if not parts[0]:
             raise SipParseError(400, "Empty tel URI")
-        return SipUri(scheme=scheme, user=main, password=None, host=None, port=None, params=params, headers=headers)
+        return SipUri(scheme=scheme, user=parts[0], password=None, host=None, port=None,
+                      params=_parse_params(parts[1:]), headers=headers)
     if scheme not in ("sip", "sips"):
         raise SipParseError(416, "Unsupported URI Scheme")
+    # The user part may hold ';' (RFC 3261 19.1.1: "sip:alice;day=tuesday@atlanta.com", a carrier's
+    # "sip:+12125551212;npdi;rn=…@host", "sip:8000;phone-context=+4930@host"): the userinfo is split off at
+    # the last '@' before the URI parameters are.
+    userinfo, at, hostpart = rest.rpartition("@")
+    parts = _split_params(hostpart)
+    params = _parse_params(parts[1:])
     user: str | None = None
     password: str | None = None
-    if "@" in main:
-        userinfo, _, hostport = main.rpartition("@")
+    if at:
         user, _, pw = userinfo.partition(":")
         password = pw or None
         if not user:
             raise SipParseError(400, "Empty user in URI")
-    else:
-        hostport = main
-    host, port = _split_hostport(hostport)
+    host, port = _split_hostport(parts[0])
     return SipUri(scheme=scheme, user=user, password=password, host=host, port=port, params=params, headers=headers)
 
 

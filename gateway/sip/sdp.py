@@ -260,3 +260,25 @@ def answer(
         else:
             lines.append(f"m={kind} 0 {proto} {first_fmt}")  # rejected stream (RFC 3264 §6)
     return ("\r\n".join(lines) + "\r\n").encode("utf-8"), codec, te
+
+
+def offer(*, local_ip: str, local_port: int, session_id: int, session_version: int, event_pt: int = 101,
+          ptime: int = 20) -> bytes:
+    """Our offer, for an INVITE that came without one (a delayed offer, RFC 3261 13.2.1: the caller's answer
+    comes in the ACK). PCMU only, plus telephone-event: the call's session is made for its codec before the
+    answer is known, and every SIP peer takes PCMU."""
+    family = "IP6" if ":" in local_ip else "IP4"
+    lines = [
+        "v=0",
+        f"o=enclave {session_id} {session_version} IN {family} {local_ip}",
+        "s=enclave",
+        f"c=IN {family} {local_ip}",
+        "t=0 0",
+        f"m=audio {local_port} RTP/AVP 0 {event_pt}",
+        "a=rtpmap:0 PCMU/8000",
+        f"a=rtpmap:{event_pt} telephone-event/8000",
+        f"a=fmtp:{event_pt} 0-15",
+        f"a=ptime:{ptime}",
+        "a=sendrecv",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")

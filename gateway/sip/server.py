@@ -26,6 +26,7 @@ import inspect
 import ipaddress
 import logging
 import random
+import re
 import ssl
 import time
 import uuid
@@ -50,6 +51,7 @@ from gateway.sip.message import (
 from gateway.sip.ratelimit import RateLimiter
 from gateway.sip.rtp import JitterBuffer, RtpError, RtpSender, parse_rtp
 from gateway.sip.sdp import AudioOffer, SdpError, answer, parse_sdp
+from gateway.sip.sdp import offer as sdp_offer
 from gateway.sip.tls import TlsAddr, TlsListener
 from gateway.sip.transaction import TransactionTable
 from gateway.voice.codec import alaw_encode, ulaw_encode
@@ -113,6 +115,7 @@ class Call:
     sdp_id: int = field(default_factory=lambda: random.randrange(1, 2**31))
     sdp_version: int = 0
     answer_body: bytes = b""
+    awaiting_answer: bool = False                   # a delayed offer: our offer went in the 200, the answer comes in the ACK
     agent_phrase: str | None = None                 # what '0' means to this tenant's dialogue
     refer_result: asyncio.Future | None = None      # the transfer's outcome from NOTIFY (sipfrag status)
     stats: dict[str, int] = field(default_factory=lambda: {"rtp_in": 0, "rtp_out": 0})
@@ -136,18 +139,25 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         if call.session is None or call.closed:
             return
         now = time.monotonic()
+        audio = packet.payload_type == PT[call.codec]
         if packet.payload_type == call.event_pt:
             for event in call.dtmf.push(packet, now):
                 self.server.on_digit(call, event.digit)
+        elif audio and not packet.payload:
             return
-        if packet.payload_type != PT[call.codec] or not packet.payload:
-            return   # comfort noise and anything else: not audio
-        if call.jitter is None:   # the packet size tells the far end's ptime (sipp's pcap: 30 ms)
+        if call.jitter is None:
+            if not audio:
+                return            # nothing to time playout by yet
+            # the packet size tells the far end's ptime (sipp's pcap: 30 ms)
             ptime = max(10, min(60, len(packet.payload) // 8 // 10 * 10))
             call.jitter = JitterBuffer(self.server.config.jitter_ms, ptime, payload_type=PT[call.codec])
+        # Key presses (RFC 4733) and comfort noise go in too: they take sequence numbers in the same stream, and
+        # the buffer plays their slots as silence. Left out, each was a gap it concealed as loss, and playout
+        # stayed behind by the key press's length for the rest of the talkspurt.
         call.jitter.push(packet, now)
         call.last_rtp = now
-        call.stats["rtp_in"] += 1
+        if audio:
+            call.stats["rtp_in"] += 1
 
 
 class SipServer(asyncio.DatagramProtocol):
@@ -315,7 +325,7 @@ class SipServer(asyncio.DatagramProtocol):
             else:
                 await self._guarded(self._invite(msg, addr), msg, addr)
         elif method == "ACK":
-            pass
+            self._ack(call, msg)
         elif method == "BYE":
             self._respond(msg, addr, 200 if call is not None else 481)
             if call is not None:
@@ -387,9 +397,14 @@ class SipServer(asyncio.DatagramProtocol):
         head = data.split(b"\r\n\r\n", 1)[0]
         head = b"\r\n".join(line for line in head.split(b"\r\n")
                              if not line.lower().startswith((b"content-length:", b"l:")))
-        try:
-            lenient = parse(head + b"\r\n\r\n")   # the headers alone, enough to address a response
-        except SipParseError:
+        lenient = None
+        # The headers alone are enough to address a response; a Request-URI we cannot read is no reason to
+        # leave the peer retransmitting for 32 s, so the second try puts a placeholder in its place.
+        for attempt in (head, re.sub(rb"\A([A-Za-z]+) [^\r\n]* (SIP/2\.0)(?=\r\n)", rb"\1 sip:invalid \2", head)):
+            with contextlib.suppress(SipParseError):
+                lenient = parse(attempt + b"\r\n\r\n")
+                break
+        if lenient is None:
             log.info("dropped an unparseable SIP message", extra={"from": addr[0], "reason": error.reason})
             return
         if lenient.is_request and lenient.method != "ACK" and self._allowed(addr):
@@ -451,14 +466,18 @@ class SipServer(asyncio.DatagramProtocol):
         tag = new_tag()
         call: Call | None = None
         try:
-            offer = parse_sdp(msg.body)
-            call = Call(msg.call_id or "", tag, addr, (offer.connection_ip, offer.port), "PCMU", tenant=tenant, did=did,
-                        invite=msg, transport="tls" if isinstance(addr, TlsAddr) else "udp", sips=_asks_sips(msg))
+            # No SDP: a delayed offer (RFC 3261 13.2.1; CUCM trunks send them). We offer in the 200 and take the
+            # caller's answer from the ACK; until then no media address is known.
+            offer = parse_sdp(msg.body) if msg.body.strip() else None
+            remote_rtp = (offer.connection_ip, offer.port) if offer is not None else (addr[0], 0)
+            call = Call(msg.call_id or "", tag, addr, remote_rtp, "PCMU", tenant=tenant, did=did, invite=msg,
+                        transport="tls" if isinstance(addr, TlsAddr) else "udp", sips=_asks_sips(msg),
+                        awaiting_answer=offer is None)
             # Known from now on, before the first await: a CANCEL (or a second INVITE of this Call-ID) that
             # arrives while the RTP port opens finds it, instead of orphaning it.
             self.calls[call.call_id] = call
             call.rtp_transport = await self._open_rtp(call)
-            body = self._answer(call, offer)
+            body = self._answer(call, offer) if offer is not None else self._offer(call)
             call.dialog = Dialog.from_invite(msg, tag, self.contact_for(call), addr)
         except (SdpError, SipParseError, OSError) as e:
             # Whatever failed, an RTP port opened for this call is given back: a refused INVITE must not hold one
@@ -539,6 +558,37 @@ class SipServer(asyncio.DatagramProtocol):
             call.remote_rtp = (offer.connection_ip, offer.port)
         return body
 
+    def _offer(self, call: Call) -> bytes:
+        """Our offer for a delayed-offer INVITE (kept as the call's last SDP, like an answer)."""
+        assert call.rtp_transport is not None
+        local_port = call.rtp_transport.get_extra_info("sockname")[1]
+        body = sdp_offer(local_ip=self.config.rtp_host, local_port=local_port, session_id=call.sdp_id,
+                         session_version=call.sdp_id + call.sdp_version)
+        call.sdp_version += 1
+        call.event_pt, call.answer_body = 101, body
+        return body
+
+    def _ack(self, call: Call | None, msg: SipMessage) -> None:
+        """An ACK; for a delayed offer it carries the caller's answer, which says where to send the media."""
+        if call is None or not call.awaiting_answer or call.closed or call.invite is None:
+            return
+        with contextlib.suppress(SipParseError):
+            if msg.cseq[0] != call.invite.cseq[0]:
+                return          # not the ACK of our 200 to that INVITE
+        try:
+            peer = parse_sdp(msg.body)
+            _, codec, event_pt = answer(peer, local_ip=self.config.rtp_host, local_port=0, prefer=("PCMU",))
+        except SdpError as e:
+            # No usable answer to our offer: there is no session to have (RFC 3261 13.3.1.4), so it ends now.
+            log.warning("the ACK carried no usable answer to our offer; ending the call",
+                        extra={"call_id": call.call_id, "reason": str(e)})
+            self.spawn(self.hang_up(call, "no_answer"))
+            return
+        call.awaiting_answer = False
+        call.codec, call.event_pt = codec, event_pt
+        call.remote_rtp = (peer.connection_ip, peer.port)
+        log.info("media answered in the ACK", extra={"call_id": call.call_id, "codec": codec})
+
     async def _reinvite(self, call: Call, msg: SipMessage, addr) -> None:
         """Hold, resume or a session refresh: answer the new offer; a re-INVITE without one gets the last answer."""
         if call.dialog is not None:
@@ -602,10 +652,14 @@ class SipServer(asyncio.DatagramProtocol):
         last = [0.0]
 
         async def send_audio(frame: bytes) -> None:
-            if call.closed or call.held or call.rtp_transport is None or call.sender is None:
+            if call.closed or call.held or call.awaiting_answer or call.rtp_transport is None or call.sender is None:
                 return
             now = time.monotonic()
             talkspurt = not last[0] or now - last[0] > 0.1    # after a pause: the marker bit, for the far jitter buffer
+            if talkspurt and last[0]:
+                # The pause in RTP time too (RFC 3550 5.1): the timestamp keeps the sampling clock, so the far
+                # end's jitter estimate, its recording and RTCP stay right.
+                call.sender.skip(max(0, round((now - last[0]) * call.sender.clock_rate) - call.sender.samples_per_packet))
             last[0] = now
             call.rtp_transport.sendto(call.sender.packet(frame, new_talkspurt=talkspurt), call.remote_rtp)
             call.stats["rtp_out"] += 1
@@ -716,12 +770,17 @@ class SipServer(asyncio.DatagramProtocol):
             log.info("transfer requested", extra={"call_id": call.call_id, "accepted": accepted,
                                                   "status": resp.status if resp is not None else None})
             if accepted:
+                status = None
                 with contextlib.suppress(TimeoutError):   # the PBX reports the new leg's progress by NOTIFY
                     status = await asyncio.wait_for(call.refer_result, 30)
                     log.info("transfer result", extra={"call_id": call.call_id, "status": status})
-                if not call.closed:    # transferred (or no word): our leg is done (RFC 5589 §6.1)
-                    await self.hang_up(call, "transferred")
-                return
+                if status is None or status < 300:
+                    if not call.closed:    # transferred (or no word): our leg is done (RFC 5589 §6.1)
+                        await self.hang_up(call, "transferred")
+                    return
+                # The PBX could not reach the queue (a 486, a 503): the caller is still with us. They hear the
+                # call-back message, not silence and then a hang-up.
+                log.warning("transfer failed", extra={"call_id": call.call_id, "status": status})
         if session is not None and not call.closed:
             with contextlib.suppress(Exception):
                 await session.say(session.config.texts.callback)

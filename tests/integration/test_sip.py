@@ -156,6 +156,19 @@ def test_sipp_places_an_answered_call_with_audio_and_hangs_up(appliance: Applian
     assert "1" in users, (rows, gw.log()[-3000:])
 
 
+def test_a_delayed_offer_gets_our_offer_and_the_ack_sets_up_the_media(appliance: Appliance, sip_gw,
+                                                                       tmp_path: Path) -> None:
+    """An INVITE without SDP (CUCM's default) got a 400: now the 200 carries our offer, the ACK the answer,
+    and a key press sent to the answered address reaches the dialogue."""
+    gw, port = sip_gw
+    os.symlink("/usr/share/sip-tester", tmp_path / "pcap")
+    started = time.time()
+    sipp(SCENARIOS / "delayed_offer.xml", port, tmp_path, gw=gw, timeout_s=90)
+    rows = sip_turns(appliance, started)
+    assert "1" in [r[1] for r in rows if r[0] == "user"], (rows, gw.log()[-3000:])
+    assert '"media answered in the ACK"' in gw.log()
+
+
 def test_a_call_cancelled_while_ringing_gets_487_and_leaves_nothing(appliance: Appliance, sip_gw, tmp_path: Path) -> None:
     gw, port = sip_gw
     since, lines_before = time.time(), len(gw.log().splitlines())
