@@ -336,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.OperationalError as e:
         err.print(f"[red]enclave: cannot reach the database: {str(e).strip().splitlines()[0] if str(e) else e!r}[/]")
         return 2
+    except psycopg.Error as e:        # reached, but refused: no pgvector on an external server, missing privileges
+        err.print(f"[red]enclave: the database refused: {str(e).strip().splitlines()[0] if str(e) else e!r}[/]")
+        return 2
+    except OSError as e:              # a path that is a directory, not writable, under a file: the operator's to fix
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        err.print(f"[red]enclave: {e.strerror or e}{where}[/]")
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -170,6 +170,11 @@ def install(archive: Path, prefix: Path, models_dir: Path | None = None) -> dict
             else f"enclave=={manifest['version']}"
         _run([py, "-m", "pip", "install", "--no-index", "--find-links", str(staging / "wheels"),
               "--progress-bar", "off", requirement], "pip install", env=offline_env, stream=True)
+        # Over an earlier install of the same version pip says "already satisfied" and keeps the old code
+        # (migrations, UI): the bundle's own Enclave wheel goes in whatever is there.
+        own = next(w["file"] for w in manifest["wheels"] if w["name"].lower() == "enclave")
+        _run([py, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall", "--progress-bar", "off",
+              str(staging / "wheels" / own)], "installing the bundle's Enclave wheel", env=offline_env)
         _say(f"  installed {requirement} and {len(manifest['wheels']) - 1} dependencies")
 
         _say("3/5 unpacking the models")
@@ -209,6 +214,9 @@ def install(archive: Path, prefix: Path, models_dir: Path | None = None) -> dict
          f"  chart       {share / 'helm' / manifest['chart']}\n"
          f"  systemd     {share / 'systemd'} (copy the units to /etc/systemd/system, the env file to /etc/enclave)\n"
          f"  report      {prefix / 'install-report.json'}")
+    if shutil.which("espeak-ng") is None:
+        _say("  warning     espeak-ng is not installed: the VITS voices phonemise with it and it is the fallback\n"
+             "              voice. Install it from the OS packages (apt install espeak-ng, dnf install espeak-ng).")
     return report
 
 
@@ -222,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         install(args.bundle, args.prefix, args.models_dir)
     except InstallError as e:
         print(f"install: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # not root for /opt, a prefix under a file, a full disk
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"install: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     return 0
 

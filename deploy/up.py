@@ -432,5 +432,8 @@ def up(settings: Settings, profile: str | None = None, ready_file: Path | None =
         console.print("interrupted while starting; stopping what started…")
         return 130
     finally:
+        # From here on a signal must not raise: a Ctrl-C during the cleanup of a failed start cut it short and
+        # left the gateway and the example bank running (each in its own session), holding their ports.
+        stop.set()
         shutdown(running)
         console.print("stopped.")

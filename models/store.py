@@ -20,7 +20,13 @@ DEFAULT_MODELS_DIR = Path("var/models")
 
 
 def models_dir_from_env() -> Path:
-    return Path(os.environ.get("ENCLAVE_MODELS_DIR", str(DEFAULT_MODELS_DIR)))
+    """ENCLAVE_MODELS_DIR, else ENCLAVE_VAR_DIR/models, else var/models: where the appliance itself looks
+    (Settings.model_store_dir), so `enclave models …` and `enclave up` agree on one store."""
+    if models := os.environ.get("ENCLAVE_MODELS_DIR"):
+        return Path(models)
+    if var := os.environ.get("ENCLAVE_VAR_DIR"):
+        return Path(var) / "models"
+    return DEFAULT_MODELS_DIR
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -85,6 +85,15 @@ def test_bundle_installs_offline_and_verifies(built: Path, tmp_path: Path) -> No
     chart = prefix / "share" / "enclave" / "helm" / manifest["chart"]
     assert chart.is_file() and (prefix / "share" / "enclave" / "systemd" / "enclave-gateway.service").is_file()
 
+    # An upgrade installs the new bundle over the old prefix. Same version number, other code: pip called the
+    # requirement "already satisfied" and kept the old code. Here the installed code is made "old" by hand.
+    installed = next((prefix / "venv").glob("lib/python*/site-packages/gateway/__init__.py"))
+    installed.write_text(installed.read_text() + "STALE = True  # an older build\n")
+    again = subprocess.run([*no_network_prefix(), base_python, str(tmp_path / "install.py"), "--from", str(built),
+                            "--prefix", str(prefix)], capture_output=True, text=True, timeout=400, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "STALE" not in installed.read_text()
+
 
 def test_a_damaged_bundle_is_refused_before_anything_is_installed(built: Path, tmp_path: Path, capsys) -> None:
     damaged = tmp_path / "damaged.tar"

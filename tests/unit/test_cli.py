@@ -87,3 +87,40 @@ def test_backup_tools_get_the_password_from_the_environment_not_argv(monkeypatch
     assert "host=db.bank.internal" in dbname and "sslmode=verify-full" in dbname and "dbname=enclave" in dbname
     dbname, env = _client_args("postgresql://postgres:@/postgres?host=/var/lib/enclave/pg")
     assert "PGPASSWORD" not in env and "host=/var/lib/enclave/pg" in dbname
+
+
+def test_a_path_mistake_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    r = enclave("config", "env-file", "-o", str(tmp_path))          # a directory, not a file
+    assert r.returncode == 2 and "Is a directory" in r.stderr and str(tmp_path) in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_the_installer_names_a_prefix_it_cannot_create(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import io
+    import json
+    import tarfile
+
+    from deploy.site_install import FORMAT, MANIFEST, this_platform
+    from deploy.site_install import main as install_main
+
+    (tmp_path / "file").write_text("x")
+    bundle = tmp_path / "bundle.tar"
+    data = json.dumps({"format": FORMAT, "target": this_platform(), "version": "0.0.0", "profile": "tiny",
+                       "extra": "none"}).encode()
+    with tarfile.open(bundle, "w") as tar:     # as far as the installer reads before it makes the prefix
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert install_main(["--from", str(bundle), "--prefix", str(tmp_path / "file" / "opt")]) == 2
+    err = capsys.readouterr().err
+    assert "Not a directory" in err and "Traceback" not in err
+
+
+def test_the_model_commands_find_the_store_where_the_appliance_does(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_MODELS_DIR"}
+    r = subprocess.run([sys.executable, "-m", "deploy.cli", "models", "list"], cwd=REPO, capture_output=True, text=True,
+                       env={**env, "ENCLAVE_VAR_DIR": str(tmp_path / "site"), "COLUMNS": "300"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert str(tmp_path / "site" / "models") in r.stdout.replace("\n", "")
