@@ -216,5 +216,7 @@ def test_numbers_glued_to_numbers_are_still_not_cards_or_phones(detector: PiiDet
     """What the glued forms above must not let in: a decimal, a time or a date run into a long number."""
     for text in ("total 1.4111111111111111", "at 12:07911123456", "ref 2024/4111111111111111", "x4111111111111111"):
         assert not [s for s in detector.detect(text) if s.type in ("CARD", "PHONE")], text
+    phones = detector.detect("phone 07911123456,07400123456 or pay 2025550123,50 EUR")
+    assert [(s.type, s.value) for s in phones] == [("PHONE", "07911123456"), ("PHONE", "07400123456")]
     spans = detector.detect("cards 4111111111111111,5555555555554444")
     assert [(s.type, s.value) for s in spans] == [("CARD", "4111111111111111"), ("CARD", "5555555555554444")]
