@@ -325,6 +325,11 @@ class Decide:
                 return "declined"
             return await self.not_filled(turn, pack, state, flow, u, reply)
         slot_name = state.awaiting.removeprefix("slot:") if state.awaiting else None
+        if slot_name and pack.entity_type(flow.slots[slot_name].entity)[0] == "text" and intent \
+                and intent not in {n for n, i in pack.intents.items() if i.flow == state.flow} and flow.allow_digressions:
+            # A free-text slot takes any words: a question the classifier recognised as another intent ("is there
+            # a fee for a dispute?" asked for the merchant) is a digression, not the merchant's name.
+            return await self.not_filled(turn, pack, state, flow, u, reply)
         filled = await self.fill_from(turn, pack, flow, state, text, only=slot_name, llm=False)
         if slot_name and filled.get(slot_name) is True:
             state.reprompts = 0
@@ -409,6 +414,10 @@ class Decide:
                 cued = [h for h in hits if _word_before(text, h.start) in slot.after]
                 hits = cued or (hits if only == name else [])
             if not hits:
+                continue
+            if only != name and len(hits) > 1:
+                # Two values of the slot's type said in passing ("my balance is 500 euros, move 200"): which one
+                # is meant is not known, and the first was taken. The flow asks for it instead.
                 continue
             used.add((hits[0].start, hits[0].end))
             value = hits[0].value

@@ -582,7 +582,21 @@ def _amount_spans(sh: _Shadow, today: date, default_currency: str) -> list[Span]
                 and not _NOT_MONEY_AFTER.match(t, m.end()))
         if whole or cued:
             bare.append((m.start(), m.end(), _money(value_of(m), default_currency)))
-    return sorted(marked + bare, key=lambda c: c[0])
+    return sorted((c for c in marked + bare if not _said_in_pairs(sh, c[0], c[1])), key=lambda c: c[0])
+
+
+def _said_in_pairs(sh: _Shadow, start: int, end: int) -> bool:
+    """A spoken number right next to another ("two fifty euros", "nineteen ninety-nine"): a price or a year
+    said in pairs, which reads "2 50 euros". Either half alone is the wrong amount (it was 50), so neither is
+    taken, and a flow asks for the amount again."""
+    def spoken(pos: int) -> bool:
+        return sh.original[sh.starts[pos]].isalpha()
+
+    before = re.search(r"(\d)[ \-]+$", sh.text[:start])
+    if before is not None and spoken(before.start(1)) and spoken(start):
+        return True
+    after = re.match(r"[ \-]+(\d)", sh.text[end:])
+    return after is not None and spoken(end + after.start(1)) and spoken(end - 1)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -678,16 +692,29 @@ _QUESTION_START = re.compile(r"\s*(?:what|why|how|when|where|who|which|is|are|ca
                              r"should|shall|may)\b")
 
 
+# A reply that holds a yes-word but is not a yes to "shall I go ahead?": a pause ("okay wait"), a question
+# asked on the way ("ok so what happens to my old card?"), or a change ("yes but make it 300").
+_WH_WORD = re.compile(r"\b(?:what|why|how|when|where|who|which|whose)\b")
+_HESITATE = re.compile(r"\b(?:wait|hold\s+on|hang\s+on|one\s+(?:moment|second|sec|minute)|just\s+a\s+(?:moment|second|"
+                       r"sec|minute)|before|first|let\s+me\s+(?:check|see|think))\b")
+_CHANGE = re.compile(r"\b(?:but|instead|actually|rather|change|make\s+it|however|except|only)\b|\d")
+
+
 def parse_yes_no(text: str) -> bool | None:
-    """True / False for a confirmation, None when it is not one ("what's the fee?"). Any no wins."""
+    """True / False for a confirmation, None when it is not one ("what's the fee?"). Any no wins; a yes
+    counts only when nothing in the reply puts it in doubt (a question, a pause, a change, a number): a
+    confirmation moves money, so "okay wait" or "yes but make it 300" is asked again, not executed."""
     s = text.lower().replace("\u2019", "'")
     s = re.sub(r"([a-z])\1{2,}", r"\1", s)              # "yesss", "nooo"
     s = _YES_IDIOMS.sub(" yes ", s)
+    unsure = bool(_UNSURE.search(s))
     s = _UNSURE.sub(" ", s)
     if s.strip().endswith("?") and _QUESTION_START.match(s):
         return None
     if _NO.search(s):
         return False
+    if unsure or "?" in s or _WH_WORD.search(s) or _HESITATE.search(s) or _CHANGE.search(s):
+        return None
     if _YES.search(s):
         return True
     core = re.sub(r"[^a-z' ]", " ", s).strip()

@@ -272,7 +272,11 @@ def test_no(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["what's the fee?", "is that right?", "I'm not sure", "I don't know", "hmm",
-                                  "my card ending 1234", ""])
+                                  "my card ending 1234", "",
+                                  # a yes-word in doubt (a review found each executed a transfer or a card block)
+                                  "Before I confirm, is there a fee?", "okay wait", "yes but make it 300 instead",
+                                  "ok so what happens to my old card?", "ok so what happens to my old card",
+                                  "yes 250", "maybe yes", "fine, hold on", "sure, actually let me check"])
 def test_neither_yes_nor_no(text: str) -> None:
     assert parse_yes_no(text) is None
 
@@ -314,3 +318,15 @@ def test_entities_are_frozen_and_json_friendly() -> None:
     with pytest.raises(AttributeError):
         e.value = None  # type: ignore[misc]
     assert json.loads(json.dumps(e.value)) == {"value": "5.00", "currency": "EUR"}
+
+
+@pytest.mark.parametrize("text", ["two fifty euros", "it was twelve fifty euros", "nineteen ninety-nine euros",
+                                  "three twenty five euros", "I paid two fifty"])
+def test_a_price_said_in_pairs_gives_no_amount_rather_than_half_of_one(text: str) -> None:
+    """Read a word at a time, "two fifty euros" was 50.00: a flow asks again instead."""
+    assert amounts(text) == []
+
+
+def test_numbers_said_whole_are_still_read() -> None:
+    assert amounts("twelve euros fifty") == [("12.50", "EUR")]
+    assert amounts("two hundred and fifty euros") == [("250.00", "EUR")]

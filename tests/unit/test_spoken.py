@@ -49,6 +49,10 @@ from gateway.dialogue.spoken import spoken
     ("a rate of 2.75", "a rate of two point seven five"),
     ("a 3-day window", "a three-day window"),
     ("It costs 5.", "It costs five."),
+    # a balance owed keeps its sign (espeak-ng drops a hyphen: the caller heard a credit); a range does not get one
+    ("Your balance is -312.40 EUR.", "Your balance is minus three hundred and twelve euros and forty cents."),
+    ("Balance: EUR -0.40", "Balance: minus forty cents"),
+    ("Fees are 100-200 EUR.", "Fees are one hundred-two hundred euros."),
 ])
 def test_numbers(text: str, expected: str) -> None:
     assert spoken(text) == expected
