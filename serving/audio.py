@@ -64,5 +64,7 @@ def decode_audio(data: bytes, *, raw_pcm16_rate: int | None = None,
             ) from None
     if samples.size == 0:
         raise ServingError(400, "empty_audio", "the audio has no samples")
+    if not np.isfinite(samples).all():   # a float WAV of NaN: Whisper decoded it into a full-length hallucination
+        raise ServingError(400, "invalid_audio", "the audio holds samples that are not numbers (NaN or infinity)")
     duration = (samples.shape[0]) / float(rate)
     return to_mono_16k(samples, rate), duration

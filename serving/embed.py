@@ -10,10 +10,10 @@ import base64
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from ray import serve
 
-from serving.http import ServingError, check_model_name, make_role_app
+from serving.http import ServingError, check_model_name, encodable, make_role_app
 
 MAX_INPUTS = 2048
 MAX_REQUEST_CHARS = 4_000_000      # ~ 2048 inputs of 2,000 characters: a bound on one request's tokenising
@@ -31,6 +31,11 @@ class EmbeddingRequest(BaseModel):
     # the last k. Without it an input over the limit is refused (ingest sizes its chunks to fit; a question
     # that is too long is cut, since its end usually says what is asked).
     truncate_prompt_tokens: int | None = Field(default=None, ge=-1)
+
+    @field_validator("input")
+    @classmethod
+    def _encodable(cls, value):
+        return encodable(value)
 
 
 @serve.deployment(name="embed")
@@ -72,16 +77,13 @@ class Embedder:
         if sum(map(len, texts)) > MAX_REQUEST_CHARS:
             raise ServingError(413, "input_too_long", f"the inputs hold {sum(map(len, texts))} characters; the limit is "
                                f"{MAX_REQUEST_CHARS} per request")
-        # Tokenising thousands of inputs is CPU work: off the replica's event loop.
-        encoded = await asyncio.to_thread(self.model.tokenizer, texts, add_special_tokens=True)
-        token_counts = [len(ids) for ids in encoded["input_ids"]]
-        for i, (text, n) in enumerate(zip(texts, token_counts, strict=True)):
+        for i, text in enumerate(texts):
             if not text.strip():
                 raise ServingError(400, "empty_input", f"input[{i}] is empty")
-            if n > limit:
-                if req.truncate_prompt_tokens is None:
-                    raise ServingError(413, "input_too_long", f"input[{i}] has {n} tokens; the limit is {limit}")
-                texts[i], token_counts[i] = self._last_tokens(text, limit), limit
+        # Tokenising (and cutting what is too long) is CPU work: off the replica's event loop, all of it.
+        texts, token_counts, over = await asyncio.to_thread(self._fit, texts, limit, req.truncate_prompt_tokens is not None)
+        if over is not None:
+            raise ServingError(413, "input_too_long", f"input[{over[0]}] has {over[1]} tokens; the limit is {limit}")
         vectors = await self._encode_batch(texts)
         data = []
         for i, vec in enumerate(vectors):
@@ -90,6 +92,18 @@ class Embedder:
         total = sum(token_counts)
         return {"object": "list", "data": data, "model": self.model_id,
                 "usage": {"prompt_tokens": total, "total_tokens": total}}
+
+    def _fit(self, texts: list[str], limit: int, cut: bool) -> tuple[list[str], list[int], tuple[int, int] | None]:
+        """(texts, token counts, None), each over ``limit`` cut to its last tokens when ``cut``; else the first
+        input over it as (index, tokens)."""
+        encoded = self.model.tokenizer(texts, add_special_tokens=True)
+        counts = [len(ids) for ids in encoded["input_ids"]]
+        for i, n in enumerate(counts):
+            if n > limit:
+                if not cut:
+                    return texts, counts, (i, n)
+                texts[i], counts[i] = self._last_tokens(texts[i], limit), limit
+        return texts, counts, None
 
     def _last_tokens(self, text: str, limit: int) -> str:
         """The end of ``text`` that fits in ``limit`` tokens with the special ones, cut at a token boundary of

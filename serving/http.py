@@ -58,3 +58,14 @@ def check_model_name(requested: str | None, model_id: str, role: str) -> None:
     """Accept the catalog id, the role name, or nothing; anything else is a 404 like OpenAI's."""
     if requested and requested not in (model_id, role):
         raise ServingError(404, "model_not_found", f"model '{requested}' is not served here; this {role} role serves '{model_id}'")
+
+
+def encodable(text):
+    """A pydantic validator's body: text a tokenizer or espeak-ng can take. JSON allows a lone UTF-16 surrogate
+    (\\ud800); every engine here fails on it deep inside, as a 500."""
+    for piece in [text] if isinstance(text, str) else text:
+        try:
+            piece.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the text holds a lone UTF-16 surrogate, which is not a character") from None
+    return text

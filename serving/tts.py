@@ -7,21 +7,24 @@ voice pipeline can start playing before the whole text is spoken; ``X-Sample-Rat
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import numpy as np
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from ray import serve
 
-from serving.http import ServingError, check_model_name, make_role_app
+from serving.http import ServingError, check_model_name, encodable, make_role_app
 
 MAX_INPUT_CHARS = 4096  # OpenAI's limit for /v1/audio/speech
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 tts_app = make_role_app("Enclave text-to-speech")
+log = logging.getLogger("enclave.serving.tts")
 
 
 class SpeechRequest(BaseModel):
@@ -30,6 +33,11 @@ class SpeechRequest(BaseModel):
     voice: str = "default"
     response_format: Literal["pcm"] = "pcm"
     speed: float = Field(1.0, ge=0.25, le=4.0)
+
+    @field_validator("input")
+    @classmethod
+    def _encodable(cls, value):
+        return encodable(value)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -55,7 +63,9 @@ class TextToSpeech:
         self.tts = TTS(model_path=f"{model_dir}/{model_file}", config_path=f"{model_dir}/config.json", progress_bar=False)
         self.tts.to("cuda" if num_gpus > 0 else "cpu")
         self.sample_rate = int(self.tts.synthesizer.output_sample_rate)
-        self._lock = asyncio.Lock()  # coqui's synthesizer is not thread-safe
+        # coqui's synthesizer is not thread-safe. A thread lock, held by the worker thread itself: an asyncio lock
+        # was released when a client hung up (a barge-in), while its thread went on synthesising.
+        self._lock = threading.Lock()
 
     @tts_app.get("/health")
     def health(self) -> dict:
@@ -85,19 +95,31 @@ class TextToSpeech:
     async def _stream(self, first: bytes, rest: list[str], speed: float) -> AsyncIterator[bytes]:
         yield first
         for sentence in rest:
-            yield await self._synth(sentence, speed)
+            try:
+                pcm = await self._synth(sentence, speed)
+            except Exception:   # the reply is under way: end it well-formed with what was said, not cut it
+                log.exception("a sentence could not be synthesised; ending the reply there")
+                return
+            yield pcm
 
     async def _synth(self, sentence: str, speed: float) -> bytes:
+        return await asyncio.to_thread(self._synth_locked, sentence, speed)
+
+    def _synth_locked(self, sentence: str, speed: float) -> bytes:
+        """In a worker thread, under the lock: the pace and the synthesis of one sentence."""
+        synthesizer = self.tts.synthesizer
+        if not synthesizer.split_into_sentences(sentence):
+            return b""   # nothing coqui can voice ("<pause>", "</p>"): it divided by zero audio on it
         # coqui's VITS ignores tts(speed=…); its pace is the model's length_scale (longer = slower), set for
-        # this sentence under the lock and put back.
-        model = getattr(self.tts.synthesizer, "tts_model", None)
+        # this sentence and put back, by the thread that synthesises it.
+        model = getattr(synthesizer, "tts_model", None)
         paced = speed != 1.0 and hasattr(model, "length_scale")
-        async with self._lock:
+        with self._lock:
             base = model.length_scale if paced else None
             if paced:
                 model.length_scale = base / speed
             try:
-                wav = await asyncio.to_thread(self.tts.tts, sentence)
+                wav = self.tts.tts(sentence)
             finally:
                 if paced:
                     model.length_scale = base

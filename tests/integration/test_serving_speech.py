@@ -163,6 +163,32 @@ def test_bad_speech_requests(serving: httpx.Client, body: dict, status: int, cod
     assert r.json()["error"]["code"] == code
 
 
+def test_a_tag_the_voice_cannot_say_is_silence_not_a_broken_reply(serving: httpx.Client) -> None:
+    """coqui divides by the audio's length: a sentence that is only a tag (no words) was a 500, or a reply
+    cut off mid-stream when it came later."""
+    alone = serving.post("/v1/audio/speech", json={"input": "<pause>"})
+    assert alone.status_code == 200, alone.text
+    full = serving.post("/v1/audio/speech", json={"input": "Your balance is ten euros. </p>"})
+    plain = serving.post("/v1/audio/speech", json={"input": "Your balance is ten euros."})
+    assert full.status_code == 200 and len(full.content) == len(plain.content) > 0
+
+
+def test_a_lone_surrogate_is_a_bad_request_not_a_crash(serving: httpx.Client) -> None:
+    for path in ("/v1/audio/speech", "/v1/embeddings"):
+        r = serving.post(path, content=b'{"input": "hello \\ud800 there"}', headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (path, r.text)
+
+
+def test_audio_of_nan_samples_is_refused(serving: httpx.Client) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, np.full(16000, np.nan, dtype=np.float32), 16000, format="WAV", subtype="FLOAT")
+    r = serving.post("/v1/audio/transcriptions", files={"file": ("nan.wav", out.getvalue(), "audio/wav")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_audio", r.text
+
+
 def test_wav_decoding_matches_raw(speech_wav: Path) -> None:
     """Pure check of the decoder the STT role uses: WAV and raw PCM of the same audio agree."""
     from serving.audio import decode_audio

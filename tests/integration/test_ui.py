@@ -304,7 +304,15 @@ def test_older_conversations_are_a_click_away(appliance: Appliance, ui_gw: Gatew
     sign_in(page, key)
     seen(page.get_by_test_id("conversation").first, page)
     assert page.get_by_test_id("conversation").count() == 50
-    page.get_by_role("button", name="Older conversations").click()
+    # Two clicks while the next page loads fetch it once (they listed every older conversation twice).
+    held: list = []
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "after=" in request.url else None)
+    page.route("**/v1/sessions?*after=*", lambda route: route.continue_() if held else held.append(route))
+    page.evaluate("() => { const b = document.querySelector('[data-testid=more-conversations]'); b.click(); b.click(); }")
+    page.wait_for_timeout(500)
+    assert len(asked) == 1, asked
+    held[0].continue_()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation]').length === 53")
     assert page.get_by_text("old conversation 0", exact=True).is_visible()
     assert page.get_by_text("an api session").count() == 0
@@ -336,6 +344,62 @@ def test_an_expired_key_returns_to_sign_in_and_a_down_server_keeps_the_message(
     page.get_by_text("no longer valid").wait_for()
     assert page.get_by_label("API key").is_visible()
     shot(page, "12-key-expired")
+
+
+def test_an_answer_shown_but_not_stored_stays_on_the_screen(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    """The gateway ends a stream with a storage_unavailable event when the turn could not be kept, after the
+    whole answer: the UI used to remove it and put the question back, inviting a second transfer."""
+    page = new_page(browser, ui_gw)
+    sign_in(page, keys["user"])
+    body = ('data: {"choices": [{"index": 0, "delta": {"content": "Your transfer of 500 EUR was executed."}}]}\n\n'
+            'data: {"error": {"code": "storage_unavailable", "message": "this reply could not be stored"}}\n\n'
+            "data: [DONE]\n\n")
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(
+        status=200, body=body, headers={"content-type": "text/event-stream", "x-session-id": "00000000-0000-0000-0000-"
+                                                                                         "000000000000"}))
+    page.get_by_label("Message").fill("Send 500 EUR to J. Smith")
+    page.get_by_role("button", name="Send").click()
+    seen(page.get_by_text("shown but not saved"), page)
+    assert "Your transfer of 500 EUR was executed." in page.get_by_test_id("msg-assistant").last.inner_text()
+    assert page.get_by_test_id("msg-user").last.inner_text() == "Send 500 EUR to J. Smith"
+    assert page.get_by_label("Message").input_value() == ""
+    assert page.errors == []
+
+
+def test_a_conversation_opened_while_another_loads_shows_its_own_turns(ui_gw: GatewayProcess, browser,
+                                                                       keys: dict) -> None:
+    with httpx.Client(base_url=ui_gw.url, headers={"Authorization": f"Bearer {keys['user']}"}, trust_env=False,
+                      timeout=120) as c:
+        ids = {}
+        for name in ("first", "second"):
+            ids[name] = c.post("/v1/sessions", json={"title": f"the {name} conversation"}).json()["id"]
+            r = c.post("/v1/chat/completions", headers={"X-Session-Id": ids[name]}, json={
+                "model": "enclave", "messages": [{"role": "user", "content": f"hello from the {name} conversation"}]})
+            assert r.status_code == 200, r.text
+    page = new_page(browser, ui_gw)
+    sign_in(page, keys["user"])
+    # The first conversation's turns come back after the second was opened, but before the second's own.
+    held: dict[str, object] = {}
+    def hold_first(name: str):
+        return lambda route: route.continue_() if name in held else held.__setitem__(name, route)
+
+    for name in ids:
+        page.route(f"**/v1/sessions/{ids[name]}", hold_first(name))
+    page.get_by_text("the first conversation", exact=True).click()
+    page.get_by_text("the second conversation", exact=True).click()
+    for _ in range(100):
+        if len(held) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 2, held
+    held["first"].continue_()
+    page.wait_for_timeout(500)
+    held["second"].continue_()
+    seen(page.get_by_text("hello from the second conversation"), page)
+    page.wait_for_timeout(500)
+    assert page.get_by_text("hello from the first conversation").count() == 0
+    assert page.get_by_text("hello from the second conversation").count() == 1
+    assert page.errors == []
 
 
 def test_an_agent_takes_over_a_handed_off_chat(ui_gw: GatewayProcess, browser, keys: dict) -> None:

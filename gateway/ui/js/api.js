@@ -91,7 +91,13 @@ export async function* sse(response) {
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch {   // the connection broke off mid-answer (a proxy timeout, Wi-Fi): not a bug, a network problem
+      throw new NetworkError("The connection broke off during the answer.");
+    }
+    const { value, done } = chunk;
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
     let cut;

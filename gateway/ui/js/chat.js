@@ -6,10 +6,13 @@ import { ApiError, NetworkError, api, describe, el, sse } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 
 export function mount(root, ctx) {
-  const state = { sessionId: null, sending: false, voice: null, sessions: [], rendered: 0, nextCursor: null };
+  // ``view`` counts what the thread has shown: a reply for a conversation no longer open is thrown away (a
+  // click on A then B showed A's turns under B, and feedback went to B's session with A's turn ids).
+  const state = { sessionId: null, sending: false, voice: null, sessions: [], rendered: 0, nextCursor: null,
+    view: 0, loadingMore: false };
   const list = el("ul", { "aria-label": "Conversations" });
   const more = el("button", { type: "button", class: "more", hidden: true, "data-testid": "more-conversations",
-    onclick: () => loadSessions(state.nextCursor) }, "Older conversations");
+    onclick: () => { if (!state.loadingMore) loadSessions(state.nextCursor); } }, "Older conversations");
   const messages = el("div", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Conversation",
     "data-testid": "messages" });
   const input = el("textarea", { id: "composer-input", "aria-label": "Message", placeholder: "Type a message…",
@@ -40,6 +43,10 @@ export function mount(root, ctx) {
   /** The first page of chat and voice conversations, or with ``after`` the next one (keyset paging: a
    * conversation that moves to the top meanwhile is neither repeated nor skipped). */
   async function loadSessions(after) {
+    if (after) {   // one page at a time: two clicks on a slow gateway listed every older conversation twice
+      state.loadingMore = true;
+      more.disabled = true;
+    }
     try {
       const query = new URLSearchParams({ limit: "50" });
       query.append("channel", "chat");
@@ -52,6 +59,11 @@ export function mount(root, ctx) {
       renderList();
     } catch (err) {
       ctx.banner(describe(err));
+    } finally {
+      if (after) {
+        state.loadingMore = false;
+        more.disabled = false;
+      }
     }
   }
 
@@ -64,13 +76,15 @@ export function mount(root, ctx) {
 
   async function open(id) {
     state.sessionId = id;
+    const view = ++state.view;
     renderList();
     messages.replaceChildren();
     state.rendered = 0;
     try {
-      appendTurns((await api(`/v1/sessions/${id}`)).turns);
+      const turns = (await api(`/v1/sessions/${id}`)).turns;
+      if (view === state.view) appendTurns(turns);   // another conversation opened meanwhile: not this one's
     } catch (err) {
-      ctx.banner(describe(err));
+      if (view === state.view) ctx.banner(describe(err));
     }
     input.focus();
   }
@@ -91,9 +105,10 @@ export function mount(root, ctx) {
 
   async function poll() {
     if (!state.sessionId || state.sending || state.voice || document.hidden) return;   // voice shows its turns live
+    const view = state.view;
     try {
       const body = await api(`/v1/sessions/${state.sessionId}`);
-      if (!state.sending && body.turns.length > state.rendered) appendTurns(body.turns);
+      if (view === state.view && !state.sending && body.turns.length > state.rendered) appendTurns(body.turns);
     } catch {
       /* the next poll tries again; errors show when the person acts */
     }
@@ -101,6 +116,7 @@ export function mount(root, ctx) {
   const poller = setInterval(poll, 3000);
 
   newChat.addEventListener("click", () => {
+    state.view += 1;
     state.sessionId = null;
     state.rendered = 0;
     messages.replaceChildren();
@@ -210,6 +226,7 @@ export function mount(root, ctx) {
         json: { model: "enclave", stream: true, messages: [{ role: "user", content: text }] } });
       const turnId = response.headers.get("X-Turn-Id");
       let sources = null;
+      let broke = null;   // an error event at the end: the answer was shown, but not kept
       for await (const chunk of sse(response)) {
         if (chunk.citations && !sources) {   // the sources come before the first word: show them at once
           citations = chunk.citations;
@@ -222,14 +239,31 @@ export function mount(root, ctx) {
           answer._render(content, citations);
           messages.scrollTop = messages.scrollHeight;
         }
-        if (chunk.error) throw new ApiError(500, chunk.error.code || "stream_error", chunk.error.message || "the answer broke off");
+        if (chunk.error) {
+          broke = new ApiError(500, chunk.error.code || "stream_error", chunk.error.message || "the answer broke off");
+          if (!content) throw broke;
+        }
       }
       answer._render(content || "(no answer)", citations);
-      addFeedback(answer, turnId);
+      if (broke) {   // the whole answer is on the screen: keep it, and say it was not saved (no feedback on it)
+        status.textContent = `This answer was shown but not saved: ${describe(broke)}`;
+        status.className = "status error-state";
+      } else {
+        addFeedback(answer, turnId);
+      }
       input.value = "";
       if (isNew) loadSessions();
       await syncRendered();   // what is shown now matches what is stored: the next poll only adds what comes later
     } catch (err) {
+      if (content) {
+        // It broke off after part of the answer was shown (the connection went): the gateway kept the message
+        // and what was sent as an interrupted turn. Keep them on the screen too; sending it again would ask twice.
+        answer._render(`${content} …`, citations);
+        status.textContent = `The answer broke off: ${describe(err)}`;
+        status.className = "status error-state";
+        await syncRendered().catch(() => {});
+        return;
+      }
       // Keep what was typed: put it back in the composer, and say what to do.
       answer.remove();
       userNode.remove();
