@@ -417,6 +417,11 @@ def cross_check(pack: Pack) -> list[tuple[tuple, str]]:
         for sname, slot in flow.slots.items():
             if slot.entity not in ENTITY_TYPES and slot.entity not in pack.entities:
                 out.append((("flows", fname, "slots", sname, "entity"), f"unknown entity '{slot.entity}'"))
+            elif pack.entity_type(slot.entity)[0] == "enum" and not (
+                    slot.entity in pack.entities and pack.entities[slot.entity].options):
+                # nothing can fill it: every run of the flow would end with a hand-off
+                out.append((("flows", fname, "slots", sname, "entity"),
+                            f"'{slot.entity}' is an enum without options: define it under entities with its options"))
         asked: set[str] = set()
         for i, step in enumerate(flow.steps):
             where = ("flows", fname, "steps", i)

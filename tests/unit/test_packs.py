@@ -194,3 +194,10 @@ def test_a_key_defined_in_two_files_names_where_it_was_first(pack_copy: Path) ->
         f.write(f"intents:\n  {first}:\n    examples: [a, b, c]\n")
     found = problems(pack_copy)
     assert any(p.startswith(f"tools.yaml: intents.{first}: already defined in intents.yaml:") for p in found), found
+
+
+def test_an_enum_slot_without_options_is_refused_at_load(pack_copy: Path) -> None:
+    """Nothing could fill it: every run of its flow ended with a hand-off."""
+    edit(pack_copy / "entities.yaml", "options: [main street, harbour, airport]", "options: []")
+    got = problems(pack_copy)
+    assert any("is an enum without options" in p and p.startswith("flows.yaml:") for p in got), got
