@@ -168,8 +168,8 @@ async def voice(ws: WebSocket) -> None:
             raise Forbidden("role_not_allowed", f"voice needs one of the roles {', '.join(CHAT_ROLES)}")
         if start.sample_rate not in RATES or (start.output_sample_rate or start.sample_rate) not in RATES:
             raise InvalidRequest("unsupported_sample_rate", f"sample rates must be one of {RATES}")
-        if start.encoding != "pcm16" and start.sample_rate != 8000:
-            raise InvalidRequest("unsupported_sample_rate", "G.711 (mulaw, alaw) is 8000 Hz")
+        if start.encoding != "pcm16" and (start.sample_rate != 8000 or (start.output_sample_rate or 8000) != 8000):
+            raise InvalidRequest("unsupported_sample_rate", "G.711 (mulaw, alaw) is 8000 Hz, both ways")
         session, is_new = await _open_session(state, identity, start)
         knowledge = KnowledgeSpec.parse(start.knowledge if start.knowledge is not None
                                         else (session.get("metadata") or {}).get("knowledge"))

@@ -292,9 +292,14 @@ def test_voice_refuses_a_caller_without_a_key_or_the_role(appliance: Appliance, 
     odd = Call(voice_gw.url, appliance.api_key, start={"knowledge": {"\ud800": 1}})
     assert odd.read_until("error")["code"] == "invalid_start"
     odd.ws.close()
-    bad = Call(voice_gw.url, appliance.api_key, start={"sample_rate": 11025})
-    assert bad.read_until("error")["code"] == "unsupported_sample_rate"
-    bad.ws.close()
+    for start in ({"sample_rate": 11025}, {"sample_rate": 8000, "encoding": "mulaw", "output_sample_rate": 16000}):
+        bad = Call(voice_gw.url, appliance.api_key, start=start)    # µ-law at 16 kHz is no G.711 anything plays
+        assert bad.read_until("error")["code"] == "unsupported_sample_rate", start
+        bad.ws.close()
+    # A browser's navigator.language is taken as its Whisper code; a code Whisper does not know is refused.
+    foreign = Call(voice_gw.url, appliance.api_key, start={"language": "xx-YY"})
+    assert foreign.read_until("error")["code"] == "invalid_start"
+    foreign.ws.close()
 
 
 def _unused(path: Path) -> None:   # keeps the Path import for type readers
