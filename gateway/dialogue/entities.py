@@ -595,8 +595,9 @@ def _said_in_pairs(sh: _Shadow, start: int, end: int) -> bool:
     before = re.search(r"(\d)[ \-]+$", sh.text[:start])
     if before is not None and spoken(before.start(1)) and spoken(start):
         return True
-    after = re.match(r"[ \-]+(\d)", sh.text[end:])
-    return after is not None and spoken(end + after.start(1)) and spoken(end - 1)
+    after = re.match(r"[ \-]+(\d)", sh.text[end:])   # only for a number that ends the amount ("paid two fifty"),
+    return (after is not None and sh.text[end - 1].isdigit()   # not a currency word ("forty euros two days ago")
+            and spoken(end + after.start(1)) and spoken(end - 1))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -696,8 +697,8 @@ _QUESTION_START = re.compile(r"\s*(?:what|why|how|when|where|who|which|is|are|ca
 # asked on the way ("ok so what happens to my old card?"), or a change ("yes but make it 300").
 _WH_WORD = re.compile(r"\b(?:what|why|how|when|where|who|which|whose)\b")
 _HESITATE = re.compile(r"\b(?:wait|hold\s+on|hang\s+on|one\s+(?:moment|second|sec|minute)|just\s+a\s+(?:moment|second|"
-                       r"sec|minute)|before|first|let\s+me\s+(?:check|see|think))\b")
-_CHANGE = re.compile(r"\b(?:but|instead|actually|rather|change|make\s+it|however|except|only)\b|\d")
+                       r"sec|minute)|before\s+(?:i|you|we)\b|let\s+me\s+(?:check|see|think))\b")
+_CHANGE = re.compile(r"\b(?:but|instead|rather|change|make\s+it|however|except)\b|\d")
 
 
 def parse_yes_no(text: str) -> bool | None:

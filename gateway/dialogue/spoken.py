@@ -126,11 +126,12 @@ _CURRENCY_WORDS = {"EUR": ("euro", "euros", "cent", "cents"), "GBP": ("pound", "
 _SYMBOLS = {"€": "EUR", "£": "GBP", "$": "USD"}
 # Bounded digit runs: longer ones are identifiers, and num2words/int() work within that.
 _NUM = r"(?<!\d)(?<!\d[.,])(?P<num>\d{1,3}(?:[,.]\d{3}){1,4}(?:[.,]\d{1,2})?|\d{1,15}(?:[.,]\d{1,2})?)(?!\d|[.,]\d)"
-# A sign before the amount ("-312.40 EUR", "-€5", "EUR -5"): a balance owed. Read without it, a caller who owes
-# money heard a credit (espeak-ng drops the hyphen). Not after a word or a number ("100-200 EUR" is a range).
-_SIGN = r"(?:(?<![\w.,])(?P<{}>[-\u2212])\s?)?"
-_AMOUNT_BEFORE = re.compile(_SIGN.format("sign") + r"(?P<cur>[€£$]|\b(?:EUR|GBP|USD)\b)\s?" + _SIGN.format("sign2") + _NUM,
-                            re.I)
+# A sign on the amount ("-312.40 EUR", "-€5", "EUR -5"): a balance owed. Read without it, a caller who owes
+# money heard a credit (espeak-ng drops the hyphen). Only a sign attached to the amount, at the start of a word:
+# "100-200 EUR", "€5 - €10" and "Fees: - €5" are ranges and dashes.
+_SIGN = r"(?:(?<![^\s(])(?P<{}>[-\u2212]))?"
+_AMOUNT_BEFORE = re.compile(_SIGN.format("sign") + r"(?P<cur>[€£$]|\b(?:EUR|GBP|USD)\b)(?:\s?(?P<sign2>[-\u2212])|\s)?"
+                            + _NUM, re.I)
 _AMOUNT_AFTER = re.compile(_SIGN.format("sign") + _NUM + r"\s?(?P<cur>[€£$]|(?:EUR|GBP|USD)\b)", re.I)
 _ISO_DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{2})-(\d{2})(?![\w-])")
 _AMPM = r"(?:\s?(?P<ap>[ap])\.?\s?m\b\.?)"

@@ -133,7 +133,7 @@ def _labelled_row(header: str, row: str) -> str:
     """"Annual fee: 50 EUR; Card: Gold" for a row too big to repeat the header row over: every piece of it
     still says what its values are (the header was in no chunk at all when no row fit beside it)."""
     names, values = _cells(header), _cells(row)
-    if names is None or values is None:
+    if names is None or values is None or len(values) > len(names):   # a title row over the table: no names to give
         return f"{header}\n{row}"
     return "; ".join(f"{name}: {value}" if name else value for name, value in zip(names, values, strict=False) if value)
 

@@ -457,7 +457,8 @@ def _parse_docx(data: bytes) -> tuple[str, list[Block]]:
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _W_P, _W_TBL, _W_SDT, _W_SDT_CONTENT, _W_T = f"{_W}p", f"{_W}tbl", f"{_W}sdt", f"{_W}sdtContent", f"{_W}t"
-_W_SPACES = {f"{_W}tab", f"{_W}br", f"{_W}cr"}
+_W_SPACES = {f"{_W}tab", f"{_W}ptab", f"{_W}br", f"{_W}cr"}
+_W_HYPHEN = f"{_W}noBreakHyphen"     # Word's non-breaking hyphen ("0800-123-456"): python-docx reads it as "-"
 # Text that is not the document's current text: tracked deletions and the old place of moved text (their runs
 # hold w:t too), the fallback copy of a drawing, and text boxes (python-docx never read them either).
 _W_SKIP = {f"{_W}del", f"{_W}moveFrom", f"{_W}txbxContent", f"{_W}pPr", f"{_W}rPr",
@@ -489,6 +490,8 @@ def _docx_text(element: Any) -> str:
             parts.append(node.text or "")
         elif tag in _W_SPACES:
             parts.append(" ")
+        elif tag == _W_HYPHEN:
+            parts.append("-")
         elif tag == _W_P and node is not element:
             parts.append(" ")           # paragraphs of a cell, or of a nested table
         if tag not in _W_SKIP and isinstance(tag, str):

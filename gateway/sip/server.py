@@ -325,7 +325,7 @@ class SipServer(asyncio.DatagramProtocol):
             else:
                 await self._guarded(self._invite(msg, addr), msg, addr)
         elif method == "ACK":
-            self._ack(call, msg)
+            self._ack(call, msg, addr)
         elif method == "BYE":
             self._respond(msg, addr, 200 if call is not None else 481)
             if call is not None:
@@ -568,9 +568,11 @@ class SipServer(asyncio.DatagramProtocol):
         call.event_pt, call.answer_body = 101, body
         return body
 
-    def _ack(self, call: Call | None, msg: SipMessage) -> None:
-        """An ACK; for a delayed offer it carries the caller's answer, which says where to send the media."""
-        if call is None or not call.awaiting_answer or call.closed or call.invite is None:
+    def _ack(self, call: Call | None, msg: SipMessage, addr) -> None:
+        """An ACK; for a delayed offer it carries the caller's answer, which says where to send the media. Only
+        from the call's own peer, with its tags: a forged one would move the call's audio, or end the call."""
+        if call is None or not call.awaiting_answer or call.closed or call.invite is None \
+                or not self._of_call(call, msg, addr):
             return
         with contextlib.suppress(SipParseError):
             if msg.cseq[0] != call.invite.cseq[0]:

@@ -357,11 +357,25 @@ def test_an_answer_shown_but_not_stored_stays_on_the_screen(ui_gw: GatewayProces
     page.route("**/v1/chat/completions", lambda route: route.fulfill(
         status=200, body=body, headers={"content-type": "text/event-stream", "x-session-id": "00000000-0000-0000-0000-"
                                                                                          "000000000000"}))
-    page.get_by_label("Message").fill("Send 500 EUR to J. Smith")
-    page.get_by_role("button", name="Send").click()
+    page.get_by_label("Message").fill("Please pay 500 EUR to J. Smith")
+    page.get_by_role("button", name="Send", exact=True).click()
     seen(page.get_by_text("shown but not saved"), page)
     assert "Your transfer of 500 EUR was executed." in page.get_by_test_id("msg-assistant").last.inner_text()
-    assert page.get_by_test_id("msg-user").last.inner_text() == "Send 500 EUR to J. Smith"
+    assert page.get_by_test_id("msg-user").last.inner_text() == "Please pay 500 EUR to J. Smith"
+    assert page.get_by_label("Message").input_value() == ""
+    assert page.errors == []
+
+
+def test_an_answer_can_be_stopped(ui_gw: GatewayProcess, browser, keys: dict) -> None:
+    page = new_page(browser, ui_gw)
+    sign_in(page, keys["user"])
+    held: list = []
+    page.route("**/v1/chat/completions", lambda route: held.append(route))   # an answer that takes its time
+    page.get_by_label("Message").fill("Tell me everything about card fees")
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.get_by_role("button", name="Stop").click()
+    seen(page.get_by_text("Stopped."), page)
+    assert page.get_by_role("button", name="Stop").is_hidden()
     assert page.get_by_label("Message").input_value() == ""
     assert page.errors == []
 

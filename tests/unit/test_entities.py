@@ -260,7 +260,9 @@ def test_enum() -> None:
 
 
 @pytest.mark.parametrize("text", ["yes", "yeah go ahead", "yep, do it", "correct", "that's right", "please do",
-                                  "Yesss", "sure thing", "ok", "no problem", "absolutely", "please"])
+                                  "Yesss", "sure thing", "ok", "no problem", "absolutely", "please",
+                                  "yes, block it before anyone uses it", "yes, first thing please", "yes, only that card",
+                                  "yes please go ahead", "correct, that's the one"])
 def test_yes(text: str) -> None:
     assert parse_yes_no(text) is True
 
@@ -329,4 +331,6 @@ def test_a_price_said_in_pairs_gives_no_amount_rather_than_half_of_one(text: str
 
 def test_numbers_said_whole_are_still_read() -> None:
     assert amounts("twelve euros fifty") == [("12.50", "EUR")]
+    assert amounts("I was charged forty euros two days ago") == [("40.00", "EUR")]   # a number after the currency
+    assert amounts("send twenty euros five times") == [("20.00", "EUR")]
     assert amounts("two hundred and fifty euros") == [("250.00", "EUR")]

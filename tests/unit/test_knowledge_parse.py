@@ -516,3 +516,22 @@ def test_a_table_row_too_big_for_its_header_names_each_value_by_its_column() -> 
     assert any(c.startswith("Product: Gold credit card for frequent travellers; Annual fee: 50 EUR") for c in chunks)
     assert f"{header}\n{rows[1]}" in chunks           # a row that fits keeps the header row above it
     assert all(words(c) <= 40 for c in chunks)
+    # A title row over the whole table (one cell) names no columns: the row is kept whole, split as text.
+    titled = ParsedDocument("fees", "html", [Block("table", "| Card fees 2025 |\n" + rows[0])])
+    text = " ".join(c.text for c in chunk_document(titled, words, max_tokens=20, overlap_tokens=0))
+    assert "14.9 % APR" in text and "1.5 % outside" in text
+
+
+def test_docx_non_breaking_hyphens_and_absolute_tabs_are_kept() -> None:
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    document = Document()
+    body, w = document.element.body, nsdecls("w")
+    body.insert(len(body) - 1, parse_xml(
+        f'<w:p {w}><w:r><w:t>Call 0800</w:t><w:noBreakHyphen/><w:t>123</w:t><w:noBreakHyphen/><w:t>456 for '
+        f'help</w:t><w:ptab w:relativeTo="margin" w:alignment="right" w:leader="none"/><w:t>Page</w:t></w:r></w:p>'))
+    out = io.BytesIO()
+    document.save(out)
+    (block,) = parse_document(out.getvalue(), "help.docx").blocks
+    assert block.text == "Call 0800-123-456 for help Page"

@@ -36,7 +36,9 @@ def fake_voice(seen: list[tuple[str, float]], active: list[int]):
             active[0] -= 1
         return [0.1] * 100
 
-    role = object.__new__(TTS)
+    # The role's own methods on a plain object (an instance of Serve's wrapper class warns when collected).
+    role = types.SimpleNamespace()
+    role._synth_locked = lambda sentence, speed: TTS._synth_locked(role, sentence, speed)
     role.tts = types.SimpleNamespace(tts=synthesise, synthesizer=types.SimpleNamespace(
         # like coqui's segmenter: a lone tag is no sentence at all
         tts_model=model, split_into_sentences=lambda text: [] if re.fullmatch(r"\s*</?\w+>\s*", text) else [text]))

@@ -183,7 +183,10 @@ def test_an_ack_without_a_usable_answer_to_our_offer_ends_the_call() -> None:
 
         server.hang_up = hang_up
         ack = parse(invite().replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK"))
-        server._ack(call, ack)                  # no SDP in it
+        server._ack(call, ack, ("10.9.9.9", 5060))    # from another host: not the call's, ignored
+        await asyncio.sleep(0.01)
+        assert ended == []
+        server._ack(call, ack, ("10.0.0.5", 5060))    # no SDP in it
         await asyncio.sleep(0.01)
         assert call.awaiting_answer
         answered = parse(invite(body=b"v=0\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0 101\r\n"
@@ -191,7 +194,7 @@ def test_an_ack_without_a_usable_answer_to_our_offer_ends_the_call() -> None:
                          .replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK"))
         call2 = srv.Call(request.call_id, "lt", ("10.0.0.5", 5060), ("10.0.0.5", 0), "PCMU", invite=request,
                          awaiting_answer=True)
-        server._ack(call2, answered)
+        server._ack(call2, answered, ("10.0.0.5", 5060))
         assert (call2.awaiting_answer, call2.remote_rtp, call2.event_pt) == (False, ("10.0.0.9", 4002), 101)
         return ended
 

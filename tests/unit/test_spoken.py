@@ -53,6 +53,9 @@ from gateway.dialogue.spoken import spoken
     ("Your balance is -312.40 EUR.", "Your balance is minus three hundred and twelve euros and forty cents."),
     ("Balance: EUR -0.40", "Balance: minus forty cents"),
     ("Fees are 100-200 EUR.", "Fees are one hundred-two hundred euros."),
+    ("range: €5 - €10", "range: five euros - ten euros"),
+    ("Fees: - €5 per card", "Fees: - five euros per card"),
+    ("You owe -€5.", "You owe minus five euros."),
 ])
 def test_numbers(text: str, expected: str) -> None:
     assert spoken(text) == expected

@@ -94,7 +94,8 @@ export async function* sse(response) {
     let chunk;
     try {
       chunk = await reader.read();
-    } catch {   // the connection broke off mid-answer (a proxy timeout, Wi-Fi): not a bug, a network problem
+    } catch (err) {   // the connection broke off mid-answer (a proxy timeout, Wi-Fi): not a bug, a network problem
+      if (err.name === "AbortError") throw err;   // stopped on purpose
       throw new NetworkError("The connection broke off during the answer.");
     }
     const { value, done } = chunk;

@@ -9,7 +9,7 @@ export function mount(root, ctx) {
   // ``view`` counts what the thread has shown: a reply for a conversation no longer open is thrown away (a
   // click on A then B showed A's turns under B, and feedback went to B's session with A's turn ids).
   const state = { sessionId: null, sending: false, voice: null, sessions: [], rendered: 0, nextCursor: null,
-    view: 0, loadingMore: false };
+    view: 0, loadingMore: false, stopping: null, unmounted: false };
   const list = el("ul", { "aria-label": "Conversations" });
   const more = el("button", { type: "button", class: "more", hidden: true, "data-testid": "more-conversations",
     onclick: () => { if (!state.loadingMore) loadSessions(state.nextCursor); } }, "Older conversations");
@@ -18,8 +18,11 @@ export function mount(root, ctx) {
   const input = el("textarea", { id: "composer-input", "aria-label": "Message", placeholder: "Type a message…",
     rows: 2, "data-testid": "composer" });
   const send = el("button", { type: "submit", "data-testid": "send" }, "Send");
+  // Stops the answer being written: the gateway cancels the generation and keeps what was shown (interrupted).
+  const stop = el("button", { type: "button", class: "secondary", hidden: true, "data-testid": "stop",
+    onclick: () => state.stopping?.abort() }, "Stop");
   const status = el("p", { class: "status", role: "status", "data-testid": "chat-status" });
-  const composer = el("form", { class: "composer", "aria-label": "Compose" }, input, send);
+  const composer = el("form", { class: "composer", "aria-label": "Compose" }, input, send, stop);
   const voiceStatus = el("span", { class: "status", role: "status", "data-testid": "voice-status" }, "Voice off");
   const talk = el("button", { type: "button", class: "secondary", "aria-pressed": "false", disabled: true,
     "data-testid": "push-to-talk", title: "Hold to talk (or hold the Space bar while this button has focus)" },
@@ -214,6 +217,8 @@ export function mount(root, ctx) {
     let content = "";
     let citations = [];
     let isNew = false;
+    const stopping = state.stopping = new AbortController();
+    stop.hidden = false;
     try {
       if (!state.sessionId) {   // a conversation of the chat channel, titled by its first words
         const created = await api("/v1/sessions", { method: "POST",
@@ -221,7 +226,7 @@ export function mount(root, ctx) {
         state.sessionId = created.id;
         isNew = true;
       }
-      const response = await api("/v1/chat/completions", { method: "POST", raw: true,
+      const response = await api("/v1/chat/completions", { method: "POST", raw: true, signal: stopping.signal,
         headers: state.sessionId ? { "X-Session-Id": state.sessionId } : {},
         json: { model: "enclave", stream: true, messages: [{ role: "user", content: text }] } });
       const turnId = response.headers.get("X-Turn-Id");
@@ -255,13 +260,21 @@ export function mount(root, ctx) {
       if (isNew) loadSessions();
       await syncRendered();   // what is shown now matches what is stored: the next poll only adds what comes later
     } catch (err) {
+      if (state.unmounted) return;      // signed out, or another screen: nothing here to show it on
+      if (stopping.signal.aborted && err.name === "AbortError") {   // Stop: what was shown stays, and is stored
+        answer._render(content ? `${content} …` : "(stopped)", citations);
+        status.textContent = "Stopped.";
+        input.value = "";
+        reloadSoon();
+        return;
+      }
       if (content) {
         // It broke off after part of the answer was shown (the connection went): the gateway kept the message
         // and what was sent as an interrupted turn. Keep them on the screen too; sending it again would ask twice.
         answer._render(`${content} …`, citations);
         status.textContent = `The answer broke off: ${describe(err)}`;
         status.className = "status error-state";
-        await syncRendered().catch(() => {});
+        reloadSoon();
         return;
       }
       // Keep what was typed: put it back in the composer, and say what to do.
@@ -280,9 +293,22 @@ export function mount(root, ctx) {
       }
     } finally {
       answer.removeAttribute("aria-busy");
+      stop.hidden = true;
+      state.stopping = null;
       state.sending = false;
       send.disabled = false;
     }
+  }
+
+  /** After an answer was stopped or broke off: the gateway stores what was sent as an interrupted turn, a
+   * moment later. The thread is shown again as stored then (counting the stored turns at once could miss it,
+   * and the next poll would show the message and the answer a second time). */
+  function reloadSoon() {
+    const id = state.sessionId;
+    const view = state.view;
+    setTimeout(() => {
+      if (!state.unmounted && !state.sending && state.sessionId === id && state.view === view) open(id);
+    }, 1500);
   }
 
   function submitMessage() {
@@ -403,6 +429,8 @@ export function mount(root, ctx) {
   input.focus();
   return () => {
     clearInterval(poller);
+    state.unmounted = true;
+    state.stopping?.abort();   // leaving the screen (or signing out) ends an answer still being written
     if (state.voice) state.voice.stop();
   };
 }
