@@ -47,6 +47,8 @@ from gateway.safety.redact import Redactor
 from gateway.safety.vault import VaultCipher, load_key_provider
 from gateway.workers import forget_worker, lead_when_possible, leader_lock
 
+TURN_SAVE_GRACE_S = 10.0   # how long a shutdown waits for turns still being stored
+
 log = logging.getLogger("enclave.gateway")
 
 
@@ -291,7 +293,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state = app.state
         state.settings, state.db, state.serving, state.metrics = settings, pool, serving, metrics
         state.pipeline, state.chain, state.counter = pipeline, pipeline.chain, counter
-        state.key_cache, state.background = KeyCache(), background
+        # Turns being stored after their stream ended (a client that left, or closed on finish_reason): they
+        # outlive the request, so uvicorn's drain does not wait for them; the shutdown below does.
+        state.key_cache, state.background, state.saving = KeyCache(), background, set()
         state.redactor, state.oidc = redactor, oidc
         state.rate_limiter = (SharedRateLimiter(pool, settings.rate_limit_per_min) if settings.shared_rate_limits
                               else RateLimiter(settings.rate_limit_per_min))
@@ -326,6 +330,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if state.saving:   # let the turns being stored land (bounded): cancelled, they were lost without a word
+                _, pending = await asyncio.wait(set(state.saving), timeout=TURN_SAVE_GRACE_S)
+                if pending:
+                    log.warning("turns still being stored at shutdown were abandoned", extra={"turns": len(pending)})
             for task in list(background):
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -418,8 +418,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
             # The save runs as a task of its own: a client that closes the stream on finish_reason, before
             # [DONE], cancels this body, and must not cancel the save with it (the turn would be lost).
             save = asyncio.ensure_future(_record(state, turn))
-            state.background.add(save)
-            save.add_done_callback(state.background.discard)
+            _keep_saving(state, save)
             if not await asyncio.shield(save):
                 # The text is already on the client's screen; say it was not kept, in OpenAI's stream error shape.
                 await write(b"data: " + json.dumps(error_body("storage_unavailable", "this reply could not be stored",
@@ -438,9 +437,7 @@ def sse_response(state, turn: Turn, opened: OpenedStream, include_usage: bool, h
         if turn.status == "complete" and turn.finish_reason is None:
             turn.status = "interrupted"
         turn.total_s = time.perf_counter() - turn.started
-        task = asyncio.create_task(_finish_interrupted(state, turn, opened))
-        state.background.add(task)
-        task.add_done_callback(state.background.discard)
+        _keep_saving(state, asyncio.create_task(_finish_interrupted(state, turn, opened)))
 
     return SSEResponse(body, on_disconnect, headers, state.settings.sse_keepalive_s)
 
@@ -476,6 +473,14 @@ async def _record(state, turn: Turn) -> bool:
     except Exception:
         log.exception("could not record the streamed turn")
         return False
+
+
+def _keep_saving(state, task: asyncio.Task) -> None:
+    """A turn's save that outlives its request: held (a task nobody holds may be collected) and waited for
+    at shutdown, before the other background work is cancelled."""
+    saving = getattr(state, "saving", state.background)
+    saving.add(task)
+    task.add_done_callback(saving.discard)
 
 
 async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:

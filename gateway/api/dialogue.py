@@ -8,7 +8,7 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.api.deps import DbConn
 from gateway.api.routing import StrictJsonRoute
@@ -16,6 +16,7 @@ from gateway.api.sessions import load_session, require_id
 from gateway.auth import AgentCaller, ChatCaller, ReviewerCaller, ReviewReader
 from gateway.dialogue.actions import describe
 from gateway.dialogue.handoff import post_agent_message
+from gateway.dialogue.notices import record_message
 from gateway.dialogue.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
 from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from gateway.safety.redact import SessionVault
@@ -31,6 +32,13 @@ router = APIRouter(route_class=StrictJsonRoute, prefix="/v1", tags=["dialogue"])
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("note")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:     # Postgres text cannot hold it
+            raise ValueError("a note cannot contain a NUL character")
+        return value
 
 
 class AgentMessage(BaseModel):
@@ -70,24 +78,27 @@ async def _decide(request: Request, identity, conn, item_id: str, verdict: str, 
         raise InvalidRequest("decision_required", "an approval item must be approved or rejected")
     if item["kind"] != "approval" and verdict != "dismissed":
         raise InvalidRequest("nothing_to_approve", "only approval items are approved or rejected; dismiss this one")
-    # The session's placeholders, so a value in a note gets the placeholder the session already uses.
-    vault = (await vault_repo.session_vault(conn, identity.tenant_id, item["session_id"]) if item["session_id"]
-             else SessionVault(identity.tenant_id, ""))
-    note = state.redactor.redact(body.note, vault) if body.note else None
     action = None
-    if item["kind"] == "approval":
-        action = await state.dialogue.actions.decide(identity.tenant_id, item["action_id"], verdict == "approved",
-                                                     identity.subject, note)
-        if action is None:
-            raise InvalidRequest("action_not_waiting", "the action is no longer waiting for approval")
     async with conn.transaction():
+        # The session's placeholders, so a value in a note gets the placeholder the session already uses; read
+        # under the session's lock, as every writer that may seal new values does.
+        vault = (await vault_repo.locked_session_vault(conn, identity.tenant_id, item["session_id"]) if item["session_id"]
+                 else SessionVault(identity.tenant_id, ""))
+        note = state.redactor.redact(body.note, vault) if body.note else None
         if item["session_id"] and vault.new_entries:   # values first seen in the note: sealed in the session's vault
             await vault_repo.store_entries(conn, identity.tenant_id, item["session_id"], vault.new_entries)
+        if item["kind"] == "approval":
+            action = await state.dialogue.actions.decide(conn, identity.tenant_id, item["action_id"],
+                                                         verdict == "approved", identity.subject, note)
+            if action is None:
+                raise InvalidRequest("action_not_waiting", "the action is no longer waiting for approval")
         if not await repo.close_review_item(conn, identity.tenant_id, iid, verdict, identity.subject, note):
             raise InvalidRequest("already_decided", "this item was decided meanwhile")
         await audit.append(conn, AuditEvent(f"review.{verdict}", identity.subject, identity.tenant_id,
                                             str(item["session_id"]) if item["session_id"] else None,
                                             content={"review_item": str(iid), "kind": item["kind"], "note": note}))
+    if action is not None and verdict == "rejected":
+        await state.dialogue.actions.report(action)     # the customer hears it once the decision is stored
     # An approved action runs in the background runner (here or on another gateway), exactly once.
     return {"object": "review_item", "id": str(iid), "state": verdict,
             **({"action": describe(action)} if action else {})}
@@ -181,8 +192,10 @@ async def close_handoff(handoff_id: str, request: Request, identity: AgentCaller
     pack = state.dialogue.registry.for_tenant_id(identity.tenant_id)
     if pack is not None:
         session = await sessions_repo.get_session(conn, identity.tenant_id, row["session_id"])
-        await post_agent_message(state.db, state.redactor, identity.tenant_id, row["session_id"], "enclave",
-                                 pack.canned.agent_left, (session or {}).get("channel", "chat"))
+        async with state.db.connection() as notice_conn, notice_conn.transaction():   # the assistant's own words
+            await record_message(notice_conn, state.redactor, identity.tenant_id, row["session_id"],
+                                 pack.canned.agent_left, channel=(session or {}).get("channel", "chat"), model="enclave",
+                                 request_id=f"handoff-{row['id']}", audit_as=("handoff.notice", "system"))
     return {**_iso(closed), "object": "handoff"}
 
 

@@ -31,7 +31,8 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as e:  # any failure means "not ready"; the reason is reported, not raised
             return f"unavailable: {type(e).__name__}"
 
-    db, roles = await asyncio.gather(check_db(), probe_roles(state.serving, timeout))
+    stt, tts = state.speech.stt.client, state.speech.tts.client    # the clients voice turns go through
+    db, roles = await asyncio.gather(check_db(), probe_roles(state.serving, timeout, {"stt": stt, "tts": tts}))
     checks = {"database": db, **{f"serving.{r}": v for r, v in roles.items()}}
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},

@@ -357,7 +357,8 @@ class LLMChain:
                             raise InvalidRequest("upstream_rejected", _rejected(str(e))) from e
                         raise UpstreamError("stream_error", str(e)[:300]) from e
                     except ValueError as e:
-                        raise UpstreamError("bad_chunk", f"unparseable chunk: {raw[:200]!r}") from e
+                        # Its size, not its text: a chunk is the model's words about a customer, and this is logged.
+                        raise UpstreamError("bad_chunk", f"unparseable chunk of {len(raw)} bytes ({type(e).__name__})") from e
                     buffered.append(ev)
                     if (not ev.role_only and ev.usage is None) or ev.finish_reason is not None:
                         first_token = True

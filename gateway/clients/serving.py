@@ -9,16 +9,19 @@ import httpx
 from models.catalog import ROLE_HEALTH_PATHS
 
 
-async def probe_roles(client: httpx.AsyncClient, timeout_s: float) -> dict[str, str]:
-    """role -> "ok" or a short reason. Probed concurrently so /readyz costs one round trip."""
+async def probe_roles(client: httpx.AsyncClient, timeout_s: float,
+                      overrides: dict[str, httpx.AsyncClient] | None = None) -> dict[str, str]:
+    """role -> "ok" or a short reason. Probed concurrently so /readyz costs one round trip. ``overrides``: the
+    client a role is really called through, when it is not the serving plane (ENCLAVE_STT_URL, _TTS_URL):
+    probing the plane instead said "ready" while the speech host in use was down."""
 
-    async def probe(path: str) -> str:
+    async def probe(role: str) -> str:
         try:
-            r = await client.get(path, timeout=timeout_s)
+            r = await (overrides or {}).get(role, client).get(ROLE_HEALTH_PATHS[role], timeout=timeout_s)
         except httpx.HTTPError as e:
             return f"unreachable: {type(e).__name__}"
         return "ok" if r.status_code == 200 else f"HTTP {r.status_code}"
 
     roles = list(ROLE_HEALTH_PATHS)
-    results = await asyncio.gather(*(probe(ROLE_HEALTH_PATHS[r]) for r in roles))
+    results = await asyncio.gather(*(probe(r) for r in roles))
     return dict(zip(roles, results, strict=True))

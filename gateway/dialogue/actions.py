@@ -334,15 +334,15 @@ class Actions:
 
     # -- outside a turn: approvals, the runner, webhooks ------------------------------------------------------
 
-    async def decide(self, tenant_id: str, action_id: Any, approve: bool, who: str, note: str | None) -> dict | None:
-        async with self.pool.connection() as conn, conn.transaction():
-            row = await repo.decide(conn, tenant_id, action_id, approve, who)
-            if row is None:
-                return None
-            await audit.append(conn, AuditEvent("action.approved" if approve else "action.rejected", who, tenant_id,
-                                                str(row["session_id"]), content={"action_id": str(action_id), "note": note}))
-        if not approve:
-            await self.report(row)
+    async def decide(self, conn, tenant_id: str, action_id: Any, approve: bool, who: str, note: str | None) -> dict | None:
+        """Approve or reject a waiting action, in the caller's transaction: the review item that asked for the
+        decision is closed in the same one (decided apart, a failure in between left the item open for good).
+        A rejection is reported to the session by the caller, once that transaction has committed."""
+        row = await repo.decide(conn, tenant_id, action_id, approve, who)
+        if row is None:
+            return None
+        await audit.append(conn, AuditEvent("action.approved" if approve else "action.rejected", who, tenant_id,
+                                            str(row["session_id"]), content={"action_id": str(action_id), "note": note}))
         return row
 
     async def run_pending(self) -> int:
@@ -418,6 +418,7 @@ class Actions:
                     return False
                 await record_message(conn, self.redactor, str(row["tenant_id"]), row["session_id"], text,
                                      channel=report.get("channel", "chat"), model="enclave", request_id=f"action-{row['id']}",
+                                     audit_as=("action.reported", "system"),
                                      turn_id=str(uuid.UUID(hex=hashlib.sha256(f"report|{row['id']}".encode()).hexdigest()[:32])))
         except SessionGone:    # deleted while the action ran (it goes on, as documented): nobody left to tell
             async with self.pool.connection() as conn:

@@ -62,4 +62,5 @@ async def post_agent_message(pool: AsyncConnectionPool, redactor: Redactor, tena
     async with pool.connection() as conn, conn.transaction():
         return await record_message(conn, redactor, tenant_id, session_id, text, channel=channel,
                                     model=f"{AGENT_MODEL_PREFIX}{agent}"[:200],
-                                    request_id=f"agent-{hashlib.sha256(agent.encode()).hexdigest()[:8]}")
+                                    request_id=f"agent-{hashlib.sha256(agent.encode()).hexdigest()[:8]}",
+                                    audit_as=("handoff.message", agent))

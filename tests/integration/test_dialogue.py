@@ -426,6 +426,26 @@ def test_an_approved_action_whose_values_were_purged_fails_without_calling_the_t
     assert wait_for(lambda: [t for t in session_turns(appliance, conv.session_id) if t[2] == PACK.canned.tool_failed])
 
 
+def test_a_review_decision_that_fails_leaves_nothing_decided(appliance: Appliance, keys: dict, dlg: GatewayProcess,
+                                                               bank) -> None:
+    """The action used to be decided in a transaction of its own, before the review item was closed: a failure
+    in between (a note Postgres cannot store) left the item open and undecidable for good."""
+    with client(dlg, keys["user"]) as c:
+        conv = Conversation(c)
+        transfer(conv, "6300")
+        assert conv.reply == PACK.canned.awaiting_approval
+    with client(dlg, keys["supervisor"]) as sup:
+        (item,) = [i for i in sup.get("/v1/review", params={"kind": "approval"}).json()["data"]
+                   if i["session_id"] == conv.session_id]
+        bad = sup.post(f"/v1/review/{item['id']}/reject", json={"note": "no\u0000pe"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_parameter", bad.text
+        assert [r["state"] for r in actions_of(appliance, conv.session_id)] == ["awaiting_approval"]
+        r = sup.post(f"/v1/review/{item['id']}/reject", json={"note": "customer withdrew it"})
+        assert r.status_code == 200 and r.json()["action"]["state"] == "rejected"
+    assert wait_for(lambda: [t for t in session_turns(appliance, conv.session_id) if t[2] == PACK.canned.rejected])
+    assert executions(bank)["by_tool"].get("transfer", 0) == 0
+
+
 def test_deleting_a_session_withdraws_what_waits_on_staff(appliance: Appliance, keys: dict, dlg: GatewayProcess,
                                                          bank) -> None:
     """A customer deletes the conversation while a large transfer awaits approval and a colleague is being
@@ -648,7 +668,13 @@ def test_handoff_round_trip(appliance: Appliance, keys: dict, dlg: GatewayProces
         conv.say("what's my savings balance?")                   # back with the assistant
         assert conv.reply == "Your savings balance is 10200.00 EUR."
     turns = session_turns(appliance, conv.session_id)
-    assert any(t[2] == PACK.canned.agent_left for t in turns)
+    assert [t[3] for t in turns if t[2] == PACK.canned.agent_left] == ["enclave"]   # the assistant's words, not a colleague's
+    # What the bank said in the session is in the audit log: the colleague's words and the notice, each once.
+    with psycopg.connect(appliance.database_url, autocommit=True) as conn:
+        entries = conn.execute("SELECT action, actor, content FROM audit_log WHERE session_id = %s AND action IN "
+                               "('handoff.message', 'handoff.notice') ORDER BY seq", (conv.session_id,)).fetchall()
+    assert [(a, json.loads(c)["output"]) for a, _, c in entries] == [
+        ("handoff.message", "Hello, this is Sam from Northbank. How can I help?"), ("handoff.notice", PACK.canned.agent_left)]
 
 
 def test_three_turns_in_a_row_nobody_understands_go_to_a_colleague(keys: dict, dlg: GatewayProcess) -> None:

@@ -446,3 +446,20 @@ def test_json_depth_counts_nesting_without_recursing() -> None:
     for _ in range(5000):      # far past Python's recursion limit
         deep = [deep]
     assert json_depth(deep) == MAX_DEPTH + 1     # stops counting once it is too deep
+
+
+def test_readiness_probes_a_speech_role_where_it_is_really_called() -> None:
+    """With ENCLAVE_STT_URL set, /readyz probed the serving plane and said ready while that host was down."""
+    import httpx
+
+    from gateway.clients.serving import probe_roles
+
+    async def scenario() -> dict[str, str]:
+        plane = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+                                  base_url="http://plane")
+        elsewhere = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(503)),
+                                      base_url="http://stt-box")
+        async with plane, elsewhere:
+            return await probe_roles(plane, 1.0, {"stt": elsewhere})
+
+    assert asyncio.run(scenario()) == {"llm": "ok", "stt": "HTTP 503", "tts": "ok", "embed": "ok"}
