@@ -671,10 +671,14 @@ def test_handoff_round_trip(appliance: Appliance, keys: dict, dlg: GatewayProces
     assert [t[3] for t in turns if t[2] == PACK.canned.agent_left] == ["enclave"]   # the assistant's words, not a colleague's
     # What the bank said in the session is in the audit log: the colleague's words and the notice, each once.
     with psycopg.connect(appliance.database_url, autocommit=True) as conn:
-        entries = conn.execute("SELECT action, actor, content FROM audit_log WHERE session_id = %s AND action IN "
+        entries = conn.execute("SELECT action, entry, content FROM audit_log WHERE session_id = %s AND action IN "
                                "('handoff.message', 'handoff.notice') ORDER BY seq", (conv.session_id,)).fetchall()
-    assert [(a, json.loads(c)["output"]) for a, _, c in entries] == [
-        ("handoff.message", "Hello, this is Sam from Northbank. How can I help?"), ("handoff.notice", PACK.canned.agent_left)]
+    actors = [json.loads(e)["actor"] for _, e, _ in entries]
+    assert actors[1] == "system" and actors[0] not in ("system", ""), actors   # the colleague who wrote it
+    stored = {t[2] for t in turns}     # redacted, as stored: the audit holds the same text
+    assert [a for a, _, _ in entries] == ["handoff.message", "handoff.notice"]
+    assert all(json.loads(c)["output"] in stored for _, _, c in entries)
+    assert "from Northbank" in json.loads(entries[0][2])["output"] and "Sam" not in json.loads(entries[0][2])["output"]
 
 
 def test_three_turns_in_a_row_nobody_understands_go_to_a_colleague(keys: dict, dlg: GatewayProcess) -> None:
