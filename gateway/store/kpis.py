@@ -29,7 +29,7 @@ async def save_feedback(conn: AsyncConnection, tenant_id: str, session_id: uuid.
 
 
 async def kpis(conn: AsyncConnection, tenant_id: str, days: int) -> dict[str, Any]:
-    """Per channel over the last ``days``: sessions, containment (no hand-off) and escalation rates, CSAT,
+    """Per channel over the last ``days``: sessions, containment (no hand-off in the window) and escalation rates, CSAT,
     average handle time, and p95 latencies (chat: first token and whole answer; voice: each stage)."""
     since = f"{int(days)} days"
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -37,7 +37,8 @@ async def kpis(conn: AsyncConnection, tenant_id: str, days: int) -> dict[str, An
             """
             WITH s AS (
                 SELECT s.id, s.channel, min(t.created_at) AS first_at, max(t.created_at) AS last_at,
-                       EXISTS (SELECT 1 FROM handoffs h WHERE h.session_id = s.id) AS escalated
+                       EXISTS (SELECT 1 FROM handoffs h WHERE h.session_id = s.id
+                               AND h.created_at >= now() - %(since)s::interval) AS escalated
                 FROM sessions s JOIN turns t ON t.session_id = s.id
                 WHERE s.tenant_id = %(t)s AND t.created_at >= now() - %(since)s::interval
                 GROUP BY s.id, s.channel)

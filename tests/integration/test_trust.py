@@ -841,3 +841,21 @@ def test_a_purge_leaves_tombstones_and_the_chain_still_verifies(appliance: Appli
         assert all(t["purged_at"] for t in admin.get(f"/v1/sessions/{sid}").json()["turns"])
         chat(admin, "Is my card blocked now?", sid)   # the session goes on without the purged history
 
+
+
+def test_containment_counts_hand_offs_in_the_window_only(appliance: Appliance) -> None:
+    """A session handed off a month ago that had a turn yesterday counted as escalated in the 7-day KPI."""
+    with owner(appliance) as conn:
+        tenant = api_keys.ensure_tenant(conn, "kpi-window", "KPI window test")
+        key = api_keys.create_key(conn, tenant, "supervisor")
+    with client(appliance.gateway_url, key) as c:
+        old = chat(c, "What are your opening hours?").headers["x-session-id"]
+        recent = chat(c, "What are your opening hours today?").headers["x-session-id"]
+    with owner(appliance) as conn:
+        for sid, age in ((old, "30 days"), (recent, "1 hour")):
+            conn.execute("INSERT INTO handoffs (tenant_id, session_id, reason, summary, summary_by, entities, state, "
+                         "created_at) VALUES (%s, %s, 'requested', '', 'llm', '{}', 'closed', now() - %s::interval)",
+                         (tenant, sid, age))
+    with client(appliance.gateway_url, key) as c:
+        (kpi,) = c.get("/v1/kpis", params={"days": 7}).json()["channels"]   # this tenant's one channel
+    assert kpi["sessions"] == 2 and kpi["escalation_rate"] == 0.5 and kpi["containment_rate"] == 0.5, kpi
