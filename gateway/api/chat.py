@@ -478,9 +478,8 @@ async def _record(state, turn: Turn) -> bool:
 def _keep_saving(state, task: asyncio.Task) -> None:
     """A turn's save that outlives its request: held (a task nobody holds may be collected) and waited for
     at shutdown, before the other background work is cancelled."""
-    saving = getattr(state, "saving", state.background)
-    saving.add(task)
-    task.add_done_callback(saving.discard)
+    state.saving.add(task)
+    task.add_done_callback(state.saving.discard)
 
 
 async def _finish_interrupted(state, turn: Turn, opened: OpenedStream) -> None:

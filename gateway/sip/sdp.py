@@ -230,7 +230,6 @@ def answer(
 
     sid = session_id if session_id is not None else secrets.randbelow(2**62)
     version = session_version if session_version is not None else sid
-    family = "IP6" if ":" in local_ip else "IP4"
     direction = _MIRROR.get(offer.direction, "sendrecv")
     if direction == "sendrecv" and _unspecified(offer.connection_ip):
         direction = "recvonly"  # c=0.0.0.0 hold: nowhere to send to, but we still listen
@@ -246,13 +245,7 @@ def answer(
     audio.append(f"a=ptime:{offer.ptime or ptime}")
     audio.append(f"a={direction}")
 
-    lines = [
-        "v=0",
-        f"o=enclave {sid} {version} IN {family} {local_ip}",
-        "s=enclave",
-        f"c=IN {family} {local_ip}",
-        "t=0 0",
-    ]
+    lines = _session_lines(local_ip, sid, version)
     media = offer.media or [("audio", offer.proto, str(pt))]
     for i, (kind, proto, first_fmt) in enumerate(media):
         if i == offer.audio_index:
@@ -267,13 +260,8 @@ def offer(*, local_ip: str, local_port: int, session_id: int, session_version: i
     """Our offer, for an INVITE that came without one (a delayed offer, RFC 3261 13.2.1: the caller's answer
     comes in the ACK). PCMU only, plus telephone-event: the call's session is made for its codec before the
     answer is known, and every SIP peer takes PCMU."""
-    family = "IP6" if ":" in local_ip else "IP4"
     lines = [
-        "v=0",
-        f"o=enclave {session_id} {session_version} IN {family} {local_ip}",
-        "s=enclave",
-        f"c=IN {family} {local_ip}",
-        "t=0 0",
+        *_session_lines(local_ip, session_id, session_version),
         f"m=audio {local_port} RTP/AVP 0 {event_pt}",
         "a=rtpmap:0 PCMU/8000",
         f"a=rtpmap:{event_pt} telephone-event/8000",
@@ -282,3 +270,10 @@ def offer(*, local_ip: str, local_port: int, session_id: int, session_version: i
         "a=sendrecv",
     ]
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _session_lines(local_ip: str, session_id: int, version: int) -> list[str]:
+    """The session part of our SDP, offer or answer: origin, name, connection, timing."""
+    family = "IP6" if ":" in local_ip else "IP4"
+    return ["v=0", f"o=enclave {session_id} {version} IN {family} {local_ip}", "s=enclave", f"c=IN {family} {local_ip}",
+            "t=0 0"]

@@ -49,7 +49,7 @@ SLOW_TOOL_CALLS: list[float] = []
 async def slow_tool(args: dict) -> dict:
     """A Python tool slower than the lease (it has no timeout of its own)."""
     SLOW_TOOL_CALLS.append(asyncio.get_running_loop().time())
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(3.0)
     return {"ref": f"SLOW-{len(SLOW_TOOL_CALLS)}"}
 
 
@@ -81,9 +81,9 @@ def test_a_tool_slower_than_the_lease_is_not_called_twice(appliance: Appliance) 
                 action, _ = await repo.insert_action(conn, tenant, session["id"], f"k-{uuid.uuid4()}", "slow", "money",
                                                      {}, "approved", risk_reason=None, flow=None, step=None)
             redactor = Redactor(PiiDetector(DEFAULT_PATTERNS), VaultCipher(StaticKey(b"k" * 32)))
-            actions = Actions(pool, ToolExecutor(client=None), redactor, Packs(), lease_s=0.3)
+            actions = Actions(pool, ToolExecutor(client=None), redactor, Packs(), lease_s=1.0)
             first = asyncio.create_task(actions.run(action["id"], {}))
-            await asyncio.sleep(0.6)                      # past the lease the call started with
+            await asyncio.sleep(1.5)                      # past the lease the call started with
             second = await actions.run(action["id"], None)   # a runner passing by: must not take it over
             done = await first
             assert len(SLOW_TOOL_CALLS) == 1, SLOW_TOOL_CALLS

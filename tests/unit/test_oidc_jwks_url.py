@@ -51,10 +51,15 @@ def verifier_at(port: int) -> OidcVerifier:
     return OidcVerifier(jwks_file=None, jwks_url=f"http://127.0.0.1:{port}/jwks", issuer=ISSUER, audience=AUDIENCE)
 
 
-def test_keys_come_from_the_url_rotate_and_a_flood_of_unknown_kids_costs_one_fetch(monkeypatch) -> None:
+def rotating_idp() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey, dict, Idp]:
+    """(k1, k2, k2's JWK, an IdP publishing k1): set ``idp.keys = [jwk2]`` to rotate."""
     k1, jwk1 = new_key("k1")
     k2, jwk2 = new_key("k2")
-    idp = Idp([jwk1])
+    return k1, k2, jwk2, Idp([jwk1])
+
+
+def test_keys_come_from_the_url_rotate_and_a_flood_of_unknown_kids_costs_one_fetch(monkeypatch) -> None:
+    k1, k2, jwk2, idp = rotating_idp()
 
     async def scenario() -> None:
         async with serving(idp.app()) as port:
@@ -102,9 +107,7 @@ def unnamed_token(key, alg: str = "RS256") -> str:
 def test_tokens_without_a_kid_follow_a_rotation_and_a_withdrawn_key(monkeypatch) -> None:
     """The single-key shortcut came before the hourly age check: a key the IdP withdrew kept working until a
     restart, and after a rotation every login was refused."""
-    k1, jwk1 = new_key("k1")
-    k2, jwk2 = new_key("k2")
-    idp = Idp([jwk1])
+    k1, k2, jwk2, idp = rotating_idp()
 
     async def scenario() -> None:
         async with serving(idp.app()) as port:

@@ -47,7 +47,7 @@ class FakePipeline:
 
 def state(keepalive_s: float) -> SimpleNamespace:
     return SimpleNamespace(metrics=Metrics(), settings=SimpleNamespace(sse_keepalive_s=keepalive_s),
-                           pipeline=FakePipeline(), background=set())
+                           pipeline=FakePipeline(), background=set(), saving=set())
 
 
 def turn() -> Turn:
@@ -76,7 +76,7 @@ async def run_response(st: SimpleNamespace, t: Turn, opened: OpenedStream, inclu
 
     response = sse_response(st, t, opened, include_usage, {"X-Session-Id": "s"})
     await response({"type": "http"}, receive, send)
-    await asyncio.gather(*st.background)
+    await asyncio.gather(*st.saving)
     assert started[0]["status"] == 200 and (b"x-session-id", b"s") in started[0]["headers"]
     return written
 
@@ -125,7 +125,7 @@ def test_a_client_leaving_while_the_turn_is_saved_does_not_lose_it() -> None:
                 written.append(message["body"])
 
         await sse_response(st, t, opened, False, {})({"type": "http"}, receive, send)
-        await asyncio.gather(*st.background)
+        await asyncio.gather(*st.saving)
         return written
 
     out = asyncio.run(scenario())
